@@ -1,0 +1,432 @@
+"""Stack settings: the one place project config is read, validated and turned into typed values.
+
+`parse_settings` is pure (a mapping of config keys to values in, `Settings` out) so every rule is tested without
+Pulumi; `load_settings` feeds it from `pulumi.Config`. Every error names the setting and what is allowed, and
+all of them are reported together, before any resource exists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from components import x509
+from components.certificate import DEFAULT_TEMPLATE, SHORT_LIVED_MAX_DAYS, template_arn_for
+
+CA_MODES = ("root", "subordinate", "stack")
+USAGE_MODES = ("GENERAL_PURPOSE", "SHORT_LIVED_CERTIFICATE")
+KEY_STORAGE_STANDARDS = ("FIPS_140_2_LEVEL_3_OR_HIGHER", "FIPS_140_2_LEVEL_2_OR_HIGHER")
+AL2023_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+_CA_ARN = re.compile(r"^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:\d{12}:certificate-authority/[0-9a-f-]+$")
+_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")
+_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
+_SG_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+
+
+class SettingsError(ValueError):
+    """One or more settings are wrong; the message lists each with what is allowed."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid stack configuration:\n  - " + "\n  - ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class CaSubject:
+    common_name: str
+    organization: str | None = None
+    organizational_unit: str | None = None
+    country: str | None = None
+    state: str | None = None
+    locality: str | None = None
+
+
+@dataclass(frozen=True)
+class CaSettings:
+    """Where the CA comes from and, when this stack creates it, how."""
+
+    mode: str
+    """root: create a root CA; subordinate: create one signed by a parent; stack: use another stack's CA."""
+    subject: CaSubject
+    key_algorithm: str
+    validity_years: int
+    usage_mode: str
+    permanent_deletion_days: int
+    key_storage_security_standard: str
+    crl_enabled: bool
+    crl_expiration_days: int
+    crl_custom_cname: str | None
+    acm_permission: bool
+    stack: str | None
+    """The StackReference that provides the CA (mode stack) or the parent CA (mode subordinate)."""
+    parent_arn: str | None
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    common_name: str | None
+    """None: the first of `names`, else the hosts' private DNS wildcard."""
+    names: tuple[str, ...]
+    key_algorithm: str
+    validity_days: int
+    renew_before_days: int | None
+    template: str
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    vpc_id: str
+    alb_subnet_ids: tuple[str, ...]
+    host_subnet_ids: tuple[str, ...]
+    alb_internal: bool
+    alb_ingress_cidrs: tuple[str, ...]
+    peer_security_group_ids: tuple[str, ...]
+    host_count: int
+    instance_type: str
+    http_redirect: bool
+    health_check_path: str
+    alb_certificate_arn: str | None
+    alb_domain_name: str | None
+    ami_parameter: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str
+    ca: CaSettings
+    certificate: CertificateSettings | None
+    """None when the stack deploys no backend (the `pki` stack)."""
+    backend: BackendSettings | None
+    endpoint_url: str | None
+    """ACM PCA endpoint for the certificate provider (the local emulator); None on AWS."""
+    parameter_prefix: str
+
+
+def ec2_private_dns_wildcard(region: str) -> str:
+    """`*.ec2.internal` in us-east-1, `*.<region>.compute.internal` elsewhere: EC2's default private DNS."""
+    return "*.ec2.internal" if region == "us-east-1" else f"*.{region}.compute.internal"
+
+
+class _Reader:
+    """Typed access to raw config that records every problem instead of stopping at the first."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def string(self, key: str, default: str | None = None) -> str | None:
+        value = self.raw.get(key)
+        if value is None or value == "":
+            return default
+        if not isinstance(value, str):
+            self.problem(key, f"must be a string, got {value!r}")
+            return default
+        return value
+
+    def choice(self, key: str, allowed: Sequence[str], default: str) -> str:
+        value = self.string(key, default) or default
+        if value not in allowed:
+            self.problem(key, f"{value!r} is not allowed; allowed: {', '.join(allowed)}")
+            return default
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw.get(key, default)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.problem(key, f"must be a whole number from {low} to {high}, got {value!r}")
+            return default
+        if not low <= value <= high:
+            self.problem(key, f"must be from {low} to {high}, got {value}")
+            return default
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key, default)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            self.problem(key, f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def strings(self, key: str, check: Callable[[str], bool] | None = None, what: str = "") -> tuple[str, ...]:
+        value = self.raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.problem(key, f"must be a list of strings, got {value!r}")
+            return ()
+        if check is not None:
+            for item in value:
+                if not check(item):
+                    self.problem(key, f"{item!r} is not {what}")
+        return tuple(value)
+
+
+def _is_cidr(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_security_group_id(text: str) -> bool:
+    return bool(_SG_ID.match(text))
+
+
+def _is_world(cidr: str) -> bool:
+    return _is_cidr(cidr) and ipaddress.ip_network(cidr).prefixlen == 0
+
+
+def parse_settings(raw: Mapping[str, Any], *, stack: str, project: str, region: str | None) -> Settings:
+    """Validate config (project keys without their namespace) into `Settings`, or raise `SettingsError`."""
+    read = _Reader(raw)
+    if not region:
+        read.problem("aws:region", "is required (e.g. us-east-1)")
+        region = "us-east-1"
+
+    ca = _parse_ca(read, stack=stack, project=project)
+    backend_enabled = read.boolean("backendEnabled", True)
+    certificate = _parse_certificate(read, ca) if backend_enabled else None
+    backend = _parse_backend(read, ca) if backend_enabled else None
+
+    endpoint_url = read.string("awsEndpointUrl")
+    if endpoint_url and not re.match(r"^https?://[^\s/]+(:\d+)?/?$", endpoint_url):
+        read.problem("awsEndpointUrl", f"{endpoint_url!r} is not an http(s) URL like http://127.0.0.1:5000")
+    prefix = read.string("parameterPrefix", f"/{project}/{stack}") or f"/{project}/{stack}"
+    if not re.match(r"^(/[A-Za-z0-9_.-]+)+$", prefix):
+        read.problem("parameterPrefix", f"{prefix!r} must look like /team/app (letters, digits, _ . -)")
+
+    if read.problems:
+        raise SettingsError(read.problems)
+    return Settings(
+        region=region,
+        ca=ca,
+        certificate=certificate,
+        backend=backend,
+        endpoint_url=endpoint_url,
+        parameter_prefix=prefix,
+    )
+
+
+def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
+    mode = read.choice("caMode", CA_MODES, "root")
+    ca_stack = read.string("caStack")
+    parent_arn = read.string("caParentArn")
+    if ca_stack and not _STACK_NAME.match(ca_stack):
+        read.problem("caStack", f"{ca_stack!r} is not a stack name (stack, project/stack or org/project/stack)")
+    if parent_arn and not _CA_ARN.match(parent_arn):
+        read.problem("caParentArn", f"{parent_arn!r} is not an ACM PCA certificate authority ARN")
+    if mode == "root" and (ca_stack or parent_arn):
+        read.problem(
+            "caMode",
+            "is root (this stack creates its own root CA) but caStack/caParentArn is also set; "
+            "use caMode stack to reference another stack's CA, or subordinate to be signed by it",
+        )
+    if mode == "stack" and not ca_stack:
+        read.problem(
+            "caStack",
+            "is required when caMode is stack (the stack that owns the CA, e.g. org/pca-backend/pki)",
+        )
+    if mode == "stack" and parent_arn:
+        read.problem("caParentArn", "is only used with caMode subordinate")
+    if mode == "subordinate" and bool(ca_stack) == bool(parent_arn):
+        read.problem("caMode", "subordinate needs exactly one parent: caStack (a stack's CA) or caParentArn")
+
+    usage_mode = read.choice("caUsageMode", USAGE_MODES, "GENERAL_PURPOSE")
+    crl_enabled = read.boolean("caCrlEnabled", False)
+    if crl_enabled and usage_mode == "SHORT_LIVED_CERTIFICATE":
+        read.problem(
+            "caCrlEnabled",
+            "short-lived certificates expire within 7 days; a SHORT_LIVED_CERTIFICATE CA has no CRL",
+        )
+    acm_permission = read.boolean("caAcmPermission", False)
+    if acm_permission and usage_mode == "SHORT_LIVED_CERTIFICATE":
+        read.problem("caAcmPermission", "ACM cannot issue from a SHORT_LIVED_CERTIFICATE CA; use GENERAL_PURPOSE")
+    return CaSettings(
+        mode=mode,
+        subject=CaSubject(
+            common_name=read.string("caCommonName", f"{project} {stack} CA") or "",
+            organization=read.string("caOrganization"),
+            organizational_unit=read.string("caOrganizationalUnit"),
+            country=_country(read),
+            state=read.string("caState"),
+            locality=read.string("caLocality"),
+        ),
+        key_algorithm=read.choice("caKeyAlgorithm", x509.KEY_ALGORITHMS, "RSA_2048"),
+        # A subordinate must expire before its root: half the root's default leaves room for one rotation.
+        validity_years=read.integer("caValidityYears", 5 if mode == "subordinate" else 10, 1, 30),
+        usage_mode=usage_mode,
+        permanent_deletion_days=read.integer("caPermanentDeletionDays", 30, 7, 30),
+        key_storage_security_standard=read.choice(
+            "caKeyStorageSecurityStandard", KEY_STORAGE_STANDARDS, KEY_STORAGE_STANDARDS[0]
+        ),
+        crl_enabled=crl_enabled,
+        crl_expiration_days=read.integer("caCrlExpirationDays", 7, 1, 5000),
+        crl_custom_cname=read.string("caCrlCustomCname"),
+        acm_permission=acm_permission,
+        stack=ca_stack,
+        parent_arn=parent_arn,
+    )
+
+
+def _country(read: _Reader) -> str | None:
+    country = read.string("caCountry")
+    if country is not None and not re.match(r"^[A-Z]{2}$", country):
+        read.problem("caCountry", f"{country!r} must be a two-letter ISO 3166 code such as US or DE")
+    return country
+
+
+def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
+    names = read.strings(
+        "certNames",
+        lambda name: x509.is_dns_name(name) or x509.is_ip_address(name),
+        "a DNS name or IP address",
+    )
+    common_name = read.string("certCommonName")
+    if common_name is not None and not (x509.is_dns_name(common_name) or x509.is_ip_address(common_name)):
+        read.problem("certCommonName", f"{common_name!r} is not a DNS name or IP address")
+    short_lived = ca.usage_mode == "SHORT_LIVED_CERTIFICATE"
+    validity = read.integer("certValidityDays", SHORT_LIVED_MAX_DAYS if short_lived else 90, 1, 3650)
+    if short_lived and validity > SHORT_LIVED_MAX_DAYS:
+        read.problem(
+            "certValidityDays",
+            f"is {validity} but caUsageMode SHORT_LIVED_CERTIFICATE allows at most {SHORT_LIVED_MAX_DAYS} days",
+        )
+    renew_before = read.raw.get("certRenewBeforeDays")
+    if renew_before is not None:
+        renew_before = read.integer("certRenewBeforeDays", 0, 0, max(validity - 1, 0))
+    template = read.string("certTemplate", DEFAULT_TEMPLATE) or DEFAULT_TEMPLATE
+    try:
+        template_arn_for(template)
+    except ValueError as error:
+        read.problem("certTemplate", str(error))
+    return CertificateSettings(
+        common_name=common_name,
+        names=names,
+        key_algorithm=read.choice("certKeyAlgorithm", x509.KEY_ALGORITHMS, "EC_prime256v1"),
+        validity_days=validity,
+        renew_before_days=renew_before,
+        template=template,
+    )
+
+
+def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
+    vpc_id = read.string("vpcId")
+    if not vpc_id:
+        read.problem("vpcId", "is required when backendEnabled is true (the VPC of the ALB and hosts)")
+    alb_subnets = read.strings("albSubnetIds", lambda s: s.startswith("subnet-"), "a subnet ID (subnet-...)")
+    host_subnets = read.strings("hostSubnetIds", lambda s: s.startswith("subnet-"), "a subnet ID (subnet-...)")
+    if len(alb_subnets) < 2:
+        read.problem("albSubnetIds", "an ALB needs subnets in at least two availability zones")
+    if not host_subnets:
+        read.problem("hostSubnetIds", "at least one subnet for the backend hosts is required")
+    internal = read.boolean("albInternal", True)
+    cidrs = read.strings("albIngressCidrs", _is_cidr, "a CIDR block such as 10.0.0.0/16")
+    if not cidrs:
+        read.problem("albIngressCidrs", "at least one CIDR allowed to reach the load balancer on 443 is required")
+    if internal and any(_is_world(cidr) for cidr in cidrs):
+        read.problem("albIngressCidrs", "0.0.0.0/0 and ::/0 are not allowed on an internal load balancer")
+    certificate_arn = read.string("albCertificateArn")
+    domain_name = read.string("albDomainName")
+    if certificate_arn and not _ACM_ARN.match(certificate_arn):
+        read.problem("albCertificateArn", f"{certificate_arn!r} is not an ACM certificate ARN")
+    if domain_name and not x509.is_dns_name(domain_name):
+        read.problem("albDomainName", f"{domain_name!r} is not a DNS name")
+    if bool(certificate_arn) == bool(domain_name):
+        read.problem(
+            "albCertificateArn",
+            "set exactly one of albCertificateArn (an existing ACM certificate) or albDomainName "
+            "(an ACM private certificate from the private CA)",
+        )
+    if domain_name and ca.usage_mode == "SHORT_LIVED_CERTIFICATE":
+        read.problem("albDomainName", "ACM cannot issue from a SHORT_LIVED_CERTIFICATE CA; use albCertificateArn")
+    if domain_name and ca.mode != "stack" and not ca.acm_permission:
+        read.problem(
+            "caAcmPermission",
+            "must be true when albDomainName is set: ACM renews private certificates only with the CA's permission",
+        )
+    health_path = read.string("healthCheckPath", "/healthz") or "/healthz"
+    if not re.match(r"^/[A-Za-z0-9._~/-]*$", health_path):
+        read.problem("healthCheckPath", f"{health_path!r} must be an absolute URL path such as /healthz")
+    return BackendSettings(
+        vpc_id=vpc_id or "",
+        alb_subnet_ids=alb_subnets,
+        host_subnet_ids=host_subnets,
+        alb_internal=internal,
+        alb_ingress_cidrs=cidrs,
+        peer_security_group_ids=read.strings("peerSecurityGroupIds", _is_security_group_id, "a security group ID"),
+        host_count=read.integer("hostCount", 2, 1, 50),
+        instance_type=read.string("instanceType", "t3.micro") or "t3.micro",
+        http_redirect=read.boolean("httpRedirect", True),
+        health_check_path=health_path,
+        alb_certificate_arn=certificate_arn,
+        alb_domain_name=domain_name,
+        ami_parameter=read.string("amiParameter", AL2023_AMI_PARAMETER) or AL2023_AMI_PARAMETER,
+    )
+
+
+def load_settings() -> Settings:
+    """Read the current stack's config (project namespace and `aws:region`)."""
+    import pulumi
+
+    project, stack = pulumi.get_project(), pulumi.get_stack()
+    config = pulumi.Config()
+    raw: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        value = config.get_object(key)
+        if value is not None:
+            raw[key] = value
+    return parse_settings(raw, stack=stack, project=project, region=pulumi.Config("aws").get("region"))
+
+
+#: Every project setting. Tests check that Pulumi.yaml declares exactly these.
+CONFIG_KEYS = (
+    "caMode",
+    "caStack",
+    "caParentArn",
+    "caCommonName",
+    "caOrganization",
+    "caOrganizationalUnit",
+    "caCountry",
+    "caState",
+    "caLocality",
+    "caKeyAlgorithm",
+    "caValidityYears",
+    "caUsageMode",
+    "caPermanentDeletionDays",
+    "caKeyStorageSecurityStandard",
+    "caCrlEnabled",
+    "caCrlExpirationDays",
+    "caCrlCustomCname",
+    "caAcmPermission",
+    "backendEnabled",
+    "certCommonName",
+    "certNames",
+    "certKeyAlgorithm",
+    "certValidityDays",
+    "certRenewBeforeDays",
+    "certTemplate",
+    "vpcId",
+    "albSubnetIds",
+    "hostSubnetIds",
+    "albInternal",
+    "albIngressCidrs",
+    "peerSecurityGroupIds",
+    "hostCount",
+    "instanceType",
+    "httpRedirect",
+    "healthCheckPath",
+    "albCertificateArn",
+    "albDomainName",
+    "amiParameter",
+    "awsEndpointUrl",
+    "parameterPrefix",
+)

@@ -1,0 +1,363 @@
+"""A local AWS for tests: moto's server in a subprocess, a recording/fault-injecting proxy, CA set-up.
+
+moto accepts but ignores much of what the provider sends (template, signing algorithm, validity, idempotency
+token), so tests assert on the *request* as `RecordingProxy` saw it rather than on moto's answer. The proxy
+also answers chosen calls with throttling, in-progress or 5xx errors, which moto never produces.
+
+moto quirks are corrected here, in the test layer, never in product code: moto reports every CA as
+`SHORT_LIVED_CERTIFICATE` whatever `UsageMode` asked, so the proxy rewrites `DescribeCertificateAuthority`
+answers with the `UsageMode` of the `CreateCertificateAuthority` request that went through it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import boto3
+
+#: What `moto_endpoint` puts in the environment: fake credentials, and no developer profile or config.
+FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+#: Variables that would point boto3 at a real account or another endpoint: removed for the session.
+REAL_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ACM_PCA",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+
+ROOT_CA_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
+_SIGNING_ALGORITHM = {
+    "EC_prime256v1": "SHA256WITHECDSA",
+    "EC_secp384r1": "SHA384WITHECDSA",
+    "RSA_2048": "SHA256WITHRSA",
+    "RSA_3072": "SHA256WITHRSA",
+    "RSA_4096": "SHA256WITHRSA",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 - a 127.0.0.1 URL we built
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means the server is up
+    except OSError:
+        return False
+
+
+@contextmanager
+def moto_server(*, startup_timeout: float = 30.0, log: IO[bytes] | None = None) -> Iterator[str]:
+    """Run `python -m moto.server` on a free 127.0.0.1 port; yield its URL; terminate it afterwards.
+
+    The caller is responsible for the fake credentials (see `FAKE_AWS_ENVIRONMENT`); the server itself
+    gets them too, so it never looks at a real profile.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if key not in REAL_AWS_VARIABLES}
+    env.update(FAKE_AWS_ENVIRONMENT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not _answers(url):
+            if process.poll() is not None:
+                raise RuntimeError(f"moto server exited with status {process.returncode} before answering")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"moto server did not answer on {url} within {startup_timeout} s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def pca_client(endpoint: str, region: str = "us-east-1") -> Any:
+    return boto3.session.Session().client("acm-pca", region_name=region, endpoint_url=endpoint)
+
+
+def create_active_ca(
+    endpoint: str,
+    *,
+    key_algorithm: str = "RSA_2048",
+    usage_mode: str = "GENERAL_PURPOSE",
+    ca_type: str = "ROOT",
+    common_name: str = "Test Root CA",
+    region: str = "us-east-1",
+) -> tuple[str, str]:
+    """Create a CA, self-sign it with RootCACertificate/V1, import that certificate: `(ca_arn, ca_cert_pem)`.
+
+    The CA is ACTIVE afterwards. moto ignores `key_algorithm` for the key itself (always RSA-2048) but
+    echoes it in DescribeCertificateAuthority, which is what the provider reads. `usage_mode` only shows
+    when `endpoint` is a `RecordingProxy` (see the module docstring).
+    """
+    client = pca_client(endpoint, region)
+    ca_arn = client.create_certificate_authority(
+        CertificateAuthorityConfiguration={
+            "KeyAlgorithm": key_algorithm,
+            "SigningAlgorithm": _SIGNING_ALGORITHM[key_algorithm],
+            "Subject": {"CommonName": common_name, "Organization": "Tests"},
+        },
+        CertificateAuthorityType=ca_type,
+        UsageMode=usage_mode,
+    )["CertificateAuthorityArn"]
+    csr = client.get_certificate_authority_csr(CertificateAuthorityArn=ca_arn)["Csr"]
+    cert_arn = client.issue_certificate(
+        CertificateAuthorityArn=ca_arn,
+        Csr=csr.encode(),
+        SigningAlgorithm=_SIGNING_ALGORITHM[key_algorithm],
+        TemplateArn=ROOT_CA_TEMPLATE,
+        Validity={"Value": 3650, "Type": "DAYS"},
+    )["CertificateArn"]
+    ca_cert_pem = client.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=cert_arn)["Certificate"]
+    client.import_certificate_authority_certificate(CertificateAuthorityArn=ca_arn, Certificate=ca_cert_pem.encode())
+    return ca_arn, ca_cert_pem
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the proxy received it, and how it was answered."""
+
+    target: str
+    """The `X-Amz-Target` header, e.g. `ACMPrivateCA.IssueCertificate` ("" if absent)."""
+    body: dict[str, Any]
+    """The JSON body (`{}` when empty or not JSON)."""
+    status: int
+    """HTTP status returned to the client."""
+    injected: bool
+    """True when the proxy answered with an injected fault instead of forwarding to moto."""
+
+
+@dataclass
+class _Fault:
+    target: str
+    status: int
+    body: bytes
+    remaining: int | None  # None: every matching call, until cleared
+
+
+@dataclass
+class RecordingProxy:
+    """A threaded HTTP proxy on 127.0.0.1 in front of moto: records requests, injects faults.
+
+    Use as a context manager (or `start()` / `stop()`); point clients at `endpoint_url`.
+    """
+
+    upstream: str
+    honour_usage_mode: bool = True
+    requests: list[RecordedRequest] = field(default_factory=list)
+    _faults: list[_Fault] = field(default_factory=list)
+    _usage_modes: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        assert self._server is not None, "the proxy is not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> RecordingProxy:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="recording-proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> RecordingProxy:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # -- what was sent -------------------------------------------------------------------------------
+
+    def calls(self, target: str) -> list[RecordedRequest]:
+        """Requests for one target, e.g. `calls("ACMPrivateCA.IssueCertificate")`, in order."""
+        short = target if "." in target else f"ACMPrivateCA.{target}"
+        with self._lock:
+            return [request for request in self.requests if request.target == short]
+
+    def bodies(self, target: str) -> list[dict[str, Any]]:
+        return [request.body for request in self.calls(target)]
+
+    def clear(self) -> None:
+        """Forget recorded requests (faults stay)."""
+        with self._lock:
+            self.requests.clear()
+
+    # -- faults --------------------------------------------------------------------------------------
+
+    def inject(
+        self,
+        target: str,
+        *,
+        error_type: str,
+        message: str = "Injected by RecordingProxy",
+        status: int = 400,
+        times: int | None = 1,
+    ) -> None:
+        """Answer the next `times` calls of `target` (every call if None) with an AWS JSON error."""
+        short = target if "." in target else f"ACMPrivateCA.{target}"
+        body = json.dumps({"__type": error_type, "message": message}).encode()
+        with self._lock:
+            self._faults.append(_Fault(short, status, body, times))
+
+    def throttle(self, target: str, times: int | None = 1) -> None:
+        self.inject(target, error_type="ThrottlingException", message="Rate exceeded", times=times)
+
+    def in_progress(self, times: int | None = 1) -> None:
+        """GetCertificate answers RequestInProgressException, as AWS does while it is still issuing."""
+        self.inject(
+            "ACMPrivateCA.GetCertificate",
+            error_type="RequestInProgressException",
+            message="The request to issue the certificate is still in progress",
+            times=times,
+        )
+
+    def server_error(self, target: str, *, status: int = 503, times: int | None = 1) -> None:
+        error_type = "ServiceUnavailable" if status == 503 else "InternalFailure"
+        self.inject(target, error_type=error_type, message="Transient failure", status=status, times=times)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, target: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.target == target and (fault.remaining is None or fault.remaining > 0):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return fault
+        return None
+
+    def _record(self, target: str, body: dict[str, Any], status: int, injected: bool) -> None:
+        with self._lock:
+            self.requests.append(RecordedRequest(target, body, status, injected))
+
+    # -- moto corrections ----------------------------------------------------------------------------
+
+    def _correct(self, target: str, request: dict[str, Any], status: int, answer: bytes) -> bytes:
+        if not self.honour_usage_mode or status != 200:
+            return answer
+        if target == "ACMPrivateCA.CreateCertificateAuthority" and "UsageMode" in request:
+            arn = json.loads(answer)["CertificateAuthorityArn"]
+            with self._lock:
+                self._usage_modes[arn] = request["UsageMode"]
+        elif target == "ACMPrivateCA.DescribeCertificateAuthority":
+            with self._lock:
+                mode = self._usage_modes.get(request.get("CertificateAuthorityArn", ""))
+            if mode:
+                described = json.loads(answer)
+                described["CertificateAuthority"]["UsageMode"] = mode
+                return json.dumps(described).encode()
+        return answer
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+        upstream = urlsplit(self.upstream)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep pytest output clean
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                target = self.headers.get("X-Amz-Target", "")
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    body = {}
+                fault = proxy._take_fault(target)
+                if fault is not None:
+                    proxy._record(target, body, fault.status, injected=True)
+                    self._reply(fault.status, {"Content-Type": "application/x-amz-json-1.1"}, fault.body)
+                    return
+                connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port, timeout=60)
+                try:
+                    headers = {key: value for key, value in self.headers.items() if key.lower() != "connection"}
+                    connection.request(self.command, self.path, body=raw, headers=headers)
+                    response = connection.getresponse()
+                    answer = response.read()
+                    status = response.status
+                    reply_headers = {
+                        key: value
+                        for key, value in response.getheaders()
+                        if key.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date")
+                    }
+                finally:
+                    connection.close()
+                answer = proxy._correct(target, body, status, answer)
+                proxy._record(target, body, status, injected=False)
+                self._reply(status, reply_headers, answer)
+
+            def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = _forward
+            do_GET = _forward
+            do_PUT = _forward
+            do_DELETE = _forward
+
+        return Handler

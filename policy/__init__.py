@@ -1,0 +1,1 @@
+"""The pca-backend guardrail policy pack; `guardrails` holds the policies."""

@@ -1,0 +1,747 @@
+"""Guardrail policies for the pca-backend Pulumi program.
+
+Every policy here is a plain `pulumi_policy` object so tests (and the mock-based stack checks in
+`tests/policy_harness.py`) can call `policy.validate(args, report_violation)` without running the pack.
+
+Policies see a resource's *inputs* under Pulumi's camelCase property names (`healthCheck.protocol`,
+`defaultActions[].redirect.protocol`, `metadataOptions.httpTokens`, ...). Dynamic-provider resources keep
+the names the program used (`private_key_pem`). Stack policies see the resources' *outputs*.
+
+Unknown values (not yet computed during `pulumi preview`) are never flagged: a policy only reports what it
+can see is wrong. Missing values are flagged when AWS's default for them is the insecure choice.
+
+Rules that need a convention:
+
+* Public ingress: a rule open to the whole internet (any IPv4 or IPv6 network with prefix length 0, e.g.
+  `0.0.0.0/0` or `::/0`) is allowed only for TCP port 443 exactly, and only on a resource tagged
+  `pca-backend:role=alb` (`ALB_ROLE_TAG_KEY` / `ALB_ROLE_TAG_VALUE`): the load balancer's security group
+  (inline `ingress`) or an `aws.vpc.SecurityGroupIngressRule` carrying that tag. The legacy
+  `aws.ec2.SecurityGroupRule` has no tags, so it may never be open to the internet.
+* SSM parameters: every `aws.ssm.Parameter` must be `SecureString`. Guessing from a parameter's name which
+  ones hold key material misses the next one; encrypting a public certificate as well costs nothing.
+* Private keys of `pulumi-python:dynamic/pki:Certificate`: see `certificate_private_key_secret`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UnknownValueError
+
+PACK_NAME = "pca-backend-guardrails"
+ALB_ROLE_TAG_KEY = "pca-backend:role"
+ALB_ROLE_TAG_VALUE = "alb"
+TLS13_MARKER = "TLS13"
+CERTIFICATE_TYPE = "pulumi-python:dynamic/pki:Certificate"
+CERTIFICATE_SECRET_OUTPUTS = ("private_key_pem", "privateKeyPem")
+
+TARGET_GROUP_TYPES = frozenset({"aws:lb/targetGroup:TargetGroup", "aws:alb/targetGroup:TargetGroup"})
+LISTENER_TYPES = frozenset({"aws:lb/listener:Listener", "aws:alb/listener:Listener"})
+SECURITY_GROUP_TYPE = "aws:ec2/securityGroup:SecurityGroup"
+VPC_INGRESS_RULE_TYPE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EC2_RULE_TYPE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+INSTANCE_TYPE = "aws:ec2/instance:Instance"
+LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
+VOLUME_TYPE = "aws:ebs/volume:Volume"
+PUBLIC_ACCESS_BLOCK_TYPE = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+BUCKET_TYPES = frozenset({"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"})
+BUCKET_ACL_TYPES = frozenset({"aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2"})
+CERTIFICATE_AUTHORITY_TYPE = "aws:acmpca/certificateAuthority:CertificateAuthority"
+SSM_PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
+
+PUBLIC_ACCESS_BLOCK_FLAGS = (
+    "blockPublicAcls",
+    "blockPublicPolicy",
+    "ignorePublicAcls",
+    "restrictPublicBuckets",
+)
+PUBLIC_CANNED_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read"})
+PUBLIC_GRANTEE_URIS = frozenset(
+    {
+        "http://acs.amazonaws.com/groups/global/AllUsers",
+        "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+    }
+)
+ALL_PROTOCOLS = frozenset({"-1", "all"})
+TCP_PROTOCOLS = frozenset({"tcp", "6"})
+
+
+class _Unknown:
+    """Marks a value Pulumi cannot know yet (preview); policies skip it rather than guess."""
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+UNKNOWN: Any = _Unknown()
+
+
+def _is_unknown(value: Any) -> bool:
+    # The second test covers values recorded through `pulumi.runtime.set_mocks`.
+    return value is UNKNOWN or type(value).__name__ == "Unknown"
+
+
+def _get(value: Any, *path: str | int) -> Any:
+    """Walk `path` into props: None when a step is missing, `UNKNOWN` when a step is not known yet."""
+    for key in path:
+        if value is None or _is_unknown(value):
+            return value
+        try:
+            if isinstance(key, int):
+                value = value[key] if isinstance(value, (list, tuple)) or _is_sequence(value) else None
+            elif isinstance(value, Mapping):
+                value = value.get(key)
+            else:
+                return None
+        except UnknownValueError:
+            return UNKNOWN
+        except (IndexError, KeyError, TypeError):
+            return None
+    return UNKNOWN if _is_unknown(value) else value
+
+
+def _is_sequence(value: Any) -> bool:
+    if isinstance(value, (str, bytes, Mapping)):
+        return False
+    return hasattr(value, "__len__") and hasattr(value, "__getitem__")
+
+
+def _items(value: Any) -> Iterator[Any]:
+    """Elements of a list property, each either a value or `UNKNOWN`; nothing for a missing list."""
+    if value is None or _is_unknown(value) or not _is_sequence(value):
+        return
+    for index in range(len(value)):
+        yield _get(value, index)
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not _is_unknown(value)
+
+
+def _lower(value: Any) -> str | None:
+    return str(value).lower() if _known(value) else None
+
+
+def _as_bool(value: Any) -> bool | None:
+    """True/False for booleans and the strings launch templates use; None when missing or unknown."""
+    if not _known(value):
+        return None
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() == "true"
+
+
+def _policy(name: str, description: str, validate: Any) -> ResourceValidationPolicy:
+    return ResourceValidationPolicy(
+        name=name,
+        description=description,
+        validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+
+
+# --- load balancing ---------------------------------------------------------------------------------------
+
+
+def _validate_target_group(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in TARGET_GROUP_TYPES:
+        return
+    props = args.props
+    if _lower(_get(props, "targetType")) == "lambda":
+        return  # Lambda targets have no protocol.
+    protocol = _get(props, "protocol")
+    if protocol is None:
+        report_violation(
+            "Target group has no protocol, so traffic from the load balancer to the hosts would not be "
+            "required to use TLS. Set protocol='HTTPS'.",
+            None,
+        )
+    elif _known(protocol) and str(protocol).upper() != "HTTPS":
+        report_violation(
+            f"Target group protocol is {protocol!r}: traffic from the load balancer to the hosts must be "
+            "encrypted. Set protocol='HTTPS' (with port 443 on the nginx hosts).",
+            None,
+        )
+    health_protocol = _get(props, "healthCheck", "protocol")
+    if health_protocol is None:
+        report_violation(
+            "Target group health check has no protocol, and AWS defaults it to HTTP. "
+            "Set health_check={'protocol': 'HTTPS', ...}.",
+            None,
+        )
+    elif _known(health_protocol) and str(health_protocol).upper() != "HTTPS":
+        report_violation(
+            f"Target group health check protocol is {health_protocol!r}; health checks must use TLS too. "
+            "Set health_check={'protocol': 'HTTPS', ...}.",
+            None,
+        )
+
+
+target_groups_https = _policy(
+    "alb-target-groups-https",
+    "Load balancer target groups send traffic and health checks to the hosts over HTTPS only "
+    "(Lambda target groups have no protocol and are exempt).",
+    _validate_target_group,
+)
+
+
+def _listener_protocol(props: Any) -> Any:
+    protocol = _get(props, "protocol")
+    # An ALB listener without a protocol is an HTTP listener.
+    return "HTTP" if protocol is None else protocol
+
+
+def _validate_listener_plaintext(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in LISTENER_TYPES:
+        return
+    protocol = _listener_protocol(args.props)
+    if not _known(protocol):
+        return
+    protocol = str(protocol).upper()
+    if protocol in ("HTTPS", "TLS"):
+        return
+    if protocol != "HTTP":
+        report_violation(
+            f"Listener protocol is {protocol!r}, which carries traffic unencrypted. "
+            "Use an HTTPS listener (or TLS on a network load balancer).",
+            None,
+        )
+        return
+    actions = list(_items(_get(args.props, "defaultActions")))
+    if not actions:
+        report_violation(
+            "HTTP listener has no default action. An HTTP listener may only redirect to HTTPS: set "
+            "default_actions=[{'type': 'redirect', 'redirect': {'protocol': 'HTTPS', 'port': '443', "
+            "'status_code': 'HTTP_301'}}].",
+            None,
+        )
+        return
+    for index, action in enumerate(actions):
+        action_type = _get(action, "type")
+        redirect_protocol = _get(action, "redirect", "protocol")
+        if not _known(action_type):
+            continue
+        if str(action_type).lower() != "redirect":
+            report_violation(
+                f"HTTP listener default action {index} is {action_type!r}, which serves plaintext traffic. "
+                "An HTTP listener may only redirect to HTTPS: use type='redirect' with "
+                "redirect={'protocol': 'HTTPS', 'port': '443', 'status_code': 'HTTP_301'}.",
+                None,
+            )
+        elif redirect_protocol is None or (_known(redirect_protocol) and str(redirect_protocol) != "HTTPS"):
+            shown = "not set (it then keeps HTTP)" if redirect_protocol is None else repr(redirect_protocol)
+            report_violation(
+                f"HTTP listener default action {index} redirects with protocol {shown}. "
+                "Set redirect={'protocol': 'HTTPS', 'port': '443', 'status_code': 'HTTP_301'}.",
+                None,
+            )
+
+
+listeners_no_plaintext = _policy(
+    "listeners-no-plaintext",
+    "Load balancer listeners are HTTPS/TLS; an HTTP listener is allowed only when every default action "
+    "redirects to HTTPS.",
+    _validate_listener_plaintext,
+)
+
+
+def _validate_listener_tls13(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in LISTENER_TYPES:
+        return
+    protocol = _listener_protocol(args.props)
+    if not _known(protocol) or str(protocol).upper() not in ("HTTPS", "TLS"):
+        return
+    ssl_policy = _get(args.props, "sslPolicy")
+    if ssl_policy is None:
+        report_violation(
+            f"{str(protocol).upper()} listener has no ssl_policy, so it gets the AWS default, which may "
+            "allow old TLS versions. Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' "
+            "(or another TLS13 policy).",
+            None,
+        )
+    elif _known(ssl_policy) and TLS13_MARKER not in str(ssl_policy).upper():
+        report_violation(
+            f"Listener ssl_policy {ssl_policy!r} is not a TLS 1.3 policy. "
+            "Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' "
+            "(or another policy with TLS13 in its name).",
+            None,
+        )
+
+
+listeners_tls13 = _policy(
+    "listeners-tls13-policy",
+    "HTTPS and TLS listeners use an ELB security policy that supports TLS 1.3 (name contains 'TLS13').",
+    _validate_listener_tls13,
+)
+
+
+# --- security groups --------------------------------------------------------------------------------------
+
+
+class _IngressRule:
+    """One ingress rule, whatever resource shape it came from."""
+
+    def __init__(self, label: str, protocol: Any, from_port: Any, to_port: Any, cidrs: list[Any]) -> None:
+        self.label = label
+        self.protocol = protocol
+        self.from_port = from_port
+        self.to_port = to_port
+        self.cidrs = cidrs
+
+    def all_protocols(self) -> bool:
+        return _known(self.protocol) and str(self.protocol).lower() in ALL_PROTOCOLS
+
+    def is_tcp(self) -> bool:
+        return _known(self.protocol) and str(self.protocol).lower() in TCP_PROTOCOLS
+
+    def covers_port(self, port: int) -> bool | None:
+        """True/False when known; None while the protocol or ports are unknown."""
+        if self.all_protocols():
+            return True
+        if not _known(self.protocol):
+            return None
+        if not self.is_tcp():
+            return False
+        if not (_known(self.from_port) and _known(self.to_port)):
+            return None
+        return int(self.from_port) <= port <= int(self.to_port)
+
+    def only_https(self) -> bool | None:
+        if self.all_protocols():
+            return False
+        if not _known(self.protocol):
+            return None
+        if not self.is_tcp():
+            return False
+        if not (_known(self.from_port) and _known(self.to_port)):
+            return None
+        return int(self.from_port) == 443 and int(self.to_port) == 443
+
+    def internet_sources(self) -> list[str]:
+        return [str(cidr) for cidr in self.cidrs if _known(cidr) and _is_whole_internet(str(cidr))]
+
+
+def _is_whole_internet(cidr: str) -> bool:
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def _cidr_list(*values: Any) -> list[Any]:
+    cidrs: list[Any] = []
+    for value in values:
+        if _is_sequence(value):
+            cidrs.extend(_items(value))
+        elif value is not None:
+            cidrs.append(value)
+    return cidrs
+
+
+def _ingress_rules(args: ResourceValidationArgs) -> list[_IngressRule]:
+    props = args.props
+    if args.resource_type == SECURITY_GROUP_TYPE:
+        return [
+            _IngressRule(
+                f"ingress rule {index}",
+                _get(rule, "protocol"),
+                _get(rule, "fromPort"),
+                _get(rule, "toPort"),
+                _cidr_list(_get(rule, "cidrBlocks"), _get(rule, "ipv6CidrBlocks")),
+            )
+            for index, rule in enumerate(_items(_get(props, "ingress")))
+            if _known(rule)
+        ]
+    if args.resource_type == VPC_INGRESS_RULE_TYPE:
+        return [
+            _IngressRule(
+                "ingress rule",
+                _get(props, "ipProtocol"),
+                _get(props, "fromPort"),
+                _get(props, "toPort"),
+                _cidr_list(_get(props, "cidrIpv4"), _get(props, "cidrIpv6")),
+            )
+        ]
+    if args.resource_type == EC2_RULE_TYPE and _lower(_get(props, "type")) == "ingress":
+        return [
+            _IngressRule(
+                "ingress rule",
+                _get(props, "protocol"),
+                _get(props, "fromPort"),
+                _get(props, "toPort"),
+                _cidr_list(_get(props, "cidrBlocks"), _get(props, "ipv6CidrBlocks")),
+            )
+        ]
+    return []
+
+
+def _has_alb_role_tag(args: ResourceValidationArgs) -> bool:
+    if args.resource_type == EC2_RULE_TYPE:
+        return False  # This resource cannot carry tags.
+    return _get(args.props, "tags", ALB_ROLE_TAG_KEY) == ALB_ROLE_TAG_VALUE
+
+
+def _validate_public_ingress(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    tagged_alb = _has_alb_role_tag(args)
+    for rule in _ingress_rules(args):
+        sources = rule.internet_sources()
+        if not sources:
+            continue
+        only_https = rule.only_https()
+        if only_https is None:
+            continue
+        where = ", ".join(sources)
+        if not only_https:
+            report_violation(
+                f"{rule.label.capitalize()} opens more than TCP 443 to the internet ({where}). "
+                "Only the load balancer may be reachable from the internet, and only on TCP 443: narrow the "
+                "rule to protocol='tcp', from_port=443, to_port=443, or use a private CIDR or a security "
+                "group as the source.",
+                None,
+            )
+        elif not tagged_alb:
+            report_violation(
+                f"{rule.label.capitalize()} opens TCP 443 to the internet ({where}) on a resource that is "
+                "not the load balancer's. Hosts must only accept traffic from the load balancer's "
+                "security group. "
+                f"If this is the load balancer's rule, tag it {ALB_ROLE_TAG_KEY}={ALB_ROLE_TAG_VALUE} "
+                "(aws.ec2.SecurityGroup or aws.vpc.SecurityGroupIngressRule; aws.ec2.SecurityGroupRule "
+                "cannot be tagged, so use aws.vpc.SecurityGroupIngressRule).",
+                None,
+            )
+
+
+no_public_ingress = _policy(
+    "no-public-ingress-except-alb-https",
+    f"Ingress from the whole internet (0.0.0.0/0, ::/0) is allowed only on TCP 443 and only on resources "
+    f"tagged {ALB_ROLE_TAG_KEY}={ALB_ROLE_TAG_VALUE} (the load balancer's security group or its rules).",
+    _validate_public_ingress,
+)
+
+
+def _validate_no_ssh(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    for rule in _ingress_rules(args):
+        if rule.covers_port(22):
+            ports = f"ports {rule.from_port}-{rule.to_port}"
+            what = "all protocols and ports" if rule.all_protocols() else ports
+            report_violation(
+                f"{rule.label.capitalize()} allows SSH (TCP 22) through {what}. Hosts are managed through "
+                "SSM Session Manager, not SSH: remove the rule or narrow its port range so it excludes 22.",
+                None,
+            )
+
+
+no_ssh_ingress = _policy(
+    "no-ssh-ingress",
+    "No security group rule allows ingress on TCP port 22, whether by port range or by allowing all protocols.",
+    _validate_no_ssh,
+)
+
+
+# --- instances and volumes --------------------------------------------------------------------------------
+
+
+def _validate_imdsv2(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in (INSTANCE_TYPE, LAUNCH_TEMPLATE_TYPE):
+        return
+    if (
+        args.resource_type == INSTANCE_TYPE
+        and _get(args.props, "metadataOptions") is None
+        and _known(_get(args.props, "launchTemplate"))
+    ):
+        return  # The launch template's own metadata options apply and are checked there.
+    if _lower(_get(args.props, "metadataOptions", "httpEndpoint")) == "disabled":
+        return  # No metadata service at all is stricter than IMDSv2.
+    tokens = _get(args.props, "metadataOptions", "httpTokens")
+    if _is_unknown(tokens):
+        return
+    if tokens is None or str(tokens).lower() != "required":
+        shown = "not set (AWS then allows IMDSv1)" if tokens is None else repr(tokens)
+        report_violation(
+            f"metadata_options.http_tokens is {shown}. Require IMDSv2 so a request forgery on the host "
+            "cannot read the instance role's credentials: "
+            "set metadata_options={'http_tokens': 'required', ...}.",
+            None,
+        )
+
+
+imdsv2_required = _policy(
+    "imdsv2-required",
+    "EC2 instances and launch templates require IMDSv2 (metadata_options.http_tokens='required').",
+    _validate_imdsv2,
+)
+
+
+def _validate_encrypted_volumes(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    props = args.props
+    if args.resource_type == VOLUME_TYPE:
+        encrypted = _get(props, "encrypted")
+        if not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
+            report_violation("EBS volume is not encrypted. Set encrypted=True.", None)
+        return
+    if args.resource_type == INSTANCE_TYPE:
+        root = _get(props, "rootBlockDevice")
+        if root is None and _known(_get(props, "launchTemplate")):
+            pass  # The launch template's block device mappings apply and are checked there.
+        elif _known(root) or root is None:
+            encrypted = _get(root, "encrypted")
+            if not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
+                report_violation(
+                    "Instance root volume is not encrypted (root_block_device.encrypted is not True; "
+                    "whether AWS encrypts it otherwise depends on an account setting). "
+                    "Set root_block_device={'encrypted': True, ...}.",
+                    None,
+                )
+        for index, device in enumerate(_items(_get(props, "ebsBlockDevices"))):
+            encrypted = _get(device, "encrypted")
+            if _known(device) and not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
+                name = _get(device, "deviceName")
+                report_violation(
+                    f"Instance EBS block device {index} ({name or 'unnamed'}) is not encrypted. "
+                    "Set encrypted=True on every ebs_block_devices entry.",
+                    None,
+                )
+        return
+    if args.resource_type == LAUNCH_TEMPLATE_TYPE:
+        for index, mapping in enumerate(_items(_get(props, "blockDeviceMappings"))):
+            ebs = _get(mapping, "ebs")
+            if not _known(ebs):
+                continue  # Instance-store or virtual device: nothing to encrypt here.
+            encrypted = _get(ebs, "encrypted")
+            if not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
+                name = _get(mapping, "deviceName")
+                report_violation(
+                    f"Launch template block device mapping {index} ({name or 'unnamed'}) is not encrypted. "
+                    "Set ebs={'encrypted': 'true', ...}.",
+                    None,
+                )
+
+
+encrypted_volumes = _policy(
+    "ebs-volumes-encrypted",
+    "Instance root and EBS block devices, launch template EBS mappings and EBS volumes are encrypted.",
+    _validate_encrypted_volumes,
+)
+
+
+# --- S3 (CRL bucket) --------------------------------------------------------------------------------------
+
+
+def _public_access_block_gaps(props: Any) -> list[str]:
+    """The flags of a public access block that are known not to be True."""
+    gaps = []
+    for flag in PUBLIC_ACCESS_BLOCK_FLAGS:
+        value = _get(props, flag)
+        if not _is_unknown(value) and _as_bool(value) is not True:
+            gaps.append(flag)
+    return gaps
+
+
+def _validate_public_access_block(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != PUBLIC_ACCESS_BLOCK_TYPE:
+        return
+    gaps = _public_access_block_gaps(args.props)
+    if gaps:
+        report_violation(
+            f"Bucket public access block leaves {', '.join(gaps)} off. Set block_public_acls, "
+            "block_public_policy, ignore_public_acls and restrict_public_buckets all to True.",
+            None,
+        )
+
+
+s3_public_access_block_strict = _policy(
+    "s3-public-access-block-all-true",
+    "Every S3 bucket public access block sets all four flags to True.",
+    _validate_public_access_block,
+)
+
+
+def _validate_public_acls(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    props = args.props
+    if args.resource_type in BUCKET_TYPES or args.resource_type in BUCKET_ACL_TYPES:
+        acl = _lower(_get(props, "acl"))
+        if acl in PUBLIC_CANNED_ACLS:
+            report_violation(
+                f"Bucket ACL {acl!r} makes objects readable outside this account. "
+                "Remove the ACL (use bucket policies) or set acl='private'.",
+                None,
+            )
+        grants = list(_items(_get(props, "grants")))
+        grants += list(_items(_get(props, "accessControlPolicy", "grants")))
+        for grant in grants:
+            uri = _get(grant, "uri")
+            if not _known(uri):
+                uri = _get(grant, "grantee", "uri")
+            if _known(uri) and str(uri) in PUBLIC_GRANTEE_URIS:
+                report_violation(
+                    f"Bucket ACL grants access to {uri}, i.e. to everyone. Remove that grant.",
+                    None,
+                )
+    elif args.resource_type == CERTIFICATE_AUTHORITY_TYPE:
+        object_acl = _get(props, "revocationConfiguration", "crlConfiguration", "s3ObjectAcl")
+        if _known(object_acl) and str(object_acl).upper() == "PUBLIC_READ":
+            report_violation(
+                "Private CA writes its CRL with s3_object_acl='PUBLIC_READ', which the bucket's public "
+                "access block rejects and which would make the bucket public. "
+                "Set s3_object_acl='BUCKET_OWNER_FULL_CONTROL'.",
+                None,
+            )
+
+
+no_public_s3_acls = _policy(
+    "no-public-s3-acls",
+    "No S3 bucket or bucket ACL grants public-read or authenticated-read, and the Private CA does not write "
+    "its CRL with a PUBLIC_READ object ACL.",
+    _validate_public_acls,
+)
+
+
+def _dependency_urns(resource: PolicyResource, prop: str, types: Iterable[str]) -> set[str]:
+    wanted = set(types)
+    return {dep.urn for dep in resource.property_dependencies.get(prop, []) if dep.resource_type in wanted}
+
+
+def _validate_crl_buckets(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    blocks = [r for r in args.resources if r.resource_type == PUBLIC_ACCESS_BLOCK_TYPE]
+    for ca in args.resources:
+        if ca.resource_type != CERTIFICATE_AUTHORITY_TYPE:
+            continue
+        crl = _get(ca.props, "revocationConfiguration", "crlConfiguration")
+        if not _known(crl) or _as_bool(_get(crl, "enabled")) is False:
+            continue
+        bucket_name = _get(crl, "s3BucketName")
+        bucket_urns = _dependency_urns(ca, "revocationConfiguration", BUCKET_TYPES)
+        if bucket_name is None and not bucket_urns:
+            continue
+        matching = [
+            block
+            for block in blocks
+            if (_known(bucket_name) and _get(block.props, "bucket") == bucket_name)
+            or (bucket_urns & _dependency_urns(block, "bucket", BUCKET_TYPES))
+        ]
+        if not matching:
+            if not _known(bucket_name) and not bucket_urns:
+                continue  # Not knowable during this preview.
+            if not _known(bucket_name) and any(_is_unknown(_get(b.props, "bucket")) for b in blocks):
+                continue  # A block whose bucket is still unknown may be this one.
+            shown = bucket_name if _known(bucket_name) else "its CRL bucket"
+            report_violation(
+                f"Private CA {ca.name} publishes its CRL to {shown}, but this stack has no "
+                "aws.s3.BucketPublicAccessBlock for that bucket. Add one with block_public_acls, "
+                "block_public_policy, ignore_public_acls and restrict_public_buckets all True.",
+                ca.urn,
+            )
+            continue
+        for block in matching:
+            gaps = _public_access_block_gaps(block.props)
+            if gaps:
+                report_violation(
+                    f"The public access block of Private CA {ca.name}'s CRL bucket leaves "
+                    f"{', '.join(gaps)} off. Set all four flags to True.",
+                    block.urn,
+                )
+
+
+crl_bucket_public_access_blocked = StackValidationPolicy(
+    name="crl-bucket-public-access-blocked",
+    description="Every S3 bucket a Private CA publishes its CRL to has a public access block with all four "
+    "flags True in the same stack.",
+    validate=_validate_crl_buckets,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+
+
+# --- secrets ----------------------------------------------------------------------------------------------
+
+
+def _validate_ssm_secure_string(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != SSM_PARAMETER_TYPE:
+        return
+    parameter_type = _get(args.props, "type")
+    if _is_unknown(parameter_type):
+        return
+    if parameter_type != "SecureString":
+        name = _get(args.props, "name")
+        shown = repr(name) if _known(name) else args.name
+        report_violation(
+            f"SSM parameter {shown} has type {parameter_type!r}. Every parameter this program writes "
+            "(certificates, private keys, chains) must be encrypted: set type='SecureString'.",
+            None,
+        )
+
+
+ssm_parameters_secure_string = _policy(
+    "ssm-parameters-secure-string",
+    "Every SSM parameter the program creates is a SecureString.",
+    _validate_ssm_secure_string,
+)
+
+
+def _validate_certificate_key_secret(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """The Certificate's `private_key_pem` output is registered as secret.
+
+    What this can see: `args.opts.additional_secret_outputs`, the list the program passed as
+    `ResourceOptions(additional_secret_outputs=[...])`. The engine encrypts those outputs in state and masks
+    them in previews, which is how a dynamic provider's generated key becomes secret (returning
+    `Output.secret` from `create` does not work). Python dynamic resources do not rename properties, so the
+    expected entry is `private_key_pem`; `privateKeyPem` is accepted too.
+
+    What it cannot see: pulumi_policy hands `validate` the inputs with secrets already unwrapped, and it
+    never sees outputs, so it cannot prove the value in state is encrypted, nor that a copy of the key
+    (e.g. in an SSM parameter value or a stack output) stays secret. The SecureString rule covers SSM; stack
+    outputs stay a code-review matter. It also flags a private key passed *into* the resource as plain input.
+    """
+    if args.resource_type != CERTIFICATE_TYPE:
+        return
+    secret_outputs = set(args.opts.additional_secret_outputs or [])
+    if not secret_outputs.intersection(CERTIFICATE_SECRET_OUTPUTS):
+        report_violation(
+            "Certificate's private_key_pem output is not marked secret, so the private key would be stored "
+            "in plaintext in the state file and shown in previews. Create the resource with "
+            "ResourceOptions(additional_secret_outputs=['private_key_pem']).",
+            None,
+        )
+    for key in CERTIFICATE_SECRET_OUTPUTS:
+        value = _get(args.props, key)
+        if _known(value) and str(value).strip():
+            report_violation(
+                f"Certificate receives private key material as input {key!r}. The key is generated by the "
+                "provider; pass private_key_pem=None so it is only ever an output.",
+                None,
+            )
+
+
+certificate_private_key_secret = _policy(
+    "certificate-private-key-secret",
+    "pki Certificate resources register private_key_pem in additional_secret_outputs and never take a "
+    "private key as input.",
+    _validate_certificate_key_secret,
+)
+
+
+RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
+    target_groups_https,
+    listeners_no_plaintext,
+    listeners_tls13,
+    no_public_ingress,
+    no_ssh_ingress,
+    imdsv2_required,
+    encrypted_volumes,
+    s3_public_access_block_strict,
+    no_public_s3_acls,
+    ssm_parameters_secure_string,
+    certificate_private_key_secret,
+]
+STACK_POLICIES: list[StackValidationPolicy] = [crl_bucket_public_access_blocked]
+ALL_POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [*RESOURCE_POLICIES, *STACK_POLICIES]

@@ -1,0 +1,445 @@
+"""Unit tests for the guardrail policies: each policy passes a good resource and flags a bad one.
+
+Policies are called the way the engine calls them: with real `ResourceValidationArgs` /
+`StackValidationArgs` whose props go through pulumi_policy's unknown-checking proxy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pulumi_policy import (
+    PolicyResource,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE
+
+from policy import guardrails
+from tests.policy_harness import RecordedResource, check_resources, resource_args, stack_args
+
+TG = "aws:lb/targetGroup:TargetGroup"
+LISTENER = "aws:lb/listener:Listener"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+VPC_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EC2_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+INSTANCE = "aws:ec2/instance:Instance"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+VOLUME = "aws:ebs/volume:Volume"
+PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+BUCKET = "aws:s3/bucketV2:BucketV2"
+BUCKET_ACL = "aws:s3/bucketAclV2:BucketAclV2"
+CA = "aws:acmpca/certificateAuthority:CertificateAuthority"
+SSM = "aws:ssm/parameter:Parameter"
+CERT = "pulumi-python:dynamic/pki:Certificate"
+
+ALB_TAGS = {guardrails.ALB_ROLE_TAG_KEY: guardrails.ALB_ROLE_TAG_VALUE}
+HTTPS_REDIRECT = {
+    "type": "redirect",
+    "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"},
+}
+ALL_FLAGS = {flag: True for flag in guardrails.PUBLIC_ACCESS_BLOCK_FLAGS}
+
+
+class Collector:
+    """A `report_violation` callback that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str | None]] = []
+
+    def __call__(self, message: str, urn: str | None = None) -> None:
+        self.found.append((message, urn))
+
+    @property
+    def messages(self) -> list[str]:
+        return [message for message, _ in self.found]
+
+
+def run(
+    policy: ResourceValidationPolicy,
+    type_: str,
+    props: dict[str, Any],
+    secret_outputs: list[str] | None = None,
+) -> list[str]:
+    """Violations `policy` reports for one resource."""
+    resource = RecordedResource(type_, "subject", props, secret_outputs or [])
+    collector = Collector()
+    policy.validate(resource_args(resource), collector)
+    return collector.messages
+
+
+def assert_one(messages: list[str], needle: str) -> None:
+    """Exactly one violation, and it mentions `needle` (what is wrong or how to fix it)."""
+    assert len(messages) == 1, messages
+    assert needle in messages[0], messages
+
+
+def run_stack(policy: StackValidationPolicy, resources: list[RecordedResource]) -> list[tuple[str, str | None]]:
+    collector = Collector()
+    policy.validate(stack_args(resources), collector)
+    return collector.found
+
+
+def test_pack_lists_every_policy_once_with_descriptions():
+    names = [p.name for p in guardrails.ALL_POLICIES]
+    assert len(names) == len(set(names)), names
+    for policy in guardrails.ALL_POLICIES:
+        assert policy.description, policy.name
+        assert policy.enforcement_level == guardrails.EnforcementLevel.MANDATORY, policy.name
+
+
+# --- target groups ----------------------------------------------------------------------------------------
+
+
+def test_target_group_https_passes():
+    props = {"protocol": "HTTPS", "port": 443, "healthCheck": {"protocol": "HTTPS", "path": "/healthz"}}
+    assert run(guardrails.target_groups_https, TG, props) == []
+    assert run(guardrails.target_groups_https, "aws:alb/targetGroup:TargetGroup", props) == []
+
+
+def test_target_group_lambda_has_no_protocol_and_passes():
+    assert run(guardrails.target_groups_https, TG, {"targetType": "lambda"}) == []
+
+
+def test_target_group_http_fails_with_fix():
+    messages = run(guardrails.target_groups_https, TG, {"protocol": "HTTP", "healthCheck": {"protocol": "HTTP"}})
+    assert len(messages) == 2, messages
+    assert all("HTTPS" in m for m in messages), messages
+
+
+def test_target_group_missing_health_check_protocol_fails():
+    messages = run(guardrails.target_groups_https, TG, {"protocol": "HTTPS"})
+    assert_one(messages, "health check")
+
+
+def test_target_group_unknown_protocol_is_not_flagged():
+    props = {"protocol": UNKNOWN_STRING_VALUE, "healthCheck": {"protocol": UNKNOWN_STRING_VALUE}}
+    assert run(guardrails.target_groups_https, TG, props) == []
+
+
+# --- listeners --------------------------------------------------------------------------------------------
+
+
+def test_https_listener_with_tls13_policy_passes():
+    props = {"protocol": "HTTPS", "port": 443, "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"}
+    assert run(guardrails.listeners_no_plaintext, LISTENER, props) == []
+    assert run(guardrails.listeners_tls13, LISTENER, props) == []
+
+
+def test_http_listener_redirecting_to_https_passes():
+    props = {"protocol": "HTTP", "port": 80, "defaultActions": [HTTPS_REDIRECT]}
+    assert run(guardrails.listeners_no_plaintext, LISTENER, props) == []
+    assert run(guardrails.listeners_tls13, LISTENER, props) == []
+
+
+def test_http_listener_forwarding_fails():
+    props = {
+        "protocol": "HTTP",
+        "defaultActions": [HTTPS_REDIRECT, {"type": "forward", "targetGroupArn": "x"}],
+    }
+    messages = run(guardrails.listeners_no_plaintext, LISTENER, props)
+    assert_one(messages, "'forward'")
+
+
+def test_http_listener_redirect_without_https_fails():
+    props = {"defaultActions": [{"type": "redirect", "redirect": {"port": "443"}}]}
+    messages = run(guardrails.listeners_no_plaintext, LISTENER, props)
+    assert_one(messages, "protocol")
+
+
+def test_tcp_listener_fails():
+    assert run(guardrails.listeners_no_plaintext, "aws:alb/listener:Listener", {"protocol": "TCP"})
+
+
+def test_https_listener_with_old_policy_fails():
+    props = {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-2016-08"}
+    messages = run(guardrails.listeners_tls13, LISTENER, props)
+    assert_one(messages, "TLS13")
+    assert run(guardrails.listeners_tls13, LISTENER, {"protocol": "HTTPS"}), "missing ssl_policy"
+
+
+# --- security groups --------------------------------------------------------------------------------------
+
+
+def ingress(from_port: int, to_port: int, cidr: str = "0.0.0.0/0", protocol: str = "tcp") -> dict[str, Any]:
+    return {"protocol": protocol, "fromPort": from_port, "toPort": to_port, "cidrBlocks": [cidr]}
+
+
+def test_alb_group_open_on_443_passes():
+    ipv6_443 = {"protocol": "tcp", "fromPort": 443, "toPort": 443, "ipv6CidrBlocks": ["::/0"]}
+    props = {"tags": ALB_TAGS, "ingress": [ingress(443, 443), ipv6_443]}
+    assert run(guardrails.no_public_ingress, SG, props) == []
+
+
+def test_host_group_open_to_internet_on_443_fails():
+    messages = run(guardrails.no_public_ingress, SG, {"ingress": [ingress(443, 443)]})
+    assert_one(messages, guardrails.ALB_ROLE_TAG_KEY)
+
+
+def test_alb_group_open_to_internet_on_80_fails_but_private_cidr_passes():
+    assert run(guardrails.no_public_ingress, SG, {"tags": ALB_TAGS, "ingress": [ingress(80, 80)]})
+    assert run(guardrails.no_public_ingress, SG, {"ingress": [ingress(0, 65535, "10.0.0.0/16")]}) == []
+
+
+def test_vpc_ingress_rule_ipv6_everything_fails_and_tagged_443_passes():
+    bad = {"ipProtocol": "-1", "cidrIpv6": "::/0", "securityGroupId": "sg-1"}
+    assert run(guardrails.no_public_ingress, VPC_INGRESS, bad)
+    good = {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "0.0.0.0/0", "tags": ALB_TAGS}
+    assert run(guardrails.no_public_ingress, VPC_INGRESS, good) == []
+
+
+def test_ec2_security_group_rule_can_never_be_public():
+    props = {
+        "type": "ingress",
+        "protocol": "tcp",
+        "fromPort": 443,
+        "toPort": 443,
+        "cidrBlocks": ["0.0.0.0/0"],
+    }
+    assert run(guardrails.no_public_ingress, EC2_RULE, props)
+    assert run(guardrails.no_public_ingress, EC2_RULE, props | {"type": "egress"}) == []
+
+
+def test_public_ingress_with_unknown_ports_is_not_flagged():
+    props = {"ingress": [ingress(0, 0) | {"fromPort": UNKNOWN_NUMBER_VALUE}]}
+    assert run(guardrails.no_public_ingress, SG, props) == []
+
+
+@pytest.mark.parametrize(
+    ("type_", "props"),
+    [
+        (SG, {"ingress": [ingress(22, 22, "10.0.0.0/8")]}),
+        (SG, {"ingress": [ingress(0, 0, "10.0.0.0/8", protocol="-1")]}),
+        (
+            VPC_INGRESS,
+            {"ipProtocol": "tcp", "fromPort": 20, "toPort": 30, "referencedSecurityGroupId": "sg-1"},
+        ),
+        (VPC_INGRESS, {"ipProtocol": "-1", "cidrIpv4": "10.0.0.0/8"}),
+        (
+            EC2_RULE,
+            {"type": "ingress", "protocol": "6", "fromPort": 0, "toPort": 1024, "cidrBlocks": ["10.0.0.0/8"]},
+        ),
+    ],
+)
+def test_ssh_reachable_fails(type_, props):
+    messages = run(guardrails.no_ssh_ingress, type_, props)
+    assert_one(messages, "SSH")
+
+
+@pytest.mark.parametrize(
+    ("type_", "props"),
+    [
+        (SG, {"ingress": [ingress(443, 443, "10.0.0.0/8"), ingress(23, 1024)]}),
+        (SG, {"ingress": [ingress(22, 22, protocol="udp")]}),
+        (
+            VPC_INGRESS,
+            {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "referencedSecurityGroupId": "sg"},
+        ),
+        (
+            EC2_RULE,
+            {"type": "egress", "protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]},
+        ),
+    ],
+)
+def test_no_ssh_passes(type_, props):
+    assert run(guardrails.no_ssh_ingress, type_, props) == []
+
+
+# --- instances and volumes --------------------------------------------------------------------------------
+
+
+GOOD_INSTANCE = {
+    "metadataOptions": {"httpTokens": "required", "httpEndpoint": "enabled"},
+    "rootBlockDevice": {"encrypted": True, "volumeSize": 8},
+    "ebsBlockDevices": [{"deviceName": "/dev/sdf", "encrypted": True}],
+}
+
+
+def test_instance_with_imdsv2_and_encrypted_disks_passes():
+    assert run(guardrails.imdsv2_required, INSTANCE, GOOD_INSTANCE) == []
+    assert run(guardrails.encrypted_volumes, INSTANCE, GOOD_INSTANCE) == []
+
+
+def test_instance_without_imdsv2_fails():
+    assert run(guardrails.imdsv2_required, INSTANCE, {"metadataOptions": {"httpTokens": "optional"}})
+    messages = run(guardrails.imdsv2_required, INSTANCE, {})
+    assert_one(messages, "http_tokens")
+
+
+def test_launch_template_imdsv2():
+    assert run(guardrails.imdsv2_required, LAUNCH_TEMPLATE, {"metadataOptions": {"httpTokens": "required"}}) == []
+    assert run(guardrails.imdsv2_required, LAUNCH_TEMPLATE, {"metadataOptions": {}})
+
+
+def test_instance_with_unencrypted_disks_fails():
+    props = GOOD_INSTANCE | {
+        "rootBlockDevice": {"volumeSize": 8},
+        "ebsBlockDevices": [{"deviceName": "/dev/sdf", "encrypted": False}],
+    }
+    messages = run(guardrails.encrypted_volumes, INSTANCE, props)
+    assert len(messages) == 2, messages
+    assert "root" in messages[0], messages
+    assert "/dev/sdf" in messages[1], messages
+
+
+def test_unknown_encryption_is_not_flagged():
+    props = GOOD_INSTANCE | {"rootBlockDevice": {"encrypted": UNKNOWN_BOOLEAN_VALUE}}
+    assert run(guardrails.encrypted_volumes, INSTANCE, props) == []
+
+
+def test_volumes_and_launch_template_mappings():
+    assert run(guardrails.encrypted_volumes, VOLUME, {"encrypted": True, "size": 10}) == []
+    assert run(guardrails.encrypted_volumes, VOLUME, {"size": 10})
+    good = {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true"}}]}
+    assert run(guardrails.encrypted_volumes, LAUNCH_TEMPLATE, good) == []
+    bad = {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"volumeSize": 8}}]}
+    assert run(guardrails.encrypted_volumes, LAUNCH_TEMPLATE, bad)
+
+
+# --- S3 ---------------------------------------------------------------------------------------------------
+
+
+def test_public_access_block_all_true_passes_and_gap_fails():
+    assert run(guardrails.s3_public_access_block_strict, PAB, {"bucket": "crl", **ALL_FLAGS}) == []
+    messages = run(
+        guardrails.s3_public_access_block_strict,
+        PAB,
+        {"bucket": "crl", **ALL_FLAGS} | {"blockPublicPolicy": False},
+    )
+    assert_one(messages, "blockPublicPolicy")
+
+
+def test_public_acls_fail():
+    assert run(guardrails.no_public_s3_acls, BUCKET, {"bucket": "crl"}) == []
+    assert run(guardrails.no_public_s3_acls, "aws:s3/bucket:Bucket", {"acl": "public-read"})
+    grant = {
+        "grantee": {"type": "Group", "uri": "http://acs.amazonaws.com/groups/global/AllUsers"},
+        "permission": "READ",
+    }
+    assert run(guardrails.no_public_s3_acls, BUCKET_ACL, {"accessControlPolicy": {"grants": [grant]}})
+    assert run(guardrails.no_public_s3_acls, BUCKET_ACL, {"acl": "private"}) == []
+
+
+def ca_props(bucket: str = "crl-bucket", object_acl: str = "BUCKET_OWNER_FULL_CONTROL") -> dict[str, Any]:
+    crl = {"enabled": True, "expirationInDays": 7, "s3BucketName": bucket, "s3ObjectAcl": object_acl}
+    return {"type": "ROOT", "revocationConfiguration": {"crlConfiguration": crl}}
+
+
+def test_ca_public_read_crl_objects_fail():
+    assert run(guardrails.no_public_s3_acls, CA, ca_props()) == []
+    assert run(guardrails.no_public_s3_acls, CA, ca_props(object_acl="PUBLIC_READ"))
+
+
+def test_crl_bucket_with_full_public_access_block_passes():
+    resources = [
+        RecordedResource(CA, "root-ca", ca_props()),
+        RecordedResource(BUCKET, "crl", {"bucket": "crl-bucket"}),
+        RecordedResource(PAB, "crl-block", {"bucket": "crl-bucket", **ALL_FLAGS}),
+    ]
+    assert run_stack(guardrails.crl_bucket_public_access_blocked, resources) == []
+
+
+def test_crl_bucket_without_public_access_block_fails_on_the_ca():
+    resources = [
+        RecordedResource(CA, "root-ca", ca_props()),
+        RecordedResource(PAB, "other-block", {"bucket": "another-bucket", **ALL_FLAGS}),
+    ]
+    found = run_stack(guardrails.crl_bucket_public_access_blocked, resources)
+    assert len(found) == 1, found
+    assert "crl-bucket" in found[0][0], found
+    assert found[0][1] == resources[0].urn, found
+
+
+def test_crl_bucket_with_partial_public_access_block_fails_on_the_block():
+    block = RecordedResource(PAB, "crl-block", {"bucket": "crl-bucket", **ALL_FLAGS, "ignorePublicAcls": False})
+    found = run_stack(guardrails.crl_bucket_public_access_blocked, [RecordedResource(CA, "ca", ca_props()), block])
+    assert len(found) == 1, found
+    assert "ignorePublicAcls" in found[0][0], found
+    assert found[0][1] == block.urn, found
+
+
+def test_crl_bucket_matched_through_property_dependencies_when_names_are_unknown():
+    """During a first preview the auto-named bucket's name is unknown; the engine's dependencies link them."""
+    bucket = RecordedResource(BUCKET, "crl", {"bucket": UNKNOWN_STRING_VALUE})
+    ca = RecordedResource(CA, "ca", ca_props(bucket=UNKNOWN_STRING_VALUE))
+    block = RecordedResource(PAB, "crl-block", {"bucket": UNKNOWN_STRING_VALUE, **ALL_FLAGS, "blockPublicAcls": False})
+    args = stack_args([bucket, ca, block])
+    bucket_res, ca_res, block_res = args.resources
+    ca_res.property_dependencies["revocationConfiguration"] = [bucket_res]
+    block_res.property_dependencies["bucket"] = [bucket_res]
+    collector = Collector()
+    guardrails.crl_bucket_public_access_blocked.validate(StackValidationArgs(args.resources), collector)
+    found = collector.found
+    assert [urn for _, urn in found] == [block.urn], found
+    assert isinstance(block_res, PolicyResource)
+
+
+def test_crl_disabled_is_not_checked():
+    props = ca_props()
+    props["revocationConfiguration"]["crlConfiguration"]["enabled"] = False
+    assert run_stack(guardrails.crl_bucket_public_access_blocked, [RecordedResource(CA, "ca", props)]) == []
+
+
+# --- secrets ----------------------------------------------------------------------------------------------
+
+
+def test_ssm_parameters_must_be_secure_string():
+    props = {"name": "/pca-backend/dev/tls/key", "type": "SecureString", "value": "k"}
+    assert run(guardrails.ssm_parameters_secure_string, SSM, props) == []
+    messages = run(guardrails.ssm_parameters_secure_string, SSM, props | {"type": "String"})
+    assert_one(messages, "SecureString")
+
+
+def test_certificate_private_key_marked_secret_passes():
+    props = {
+        "ca_arn": "arn:aws:acm-pca:eu-west-1:1:certificate-authority/x",
+        "common_name": "backend.internal",
+    }
+    assert run(guardrails.certificate_private_key_secret, CERT, props, ["private_key_pem"]) == []
+    assert (
+        run(
+            guardrails.certificate_private_key_secret,
+            CERT,
+            props | {"private_key_pem": None},
+            ["private_key_pem"],
+        )
+        == []
+    )
+
+
+def test_certificate_private_key_not_secret_fails():
+    messages = run(guardrails.certificate_private_key_secret, CERT, {"common_name": "backend.internal"})
+    assert_one(messages, "additional_secret_outputs")
+
+
+def test_certificate_private_key_as_input_fails():
+    props = {"common_name": "b", "private_key_pem": "-----BEGIN PRIVATE KEY-----\n..."}
+    messages = run(guardrails.certificate_private_key_secret, CERT, props, ["private_key_pem"])
+    assert_one(messages, "input")
+
+
+# --- harness ----------------------------------------------------------------------------------------------
+
+
+def test_check_resources_passes_a_compliant_stack_and_names_violations():
+    good = [
+        RecordedResource(TG, "backend-tg", {"protocol": "HTTPS", "healthCheck": {"protocol": "HTTPS"}}),
+        RecordedResource(LISTENER, "http", {"protocol": "HTTP", "defaultActions": [HTTPS_REDIRECT]}),
+        RecordedResource(SG, "alb-sg", {"tags": ALB_TAGS, "ingress": [ingress(443, 443)]}),
+        RecordedResource(INSTANCE, "nginx-0", GOOD_INSTANCE),
+        RecordedResource(CA, "root-ca", ca_props()),
+        RecordedResource(PAB, "crl-block", {"bucket": "crl-bucket", **ALL_FLAGS}),
+        RecordedResource(CERT, "backend-cert", {"common_name": "b"}, ["private_key_pem"]),
+        RecordedResource("aws:ec2/vpc:Vpc", "vpc", {"cidrBlock": "10.0.0.0/16"}),
+    ]
+    assert check_resources(good) == []
+
+    bad = [*good[:-1], RecordedResource(SG, "host-sg", {"ingress": [ingress(22, 22)]})]
+    violations = check_resources(bad)
+    assert any(v.startswith(f"no-ssh-ingress: {SG}::host-sg: ") for v in violations), violations
+    assert any(v.startswith("no-public-ingress-except-alb-https: ") for v in violations), violations
+
+    no_block = [r for r in good if r.type_ != PAB]
+    assert [v.split(":")[0] for v in check_resources(no_block)] == ["crl-bucket-public-access-blocked"]

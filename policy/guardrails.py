@@ -433,11 +433,13 @@ no_public_ingress = _policy(
 def _validate_no_ssh(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     for rule in _ingress_rules(args):
         if rule.covers_port(22):
-            ports = f"ports {rule.from_port}-{rule.to_port}"
-            what = "all protocols and ports" if rule.all_protocols() else ports
+            if rule.all_protocols():
+                what = "all protocols and ports"
+            else:  # covers_port() returned True, so both ports are known.
+                what = f"ports {int(rule.from_port)}-{int(rule.to_port)}"
             report_violation(
-                f"{rule.label.capitalize()} allows SSH (TCP 22) through {what}. Hosts are managed through "
-                "SSM Session Manager, not SSH: remove the rule or narrow its port range so it excludes 22.",
+                f"{rule.label.capitalize()} allows SSH (TCP 22) through {what}. Use SSM Session Manager "
+                "for shell access instead: remove the rule or narrow its port range so it excludes 22.",
                 None,
             )
 

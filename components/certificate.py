@@ -221,7 +221,7 @@ class CertificateProvider(pulumi.dynamic.ResourceProvider):
         common_name = inputs.get("common_name")
         sans = inputs["subject_alternative_names"]
         names: x509.SubjectNames | None = None
-        if not isinstance(sans, list):
+        if not isinstance(sans, list) and not _is_unknown(sans):
             fail("subject_alternative_names", "subject_alternative_names must be a list of names")
         elif not _is_unknown(common_name) and not _is_unknown(sans):
             if common_name is None or not str(common_name).strip():
@@ -249,7 +249,9 @@ class CertificateProvider(pulumi.dynamic.ResourceProvider):
             if not isinstance(value, int) or isinstance(value, bool):
                 fail(key, f"{key} must be a whole number of days, got {value!r}")
         validity = inputs["validity_days"]
-        if inputs.get("renew_before_days") is None and isinstance(validity, int):
+        # Without a usable validity (unknown in a preview, or invalid) the default stays None, not missing.
+        inputs.setdefault("renew_before_days", None)
+        if inputs["renew_before_days"] is None and isinstance(validity, int):
             inputs["renew_before_days"] = validity // 3
         renew_before = inputs["renew_before_days"]
         if isinstance(validity, int) and validity <= 0:

@@ -225,7 +225,7 @@ def nginx_test_config(conf: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)  # nginx: fast shutdown of master and workers
         try:

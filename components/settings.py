@@ -15,6 +15,7 @@ from typing import Any
 
 from components import x509
 from components.certificate import DEFAULT_TEMPLATE, SHORT_LIVED_MAX_DAYS, template_arn_for
+from components.network import subnet_cidrs
 
 CA_MODES = ("root", "subordinate", "stack")
 USAGE_MODES = ("GENERAL_PURPOSE", "SHORT_LIVED_CERTIFICATE")
@@ -78,6 +79,8 @@ class CertificateSettings:
 
 @dataclass(frozen=True)
 class BackendSettings:
+    network_cidr: str | None
+    """Create an isolated VPC with this CIDR instead of using vpc_id and the subnet IDs."""
     vpc_id: str
     alb_subnet_ids: tuple[str, ...]
     host_subnet_ids: tuple[str, ...]
@@ -319,15 +322,24 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
 
 
 def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
+    network_cidr = read.string("networkCidr")
     vpc_id = read.string("vpcId")
-    if not vpc_id:
-        read.problem("vpcId", "is required when backendEnabled is true (the VPC of the ALB and hosts)")
     alb_subnets = read.strings("albSubnetIds", lambda s: s.startswith("subnet-"), "a subnet ID (subnet-...)")
     host_subnets = read.strings("hostSubnetIds", lambda s: s.startswith("subnet-"), "a subnet ID (subnet-...)")
-    if len(alb_subnets) < 2:
-        read.problem("albSubnetIds", "an ALB needs subnets in at least two availability zones")
-    if not host_subnets:
-        read.problem("hostSubnetIds", "at least one subnet for the backend hosts is required")
+    if network_cidr:
+        try:
+            subnet_cidrs(network_cidr)
+        except ValueError as error:
+            read.problem("networkCidr", str(error))
+        if vpc_id or alb_subnets or host_subnets:
+            read.problem("networkCidr", "creates a VPC; it cannot be combined with vpcId, albSubnetIds, hostSubnetIds")
+    else:
+        if not vpc_id:
+            read.problem("vpcId", "is required when backendEnabled is true and networkCidr is not set")
+        if len(alb_subnets) < 2:
+            read.problem("albSubnetIds", "an ALB needs subnets in at least two availability zones")
+        if not host_subnets:
+            read.problem("hostSubnetIds", "at least one subnet for the backend hosts is required")
     internal = read.boolean("albInternal", True)
     cidrs = read.strings("albIngressCidrs", _is_cidr, "a CIDR block such as 10.0.0.0/16")
     if not cidrs:
@@ -357,6 +369,7 @@ def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
     if not re.match(r"^/[A-Za-z0-9._~/-]*$", health_path):
         read.problem("healthCheckPath", f"{health_path!r} must be an absolute URL path such as /healthz")
     return BackendSettings(
+        network_cidr=network_cidr,
         vpc_id=vpc_id or "",
         alb_subnet_ids=alb_subnets,
         host_subnet_ids=host_subnets,
@@ -414,6 +427,7 @@ CONFIG_KEYS = (
     "certValidityDays",
     "certRenewBeforeDays",
     "certTemplate",
+    "networkCidr",
     "vpcId",
     "albSubnetIds",
     "hostSubnetIds",

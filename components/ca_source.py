@@ -1,0 +1,77 @@
+"""Where a stack's CA comes from: created here (root or subordinate) or read from another stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.private_ca import PrivateCa
+from components.settings import SHORT_LIVED_MAX_DAYS, CaSettings
+
+#: Outputs a CA-owning stack exports and `caMode: stack` consumers require (README: "Stack outputs").
+CA_ARN_OUTPUT = "caArn"
+CA_TRUST_BUNDLE_OUTPUT = "caTrustBundlePem"
+CA_USAGE_MODE_OUTPUT = "caUsageMode"
+
+
+@dataclass(frozen=True)
+class CaSource:
+    arn: pulumi.Output[str]
+    """The CA's ARN; when this stack creates the CA, it resolves only after activation."""
+    trust_bundle_pem: pulumi.Output[str]
+    usage_mode: pulumi.Output[str]
+    private_ca: PrivateCa | None
+    """The CA component when this stack owns the CA, else None."""
+
+    def validity_days(self, asked: int) -> pulumi.Output[int]:
+        """`asked`, or a preview-time error naming the setting when the CA cannot issue that long."""
+
+        def check(usage_mode: str) -> int:
+            if usage_mode == "SHORT_LIVED_CERTIFICATE" and asked > SHORT_LIVED_MAX_DAYS:
+                raise ValueError(
+                    f"certValidityDays is {asked} but the CA is SHORT_LIVED_CERTIFICATE, which issues at most "
+                    f"{SHORT_LIVED_MAX_DAYS} days"
+                )
+            return asked
+
+        return self.usage_mode.apply(check)
+
+
+def resolve_ca(ca: CaSettings) -> CaSource:
+    """Create the CA this stack owns, or reference the one another stack owns (`caMode: stack`)."""
+    reference = pulumi.StackReference("ca-stack", stack_name=ca.stack) if ca.stack else None
+    if ca.mode == "stack":
+        assert reference is not None  # settings guarantee caStack with caMode stack
+        return CaSource(
+            arn=reference.require_output(CA_ARN_OUTPUT),
+            trust_bundle_pem=reference.require_output(CA_TRUST_BUNDLE_OUTPUT),
+            usage_mode=reference.require_output(CA_USAGE_MODE_OUTPUT),
+            private_ca=None,
+        )
+    parent_arn = ca.parent_arn or (reference.require_output(CA_ARN_OUTPUT) if reference else None)
+    private_ca = PrivateCa(
+        "ca",
+        {
+            "ca_type": "ROOT" if ca.mode == "root" else "SUBORDINATE",
+            "subject": {
+                "common_name": ca.subject.common_name,
+                "organization": ca.subject.organization,
+                "organizational_unit": ca.subject.organizational_unit,
+                "country": ca.subject.country,
+                "state": ca.subject.state,
+                "locality": ca.subject.locality,
+            },
+            "key_algorithm": ca.key_algorithm,
+            "validity_years": ca.validity_years,
+            "usage_mode": ca.usage_mode,
+            "permanent_deletion_days": ca.permanent_deletion_days,
+            "key_storage_security_standard": ca.key_storage_security_standard,
+            "parent_ca_arn": parent_arn,
+            "crl": {"expiration_days": ca.crl_expiration_days, "custom_cname": ca.crl_custom_cname}
+            if ca.crl_enabled
+            else None,
+            "acm_permission": ca.acm_permission,
+        },
+    )
+    return CaSource(private_ca.arn, private_ca.trust_bundle_pem, private_ca.usage_mode, private_ca)

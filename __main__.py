@@ -15,6 +15,8 @@ from components.network import Network
 from components.settings import ec2_private_dns_wildcard, load_settings
 
 settings = load_settings()
+for warning in settings.warnings:
+    pulumi.log.warn(warning)
 
 ca = resolve_ca(settings.ca)
 pulumi.export("caArn", ca.arn)

@@ -106,6 +106,8 @@ class Settings:
     endpoint_url: str | None
     """ACM PCA endpoint for the certificate provider (the local emulator); None on AWS."""
     parameter_prefix: str
+    warnings: tuple[str, ...] = ()
+    """Legal but risky combinations, for the program to log."""
 
 
 def ec2_private_dns_wildcard(region: str) -> str:
@@ -119,6 +121,7 @@ class _Reader:
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.raw = raw
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
@@ -216,6 +219,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, project: str, region: 
         backend=backend,
         endpoint_url=endpoint_url,
         parameter_prefix=prefix,
+        warnings=tuple(read.warnings),
     )
 
 
@@ -264,8 +268,7 @@ def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
             locality=read.string("caLocality"),
         ),
         key_algorithm=read.choice("caKeyAlgorithm", x509.KEY_ALGORITHMS, "RSA_2048"),
-        # A subordinate must expire before its root: half the root's default leaves room for one rotation.
-        validity_years=read.integer("caValidityYears", 5 if mode == "subordinate" else 10, 1, 30),
+        validity_years=_validity_years(read, mode),
         usage_mode=usage_mode,
         permanent_deletion_days=read.integer("caPermanentDeletionDays", 30, 7, 30),
         key_storage_security_standard=read.choice(
@@ -278,6 +281,13 @@ def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
         stack=ca_stack,
         parent_arn=parent_arn,
     )
+
+
+def _validity_years(read: _Reader, mode: str) -> int:
+    """caValidityYears; 0 (the default) means 10 for a root and 5 for a subordinate, which must expire before
+    its root and so leaves room for one rotation under it."""
+    years = read.integer("caValidityYears", 0, 0, 30)
+    return years or (5 if mode == "subordinate" else 10)
 
 
 def _country(read: _Reader) -> str | None:
@@ -303,9 +313,8 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
             "certValidityDays",
             f"is {validity} but caUsageMode SHORT_LIVED_CERTIFICATE allows at most {SHORT_LIVED_MAX_DAYS} days",
         )
-    renew_before = read.raw.get("certRenewBeforeDays")
-    if renew_before is not None:
-        renew_before = read.integer("certRenewBeforeDays", 0, 0, max(validity - 1, 0))
+    # 0 (the default) leaves it to the provider: a third of the validity.
+    renew_before = read.integer("certRenewBeforeDays", 0, 0, max(validity - 1, 0)) or None
     template = read.string("certTemplate", DEFAULT_TEMPLATE) or DEFAULT_TEMPLATE
     try:
         template_arn_for(template)
@@ -361,9 +370,9 @@ def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
     if domain_name and ca.usage_mode == "SHORT_LIVED_CERTIFICATE":
         read.problem("albDomainName", "ACM cannot issue from a SHORT_LIVED_CERTIFICATE CA; use albCertificateArn")
     if domain_name and ca.mode != "stack" and not ca.acm_permission:
-        read.problem(
-            "caAcmPermission",
-            "must be true when albDomainName is set: ACM renews private certificates only with the CA's permission",
+        read.warnings.append(
+            "caAcmPermission is false while albDomainName asks ACM for a private certificate: ACM can issue it "
+            "but will fail to renew it (terraform-provider-aws#46693)"
         )
     health_path = read.string("healthCheckPath", "/healthz") or "/healthz"
     if not re.match(r"^/[A-Za-z0-9._~/-]*$", health_path):

@@ -273,6 +273,12 @@ class RecordingProxy:
         with self._lock:
             self._faults.clear()
 
+    def reset(self) -> None:
+        """Forget recorded requests and pending faults (the UsageMode corrections stay)."""
+        with self._lock:
+            self.requests.clear()
+            self._faults.clear()
+
     def _take_fault(self, target: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:

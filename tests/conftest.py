@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from botocore.retries.standard import ExponentialBackoff
 
 from tests.aws_emulator import FAKE_AWS_ENVIRONMENT, REAL_AWS_VARIABLES, RecordingProxy, moto_server
 
@@ -36,9 +37,25 @@ def moto_endpoint(fake_aws_credentials: None, tmp_path_factory: pytest.TempPathF
         yield url
 
 
-@pytest.fixture
-def pca_proxy(moto_endpoint: str) -> Iterator[RecordingProxy]:
-    """A `RecordingProxy` in front of the session's moto server: `.endpoint_url`, `.calls(target)`,
-    `.bodies(target)`, `.inject(...)`, `.throttle(...)`, `.in_progress(...)`, `.server_error(...)`."""
+@pytest.fixture(scope="session")
+def pca_proxy_session(moto_endpoint: str) -> Iterator[RecordingProxy]:
+    """The session's `RecordingProxy`: for module- or session-scoped CAs (create them through it so
+    their UsageMode is honoured). Tests should take `pca_proxy`, which resets it around each test."""
     with RecordingProxy(moto_endpoint) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def pca_proxy(pca_proxy_session: RecordingProxy) -> Iterator[RecordingProxy]:
+    """The session's `RecordingProxy`, with no recorded request and no pending fault at the start:
+    `.endpoint_url`, `.calls(target)`, `.bodies(target)`, `.inject(...)`, `.throttle(...)`,
+    `.in_progress()`, `.server_error(...)`, `.reset()`."""
+    pca_proxy_session.reset()
+    yield pca_proxy_session
+    pca_proxy_session.reset()
+
+
+@pytest.fixture
+def fast_aws_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's retry back-off (up to 20 s a try for throttling) shrunk to 1 ms; attempts are unchanged."""
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.001)

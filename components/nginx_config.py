@@ -83,8 +83,7 @@ def _listen_target(listen_address: str | None, port: int) -> str:
         address = ipaddress.ip_address(listen_address)
     except ValueError:
         raise ValueError(
-            f"listen_address must be an IPv4 or IPv6 address (or None for all IPv4 addresses), "
-            f"got {listen_address!r}"
+            f"listen_address must be an IPv4 or IPv6 address (or None for all IPv4 addresses), got {listen_address!r}"
         ) from None
     if address.version == 6:
         return f"[{address.compressed}]:{port}"
@@ -114,9 +113,7 @@ def _check_upstream_url(upstream_url: str) -> str:
             f"got {upstream_url!r}"
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(
-            f"upstream_url must not carry a path, query, fragment or credentials, got {upstream_url!r}"
-        )
+        raise ValueError(f"upstream_url must not carry a path, query, fragment or credentials, got {upstream_url!r}")
     try:
         port = parts.port
     except ValueError:

@@ -1,0 +1,100 @@
+# Two entry points: `make up` (the local stack against the local AWS emulator) and `make test` (everything
+# the tests need, then all of them). `make down` undoes `make up`. Run `make help` for the rest.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION    ?= 0.13.8
+EMULATOR_PORT ?= 5000
+BACKEND_PORT  ?= 8443
+LOCAL_DIR     := $(CURDIR)/.local
+STATE_DIR     := $(CURDIR)/.state
+APT_PACKAGES  := nginx-light openssl tcpdump tshark wrk iproute2 ca-certificates curl procps
+PULUMI        ?= $(shell command -v pulumi 2>/dev/null || echo $(HOME)/.pulumi/bin/pulumi)
+
+# The local stack's state lives in the repo (ignored by git) and its secrets use a passphrase that only
+# protects emulator data. Real stacks use a team backend and their own passphrase or KMS key (README).
+LOCAL_ENV := env PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE=local-emulator-only \
+             AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
+             AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+
+.PHONY: help up down test lint python-deps system-deps pulumi-cli emulator bench
+
+help:
+	@echo "make up     pulumi up of the local stack against the local AWS emulator, then serve its certificate"
+	@echo "make down   destroy the local stack and stop what make up started"
+	@echo "make test   install what the tests need (apt packages included) and run them all"
+	@echo "make lint   ruff, ruff format --check, mypy"
+	@echo "make bench  print the benchmark tables"
+
+python-deps:
+	@command -v uv >/dev/null || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	uv sync --locked --quiet
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: python-deps
+	uv run ruff check .
+	uv run ruff format --check .
+	uv run mypy .
+
+test: system-deps python-deps lint
+	uv run pytest
+
+bench: system-deps python-deps
+	uv run python bench/certificate_bench.py
+	uv run python bench/nginx_bench.py
+
+# --- make up / make down -------------------------------------------------------------------------------
+pulumi-cli:
+	@if [ ! -x "$(PULUMI)" ]; then \
+	  echo "The Pulumi CLI is not installed; trying its official installer (get.pulumi.com)..."; \
+	  if ! (curl -fsSL --max-time 60 https://get.pulumi.com | sh) >/dev/null 2>&1; then \
+	    echo "error: could not install the Pulumi CLI." >&2; \
+	    echo "Install it with:  curl -fsSL https://get.pulumi.com | sh   (see pulumi.com/docs/install)" >&2; \
+	    echo "then run 'make up' again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+emulator: python-deps
+	@mkdir -p $(LOCAL_DIR)
+	@if ! curl -s -o /dev/null http://127.0.0.1:$(EMULATOR_PORT)/moto-api/; then \
+	  nohup uv run python -m moto.server -H 127.0.0.1 -p $(EMULATOR_PORT) >$(LOCAL_DIR)/emulator.log 2>&1 & \
+	  echo $$! >$(LOCAL_DIR)/emulator.pid; \
+	  for i in $$(seq 50); do curl -s -o /dev/null http://127.0.0.1:$(EMULATOR_PORT)/moto-api/ && break; sleep 0.2; done; \
+	  echo "AWS emulator on http://127.0.0.1:$(EMULATOR_PORT) (pid $$(cat $(LOCAL_DIR)/emulator.pid))"; \
+	fi
+
+up: python-deps pulumi-cli emulator
+	@mkdir -p $(STATE_DIR)
+	$(LOCAL_ENV) $(PULUMI) login --non-interactive file://$(STATE_DIR)
+	$(LOCAL_ENV) $(PULUMI) stack select --create --non-interactive local
+	$(LOCAL_ENV) $(PULUMI) up --yes --non-interactive --stack local
+	$(LOCAL_ENV) $(PULUMI) stack output --stack local
+	@# Serve what the stack stored in the emulator's SSM, fetched as a host fetches it at boot.
+	@prefix=$$($(LOCAL_ENV) $(PULUMI) stack output --stack local parameterNames --json \
+	  | uv run python -c 'import json, posixpath, sys; print(posixpath.dirname(json.load(sys.stdin)["full_chain"]))'); \
+	rm -f $(LOCAL_DIR)/backend.json; \
+	nohup $(LOCAL_ENV) uv run scripts/local-backend --from-ssm "$$prefix" \
+	  --endpoint-url http://127.0.0.1:$(EMULATOR_PORT) --port $(BACKEND_PORT) --workdir $(LOCAL_DIR)/backend \
+	  >$(LOCAL_DIR)/backend.json 2>$(LOCAL_DIR)/backend.log & echo $$! >$(LOCAL_DIR)/backend.pid; \
+	for i in $$(seq 100); do [ -s $(LOCAL_DIR)/backend.json ] && break; sleep 0.2; done; \
+	if [ ! -s $(LOCAL_DIR)/backend.json ]; then cat $(LOCAL_DIR)/backend.log >&2; exit 1; fi; \
+	echo "backend serving TLS (details below); try: curl --cacert <ca_bundle> -d '{\"data\": \"hello\"}' <url>"; \
+	cat $(LOCAL_DIR)/backend.json
+
+down:
+	@if [ -f $(LOCAL_DIR)/backend.pid ]; then kill $$(cat $(LOCAL_DIR)/backend.pid) 2>/dev/null || true; rm -f $(LOCAL_DIR)/backend.pid; fi
+	@if [ -x "$(PULUMI)" ] && [ -d $(STATE_DIR) ]; then \
+	  $(LOCAL_ENV) $(PULUMI) destroy --yes --non-interactive --stack local; \
+	fi
+	@if [ -f $(LOCAL_DIR)/emulator.pid ]; then kill $$(cat $(LOCAL_DIR)/emulator.pid) 2>/dev/null || true; rm -f $(LOCAL_DIR)/emulator.pid; fi
+	@echo "local stack destroyed; emulator and backend stopped"

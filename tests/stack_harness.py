@@ -1,0 +1,259 @@
+"""Run the real `__main__.py` for a stack file under `pulumi.runtime.set_mocks` and record what it does.
+
+Config comes from `stacks/Pulumi.<stack>.yaml` merged over the `config:` defaults of `Pulumi.yaml`, as the CLI
+merges them. A monitor subclass records every RegisterResource request (type, name, inputs, parent,
+dependencies, additional secret outputs) so tests can hold the program to its promises, and the stack's
+exports are resolved with their secretness.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
+STACKS = sorted(path.name[len("Pulumi.") : -len(".yaml")] for path in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+ACCOUNT = "123456789012"
+#: What the mocked dynamic certificate returns as its key: tests look for it where it must never be.
+FAKE_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMOCKED-PRIVATE-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"
+CERTIFICATE_TYPE = "pulumi-python:dynamic/pki:Certificate"
+MOCK_CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMOCK\n-----END CERTIFICATE REQUEST-----\n"
+
+
+def _self_signed_pem(common_name: str, days: int) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+#: A root as the `pki` stack would export it (generated once per test session).
+PKI_ROOT_PEM = _self_signed_pem("Mocked pki root", 3650)
+PKI_CA_ARN = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/11111111-2222-3333-4444-555555555555"
+
+
+@dataclass
+class Registration:
+    type_: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    parent: str
+    dependencies: list[str]
+    additional_secret_outputs: list[str]
+
+
+@dataclass
+class StackRun:
+    stack: str
+    config: dict[str, Any]
+    resources: list[Registration] = field(default_factory=list)
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    logs: list[str] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [resource for resource in self.resources if resource.type_ == type_]
+
+    def one(self, type_: str) -> Registration:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"{self.stack}: expected one {type_}, found {[r.urn for r in found]}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(resource for resource in self.resources if resource.urn == urn)
+
+
+def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Full config keys (`namespace:key`) as the CLI would give the program: project defaults, then the stack."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    config: dict[str, Any] = {
+        f"{PROJECT}:{key}": spec["default"] for key, spec in project.get("config", {}).items() if "default" in spec
+    }
+    stack_file = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+    config.update(stack_file.get("config", {}))
+    config.update(overrides or {})
+    return config
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, run: StackRun) -> None:
+        self.run = run
+        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs, name, typ = dict(args.inputs), args.name, args.typ
+        self.inputs[(typ, name)] = inputs
+        outputs: dict[str, Any] = {**inputs}
+        resource_id = f"{name}_id"
+        if typ == "pulumi:pulumi:StackReference":
+            outputs = {
+                "name": inputs["name"],
+                "outputs": {
+                    "caArn": PKI_CA_ARN,
+                    "caTrustBundlePem": PKI_ROOT_PEM,
+                    "caUsageMode": "GENERAL_PURPOSE",
+                    "caCertificatePem": PKI_ROOT_PEM,
+                },
+                "secretOutputNames": [],
+            }
+            resource_id = inputs["name"]
+        elif typ == "aws:acmpca/certificateAuthority:CertificateAuthority":
+            arn = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/{abs(hash(name)):032x}"[:110]
+            outputs.update(
+                arn=arn,
+                certificateSigningRequest=MOCK_CSR,
+                notAfter="2035-01-01T00:00:00Z",
+                usageMode=inputs.get("usageMode", "GENERAL_PURPOSE"),
+            )
+            resource_id = arn
+        elif typ == "aws:acmpca/certificate:Certificate":
+            outputs.update(
+                arn=f"{inputs['certificateAuthorityArn']}/certificate/{name}",
+                certificate=_self_signed_pem(f"mock {name}", 365),
+                certificateChain=PKI_ROOT_PEM if "Subordinate" in str(inputs.get("templateArn")) else "",
+            )
+        elif typ == CERTIFICATE_TYPE:
+            outputs.update(
+                certificate_arn=f"{inputs['ca_arn']}/certificate/{name}",
+                certificate_pem="-----BEGIN CERTIFICATE-----\nMOCK-LEAF\n-----END CERTIFICATE-----\n",
+                certificate_chain_pem=PKI_ROOT_PEM,
+                full_chain_pem="-----BEGIN CERTIFICATE-----\nMOCK-LEAF\n-----END CERTIFICATE-----\n" + PKI_ROOT_PEM,
+                private_key_pem=FAKE_PRIVATE_KEY,
+                serial="0A:0B",
+                not_after="2030-01-01T00:00:00Z",
+            )
+        elif typ == "aws:s3/bucket:Bucket":
+            bucket = f"{name}-bucket"
+            outputs.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+            resource_id = bucket
+        elif typ == "aws:lb/loadBalancer:LoadBalancer":
+            outputs.update(dnsName=f"internal-{name}-123.us-east-1.elb.amazonaws.com", arn=f"arn:aws:elb:{name}")
+        elif typ == "aws:acm/certificate:Certificate":
+            outputs.update(arn=f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/{name}")
+        elif typ == "aws:ssm/parameter:Parameter":
+            outputs.update(arn=f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter{inputs.get('name', name)}")
+        else:
+            outputs.setdefault("arn", f"arn:aws:mock:us-east-1:{ACCOUNT}:{name}")
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        self.run.invokes.append((args.token, dict(args.args)))
+        token = args.token
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/mock", "userId": "mock", "id": ACCOUNT}
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": "us-east-1", "region": "us-east-1", "id": "us-east-1"}
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": ["us-east-1a", "us-east-1b"], "zoneIds": ["use1-az1", "use1-az2"], "id": "us-east-1"}
+        if token == "aws:ssm/getParameter:getParameter":
+            return {"name": args.args.get("name"), "value": "ami-0123456789abcdef0", "type": "String", "id": "x"}
+        if token == "aws:acmpca/getCertificateAuthority:getCertificateAuthority":
+            return {
+                "arn": args.args.get("arn"),
+                "certificate": PKI_ROOT_PEM,
+                "certificateChain": "",
+                "notAfter": "2035-06-01T00:00:00Z",
+                "status": "ACTIVE",
+                "type": "ROOT",
+                "usageMode": "GENERAL_PURPOSE",
+                "id": args.args.get("arn"),
+            }
+        if token == "aws:iam/getPolicyDocument:getPolicyDocument":
+            return {"json": json.dumps({"Version": "2012-10-17", "Statement": []}), "id": "doc"}
+        return {}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: _Mocks) -> None:
+        super().__init__(mocks)
+        self.recorder = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self._record(request, response.urn, list(request.additionalSecretOutputs))
+        return response
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - StackReference is read, not registered
+        response = super().ReadResource(request)
+        self._record(request, response.urn, [])
+        return response
+
+    def _record(self, request: Any, urn: str, additional_secret_outputs: list[str]) -> None:
+        self.recorder.run.resources.append(
+            Registration(
+                type_=request.type,
+                name=request.name,
+                urn=urn,
+                inputs=self.recorder.inputs[(request.type, request.name)],
+                parent=request.parent,
+                dependencies=list(request.dependencies),
+                additional_secret_outputs=additional_secret_outputs,
+            )
+        )
+
+
+def _config_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
+    """Run `__main__.py` for `stack` under mocks; raise what the program raises."""
+    config = stack_config(stack, overrides)
+    run = StackRun(stack=stack, config=config)
+    pulumi.runtime.set_all_config({key: _config_value(value) for key, value in config.items()})
+    mocks = _Mocks(run)
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(mocks))
+    root = pulumi_settings.get_root_resource()
+    assert root is not None
+
+    async def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        exported: dict[str, pulumi.Output[Any]] = {
+            key: pulumi.Output.from_input(value)
+            for key, value in root.outputs.items()  # type: ignore[attr-defined]
+        }
+        for key, output in exported.items():
+            run.outputs[key] = await output.future()
+            if await output.is_secret():
+                run.secret_outputs.add(key)
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        _sync_await(run_pulumi_func(lambda: _sync_await(program())))
+    finally:
+        sys.path.remove(str(ROOT))
+    return run

@@ -1,0 +1,280 @@
+"""The real `__main__.py`, run under Pulumi mocks for every stack file in `stacks/`."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pulumi.runtime import settings as pulumi_settings
+
+from tests.policy_harness import RecordedResource, check_resources
+from tests.stack_harness import CERTIFICATE_TYPE, FAKE_PRIVATE_KEY, PKI_CA_ARN, STACKS, StackRun, run_stack
+
+CA_TYPE = "aws:acmpca/certificateAuthority:CertificateAuthority"
+ACTIVATION_TYPE = "aws:acmpca/certificateAuthorityCertificate:CertificateAuthorityCertificate"
+CA_CERTIFICATE_TYPE = "aws:acmpca/certificate:Certificate"
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
+
+#: The outputs contract (README.md, "Stack outputs"): what each stack exports, no more, no less.
+CA_OUTPUTS = {"caArn", "caTrustBundlePem", "caUsageMode"}
+CA_OWNER_OUTPUTS = CA_OUTPUTS | {"caCertificatePem", "caNotAfter"}
+BACKEND_OUTPUTS = {
+    "certificateArn",
+    "certificatePem",
+    "certificateSerial",
+    "certificateNotAfter",
+    "albDnsName",
+    "httpsUrl",
+    "targetGroupArn",
+    "albSecurityGroupId",
+    "backendSecurityGroupId",
+    "hostIds",
+    "parameterNames",
+}
+CONTRACT = {
+    "pki": CA_OWNER_OUTPUTS | {"caCrlBucketName"},
+    "dev": CA_OUTPUTS | BACKEND_OUTPUTS,
+    "prod": CA_OWNER_OUTPUTS | {"caCrlBucketName"} | BACKEND_OUTPUTS,
+    "local": CA_OWNER_OUTPUTS | BACKEND_OUTPUTS,
+}
+
+
+@pytest.fixture
+def clean_mocks() -> Iterator[None]:
+    """Mocks are process-global: leave no root stack behind for the next test."""
+    yield
+    pulumi_settings.ROOT.set(None)
+
+
+@functools.cache
+def _cached_run(stack: str) -> StackRun:
+    try:
+        return run_stack(stack)
+    finally:
+        pulumi_settings.ROOT.set(None)
+
+
+@pytest.fixture(params=STACKS)
+def run(request: pytest.FixtureRequest) -> StackRun:
+    return _cached_run(request.param)
+
+
+def test_every_stack_has_a_contract() -> None:
+    assert set(STACKS) == set(CONTRACT), "each stack file needs an outputs contract here and in README.md"
+
+
+def test_exports_exactly_the_contract(run: StackRun) -> None:
+    assert set(run.outputs) == CONTRACT[run.stack], f"{run.stack}: exports differ from the contract"
+
+
+def test_no_output_holds_key_material(run: StackRun) -> None:
+    for name, value in run.outputs.items():
+        text = json.dumps(value)
+        assert "PRIVATE KEY" not in text, f"{run.stack}: output {name} holds a private key"
+
+
+def test_private_key_is_a_secret_output_of_the_certificate(run: StackRun) -> None:
+    for certificate in run.of_type(CERTIFICATE_TYPE):
+        assert "private_key_pem" in certificate.additional_secret_outputs, certificate.urn
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+#: How the Pulumi wire format marks a secret value.
+SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
+
+
+def test_key_reaches_only_the_private_key_parameter_as_a_secret(run: StackRun) -> None:
+    holders = [r.urn for r in run.resources if any(FAKE_PRIVATE_KEY in text for text in _strings(r.inputs))]
+    key_parameters = [r for r in run.of_type("aws:ssm/parameter:Parameter") if r.name.endswith("private-key")]
+    assert holders == [r.urn for r in key_parameters], f"{run.stack}: key material in {holders}"
+    for parameter in key_parameters:
+        assert SECRET_SIGNATURE in parameter.inputs["value"], f"{parameter.urn}: the key must stay a secret"
+    for parameter in run.of_type("aws:ssm/parameter:Parameter"):
+        assert parameter.inputs["type"] == "SecureString", parameter.urn
+
+
+def test_certificate_depends_on_ca_activation(run: StackRun) -> None:
+    for certificate in run.of_type(CERTIFICATE_TYPE):
+        if run.of_type(CA_TYPE):
+            activation = run.one(ACTIVATION_TYPE)
+            assert activation.urn in certificate.dependencies, f"{certificate.urn} must wait for activation"
+        else:
+            reference = run.one(STACK_REFERENCE_TYPE)
+            assert reference.urn in certificate.dependencies, certificate.urn
+            assert certificate.inputs["ca_arn"] == PKI_CA_ARN, certificate.urn
+
+
+def test_certificate_settings_come_from_the_stack(run: StackRun) -> None:
+    config = run.config
+    for certificate in run.of_type(CERTIFICATE_TYPE):
+        inputs = certificate.inputs
+        assert inputs["key_algorithm"] == config["pca-backend:certKeyAlgorithm"], certificate.urn
+        assert inputs["validity_days"] == config["pca-backend:certValidityDays"], certificate.urn
+        assert "*.ec2.internal" in inputs["subject_alternative_names"], f"{certificate.urn}: host names missing"
+        for name in config["pca-backend:certNames"]:
+            assert name in inputs["subject_alternative_names"], certificate.urn
+        assert inputs["region"] == config["aws:region"], certificate.urn
+        assert inputs.get("endpoint_url") == (config["pca-backend:awsEndpointUrl"] or None), certificate.urn
+
+
+def test_ca_resources_per_mode(run: StackRun) -> None:
+    mode = run.config["pca-backend:caMode"]
+    if mode == "stack":
+        assert not run.of_type(CA_TYPE), f"{run.stack}: a stack-mode CA is referenced, never created"
+        assert run.one(STACK_REFERENCE_TYPE).inputs["name"] == run.config["pca-backend:caStack"]
+        return
+    authority = run.one(CA_TYPE)
+    assert authority.inputs["type"] == ("ROOT" if mode == "root" else "SUBORDINATE"), authority.urn
+    configuration = authority.inputs["certificateAuthorityConfiguration"]
+    assert configuration["keyAlgorithm"] == run.config["pca-backend:caKeyAlgorithm"], authority.urn
+    expected_signing = {"RSA_2048": "SHA256WITHRSA", "EC_prime256v1": "SHA256WITHECDSA"}
+    assert configuration["signingAlgorithm"] == expected_signing[configuration["keyAlgorithm"]], authority.urn
+    assert authority.inputs["usageMode"] == run.config["pca-backend:caUsageMode"], authority.urn
+    assert authority.inputs["permanentDeletionTimeInDays"] == run.config["pca-backend:caPermanentDeletionDays"]
+    signed = run.one(CA_CERTIFICATE_TYPE)
+    activation = run.one(ACTIVATION_TYPE)
+    if mode == "root":
+        assert signed.inputs["templateArn"] == "arn:aws:acm-pca:::template/RootCACertificate/V1", signed.urn
+        assert signed.inputs["certificateAuthorityArn"] == authority.inputs.get(
+            "arn", activation.inputs["certificateAuthorityArn"]
+        ), signed.urn
+        assert signed.inputs["validity"] == {"type": "YEARS", "value": "10"}, signed.urn
+        assert "certificateChain" not in activation.inputs, activation.urn
+    else:
+        template = "arn:aws:acm-pca:::template/SubordinateCACertificate_PathLen0/V1"
+        assert signed.inputs["templateArn"] == template, signed.urn
+        assert signed.inputs["certificateAuthorityArn"] == PKI_CA_ARN, f"{signed.urn}: signed by the pki root"
+        # The pki root in the mocks is RSA: the parent signs with its own key's algorithm.
+        assert signed.inputs["signingAlgorithm"] == "SHA256WITHRSA", signed.urn
+        assert signed.inputs["validity"]["type"] == "END_DATE", signed.urn
+        assert signed.inputs["validity"]["value"] < "2035-06-01", f"{signed.urn}: must end before its parent"
+        assert activation.inputs["certificateChain"], f"{activation.urn}: a subordinate imports its chain"
+
+
+def test_crl_bucket_is_private_and_ready_before_the_ca(run: StackRun) -> None:
+    if not run.config["pca-backend:caCrlEnabled"] or run.config["pca-backend:caMode"] == "stack":
+        assert not run.of_type("aws:s3/bucket:Bucket"), run.stack
+        return
+    authority = run.one(CA_TYPE)
+    crl = authority.inputs["revocationConfiguration"]["crlConfiguration"]
+    assert crl["enabled"] is True, authority.urn
+    assert crl["s3ObjectAcl"] == "BUCKET_OWNER_FULL_CONTROL", authority.urn
+    block = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
+        assert block.inputs[flag] is True, f"{block.urn}: {flag}"
+    policy_resource = run.one("aws:s3/bucketPolicy:BucketPolicy")
+    for ready in (block, policy_resource, run.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")):
+        assert ready.urn in authority.dependencies, f"{authority.urn} must wait for {ready.urn}"
+    policy = json.loads(policy_resource.inputs["policy"])
+    allow = next(s for s in policy["Statement"] if s["Effect"] == "Allow")
+    assert allow["Principal"] == {"Service": "acm-pca.amazonaws.com"}, policy_resource.urn
+    assert allow["Condition"]["StringEquals"]["aws:SourceAccount"], policy_resource.urn
+    assert allow["Condition"]["ArnLike"]["aws:SourceArn"].startswith("arn:aws:acm-pca:"), policy_resource.urn
+
+
+def test_acm_permission_as_configured(run: StackRun) -> None:
+    permissions = run.of_type("aws:acmpca/permission:Permission")
+    wanted = run.config["pca-backend:caAcmPermission"] and run.config["pca-backend:caMode"] != "stack"
+    assert len(permissions) == (1 if wanted else 0), run.stack
+    for permission in permissions:
+        assert permission.inputs["principal"] == "acm.amazonaws.com", permission.urn
+        assert set(permission.inputs["actions"]) == {"IssueCertificate", "GetCertificate", "ListPermissions"}
+
+
+def test_backend_only_where_enabled(run: StackRun) -> None:
+    backends = run.of_type("pca-backend:index:EncryptedBackend")
+    assert len(backends) == (1 if run.config["pca-backend:backendEnabled"] else 0), run.stack
+    assert len(run.of_type(CERTIFICATE_TYPE)) == len(backends), run.stack
+
+
+def test_program_passes_the_policy_pack(run: StackRun) -> None:
+    recorded = [
+        RecordedResource(
+            type_=resource.type_,
+            name=resource.name,
+            props=resource.inputs,
+            additional_secret_outputs=resource.additional_secret_outputs,
+        )
+        for resource in run.resources
+    ]
+    assert check_resources(recorded) == [], run.stack
+
+
+def _run_expecting_error(stack: str, overrides: dict[str, Any]) -> tuple[str, StackRun | None]:
+    try:
+        run = run_stack(stack, overrides)
+    except Exception as error:
+        return str(error), None
+    finally:
+        pulumi_settings.ROOT.set(None)
+    return "", run
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides", "named"),
+    [
+        ("dev", {"pca-backend:caStack": ""}, ["caStack"]),
+        ("local", {"pca-backend:caStack": "organization/pca-backend/pki"}, ["caMode", "caStack"]),
+        (
+            "local",
+            {"pca-backend:caUsageMode": "SHORT_LIVED_CERTIFICATE", "pca-backend:certValidityDays": 30},
+            [
+                "certValidityDays",
+                "SHORT_LIVED_CERTIFICATE",
+            ],
+        ),
+        ("prod", {"pca-backend:caParentArn": PKI_CA_ARN}, ["caMode", "caStack", "caParentArn"]),
+        (
+            "dev",
+            {"pca-backend:albCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"},
+            [
+                "albCertificateArn",
+                "albDomainName",
+            ],
+        ),
+        ("dev", {"pca-backend:albIngressCidrs": ["0.0.0.0/0"]}, ["albIngressCidrs", "0.0.0.0/0"]),
+        ("dev", {"pca-backend:certKeyAlgorithm": "DSA_1024"}, ["certKeyAlgorithm", "EC_prime256v1"]),
+        ("pki", {"pca-backend:caPermanentDeletionDays": 3}, ["caPermanentDeletionDays", "7 to 30"]),
+    ],
+)
+def test_contradictory_settings_fail_before_any_resource(
+    stack: str, overrides: dict[str, Any], named: list[str], clean_mocks: None
+) -> None:
+    message, run = _run_expecting_error(stack, overrides)
+    assert run is None, f"{stack} with {overrides} should have failed"
+    assert "invalid stack configuration" in message, message
+    for word in named:
+        assert word in message, f"error should name {word!r}: {message}"
+
+
+def test_referenced_short_lived_ca_refuses_long_certificates(
+    monkeypatch: pytest.MonkeyPatch, clean_mocks: None
+) -> None:
+    from tests import stack_harness
+
+    original = stack_harness._Mocks.new_resource
+
+    def short_lived(self: Any, args: Any) -> Any:
+        resource_id, outputs = original(self, args)
+        if args.typ == STACK_REFERENCE_TYPE:
+            outputs["outputs"]["caUsageMode"] = "SHORT_LIVED_CERTIFICATE"
+        return resource_id, outputs
+
+    monkeypatch.setattr(stack_harness._Mocks, "new_resource", short_lived)
+    message, run = _run_expecting_error("dev", {})
+    assert run is None, "dev issues 30-day certificates; a SHORT_LIVED CA must refuse them at preview"
+    assert "certValidityDays" in message, message
+    assert "SHORT_LIVED_CERTIFICATE" in message, message

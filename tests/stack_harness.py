@@ -200,13 +200,13 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorder = mocks
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             self._record(request, response.urn, list(request.additionalSecretOutputs))
         return response
 
-    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - StackReference is read, not registered
+    def ReadResource(self, request: Any) -> Any:  # StackReference is read, not registered
         response = super().ReadResource(request)
         self._record(request, response.urn, [])
         return response

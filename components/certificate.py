@@ -71,9 +71,7 @@ _CA_TEMPLATE_PREFIXES = ("RootCACertificate", "SubordinateCACertificate")
 ISSUE_WAIT_SECONDS = 300.0
 POLL_INITIAL_DELAY = 0.5
 POLL_MAX_DELAY = 8.0
-_RETRY_CONFIG = BotoConfig(
-    retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=10, read_timeout=60
-)
+_RETRY_CONFIG = BotoConfig(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=10, read_timeout=60)
 
 
 class CertificateArgs(TypedDict):
@@ -147,9 +145,7 @@ class _CertificateAuthority(TypedDict):
 
 def describe_ca(props: dict[str, Any]) -> _CertificateAuthority:
     """What the certificate depends on from its CA: key algorithm, usage mode, state and expiry."""
-    ca = _client(props).describe_certificate_authority(CertificateAuthorityArn=props["ca_arn"])[
-        "CertificateAuthority"
-    ]
+    ca = _client(props).describe_certificate_authority(CertificateAuthorityArn=props["ca_arn"])["CertificateAuthority"]
     not_after = ca.get("NotAfter")
     return {
         "key_algorithm": ca["CertificateAuthorityConfiguration"]["KeyAlgorithm"],
@@ -264,8 +260,7 @@ class CertificateProvider(pulumi.dynamic.ResourceProvider):
         if isinstance(renew_before, int) and isinstance(validity, int) and not 0 <= renew_before < validity:
             fail(
                 "renew_before_days",
-                f"renew_before_days must be at least 0 and less than validity_days ({validity}), "
-                f"got {renew_before}",
+                f"renew_before_days must be at least 0 and less than validity_days ({validity}), got {renew_before}",
             )
 
         if not _is_unknown(inputs["template_arn"]):
@@ -401,9 +396,7 @@ def _subject_names(common_name: str, alternative_names: list[str]) -> x509.Subje
     for raw in (common_name, *alternative_names):
         name = str(raw).strip()
         if name and not x509.is_ip_address(name) and name.rstrip(".").rsplit(".", 1)[-1].isdigit():
-            raise ValueError(
-                f"{name!r} is not a valid IP address, and a DNS name cannot end in an all-numeric label"
-            )
+            raise ValueError(f"{name!r} is not a valid IP address, and a DNS name cannot end in an all-numeric label")
     return x509.SubjectNames.parse(common_name, alternative_names)
 
 
@@ -415,16 +408,11 @@ def _csr_names_problem(csr: x509.CsrInfo, common_name: str, names: x509.SubjectN
     if csr.common_name is not None and csr.common_name.lower() != common_name:
         return f"csr_pem has common name {csr.common_name!r} but common_name is {common_name!r}"
     if in_csr != asked:
-        return (
-            f"csr_pem names {sorted(in_csr)} differ from common_name and subject_alternative_names "
-            f"{sorted(asked)}"
-        )
+        return f"csr_pem names {sorted(in_csr)} differ from common_name and subject_alternative_names {sorted(asked)}"
     return None
 
 
-def _fetch_certificate(
-    client: ACMPCAClient, ca_arn: str, certificate_arn: str, *, wait: bool = True
-) -> dict[str, str]:
+def _fetch_certificate(client: ACMPCAClient, ca_arn: str, certificate_arn: str, *, wait: bool = True) -> dict[str, str]:
     """GetCertificate, waiting (bounded) while the CA is still issuing; the outputs derived from it."""
     deadline = time.monotonic() + ISSUE_WAIT_SECONDS
     delay = POLL_INITIAL_DELAY
@@ -472,9 +460,7 @@ class Certificate(pulumi.dynamic.Resource, module="pki", name="Certificate"):
     not_after: pulumi.Output[str]
     """Expiry, ISO 8601 UTC."""
 
-    def __init__(
-        self, resource_name: str, args: CertificateArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, resource_name: str, args: CertificateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         props: dict[str, Any] = {
             "subject_alternative_names": [],
             "key_algorithm": DEFAULT_KEY_ALGORITHM,

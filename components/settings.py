@@ -183,6 +183,16 @@ def _is_cidr(text: str) -> bool:
     return True
 
 
+def _is_host_name(name: str) -> bool:
+    """A DNS name as the certificate provider accepts it: one ending in an all-numeric label is a mistyped IPv4
+    address (10.0.0.256), never a name (RFC 1123 section 2.1)."""
+    return x509.is_dns_name(name) and not name.rstrip(".").rsplit(".", 1)[-1].isdigit()
+
+
+def _is_certificate_name(name: str) -> bool:
+    return x509.is_ip_address(name) or _is_host_name(name)
+
+
 def _is_security_group_id(text: str) -> bool:
     return bool(_SG_ID.match(text))
 
@@ -300,11 +310,11 @@ def _country(read: _Reader) -> str | None:
 def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
     names = read.strings(
         "certNames",
-        lambda name: x509.is_dns_name(name) or x509.is_ip_address(name),
+        _is_certificate_name,
         "a DNS name or IP address",
     )
     common_name = read.string("certCommonName")
-    if common_name is not None and not (x509.is_dns_name(common_name) or x509.is_ip_address(common_name)):
+    if common_name is not None and not _is_certificate_name(common_name):
         read.problem("certCommonName", f"{common_name!r} is not a DNS name or IP address")
     short_lived = ca.usage_mode == "SHORT_LIVED_CERTIFICATE"
     validity = read.integer("certValidityDays", SHORT_LIVED_MAX_DAYS if short_lived else 90, 1, 3650)
@@ -338,8 +348,10 @@ def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
     if network_cidr:
         try:
             subnet_cidrs(network_cidr)
-        except ValueError as error:
-            read.problem("networkCidr", str(error))
+        except ValueError:
+            read.problem(
+                "networkCidr", f"{network_cidr!r} must be an IPv4 network from /16 to /26, such as 10.42.0.0/24"
+            )
         if vpc_id or alb_subnets or host_subnets:
             read.problem("networkCidr", "creates a VPC; it cannot be combined with vpcId, albSubnetIds, hostSubnetIds")
     else:
@@ -359,7 +371,7 @@ def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
     domain_name = read.string("albDomainName")
     if certificate_arn and not _ACM_ARN.match(certificate_arn):
         read.problem("albCertificateArn", f"{certificate_arn!r} is not an ACM certificate ARN")
-    if domain_name and not x509.is_dns_name(domain_name):
+    if domain_name and not _is_host_name(domain_name):
         read.problem("albDomainName", f"{domain_name!r} is not a DNS name")
     if bool(certificate_arn) == bool(domain_name):
         read.problem(

@@ -1,0 +1,655 @@
+"""`parse_settings` without Pulumi: defaults, every validation rule and how its message reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.settings import (
+    AL2023_AMI_PARAMETER,
+    Settings,
+    SettingsError,
+    ec2_private_dns_wildcard,
+    parse_settings,
+)
+
+CA_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
+ACM_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+
+#: The least a stack with a backend needs: an existing network, ingress and a listener certificate.
+BACKEND: dict[str, Any] = {
+    "vpcId": "vpc-0123456789abcdef0",
+    "albSubnetIds": ["subnet-0a", "subnet-0b"],
+    "hostSubnetIds": ["subnet-0c"],
+    "albIngressCidrs": ["10.0.0.0/16"],
+    "albCertificateArn": ACM_ARN,
+}
+SHORT_LIVED = {**BACKEND, "caUsageMode": "SHORT_LIVED_CERTIFICATE"}
+
+
+def parse(raw: dict[str, Any] | None = None, region: str | None = "eu-west-1", **changes: Any) -> Settings:
+    """`raw` (default: `BACKEND`) with `changes` on top."""
+    config = {**(BACKEND if raw is None else raw), **changes}
+    return parse_settings(config, stack="dev", project="pca-backend", region=region)
+
+
+def problems(raw: dict[str, Any] | None = None, region: str | None = "eu-west-1", **changes: Any) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        parse(raw, region, **changes)
+    assert str(caught.value).startswith("invalid stack configuration:")
+    for problem in caught.value.problems:
+        assert problem in str(caught.value), "the message lists every problem"
+    return caught.value.problems
+
+
+def problem_of(key: str, raw: dict[str, Any] | None = None, **changes: Any) -> str:
+    """The one problem reported for `key` (the message starts with the setting's name)."""
+    found = problems(raw, **changes)
+    mine = [problem for problem in found if problem.startswith(f"{key}: ")]
+    assert len(mine) == 1, f"expected one problem for {key}, got {found}"
+    return mine[0]
+
+
+def without(*keys: str) -> dict[str, Any]:
+    return {key: value for key, value in BACKEND.items() if key not in keys}
+
+
+# --- defaults ---------------------------------------------------------------------------------------------
+
+
+def test_defaults_of_a_minimal_backend_config() -> None:
+    settings = parse()
+    assert settings.region == "eu-west-1"
+    assert settings.endpoint_url is None
+    assert settings.parameter_prefix == "/pca-backend/dev"
+    assert settings.warnings == ()
+    ca = settings.ca
+    assert ca.mode == "root"
+    assert ca.subject.common_name == "pca-backend dev CA"
+    assert ca.subject.organization is None
+    assert ca.subject.country is None
+    assert ca.key_algorithm == "RSA_2048"
+    assert ca.validity_years == 10
+    assert ca.usage_mode == "GENERAL_PURPOSE"
+    assert ca.permanent_deletion_days == 30
+    assert ca.key_storage_security_standard == "FIPS_140_2_LEVEL_3_OR_HIGHER"
+    assert (ca.crl_enabled, ca.crl_expiration_days, ca.crl_custom_cname) == (False, 7, None)
+    assert ca.acm_permission is False
+    assert (ca.stack, ca.parent_arn) == (None, None)
+    certificate = settings.certificate
+    assert certificate is not None
+    assert certificate.common_name is None
+    assert certificate.names == ()
+    assert certificate.key_algorithm == "EC_prime256v1"
+    assert certificate.validity_days == 90
+    assert certificate.renew_before_days is None
+    assert certificate.template == "EndEntityServerAuthCertificate/V1"
+    backend = settings.backend
+    assert backend is not None
+    assert backend.network_cidr is None
+    assert backend.vpc_id == BACKEND["vpcId"]
+    assert backend.alb_subnet_ids == ("subnet-0a", "subnet-0b")
+    assert backend.host_subnet_ids == ("subnet-0c",)
+    assert backend.alb_internal is True
+    assert backend.alb_ingress_cidrs == ("10.0.0.0/16",)
+    assert backend.peer_security_group_ids == ()
+    assert backend.host_count == 2
+    assert backend.instance_type == "t3.micro"
+    assert backend.http_redirect is True
+    assert backend.health_check_path == "/healthz"
+    assert backend.alb_certificate_arn == ACM_ARN
+    assert backend.alb_domain_name is None
+    assert backend.ami_parameter == AL2023_AMI_PARAMETER
+
+
+def test_empty_strings_mean_the_default() -> None:
+    """Pulumi.yaml declares "" as the default of optional strings: it must read as unset."""
+    settings = parse(caMode="", caCommonName="", caStack="", caCountry="", certCommonName="", parameterPrefix="")
+    assert settings.ca.mode == "root"
+    assert settings.ca.subject.common_name == "pca-backend dev CA"
+    assert settings.ca.stack is None
+    assert settings.certificate is not None
+    assert settings.certificate.common_name is None
+    assert settings.parameter_prefix == "/pca-backend/dev"
+
+
+def test_explicit_values_are_kept() -> None:
+    settings = parse(
+        caCommonName="Example Root",
+        caOrganization="Example Corp",
+        caCountry="DE",
+        caKeyAlgorithm="EC_secp384r1",
+        caValidityYears=20,
+        caPermanentDeletionDays=7,
+        caCrlEnabled=True,
+        caCrlExpirationDays=30,
+        caCrlCustomCname="crl.example.com",
+        certCommonName="backend.example.com",
+        certNames=["backend.example.com", "10.0.0.5", "*.svc.example.com"],
+        certKeyAlgorithm="RSA_3072",
+        certValidityDays=30,
+        certRenewBeforeDays=10,
+        certTemplate="EndEntityCertificate/V1",
+        hostCount=5,
+        albInternal=False,
+        albIngressCidrs=["0.0.0.0/0"],
+        peerSecurityGroupIds=["sg-0123456789abcdef0"],
+        awsEndpointUrl="http://127.0.0.1:5000",
+        parameterPrefix="/team/app",
+    )
+    assert settings.ca.subject.common_name == "Example Root"
+    assert settings.ca.subject.country == "DE"
+    assert settings.ca.key_algorithm == "EC_secp384r1"
+    assert settings.ca.validity_years == 20
+    assert (settings.ca.crl_enabled, settings.ca.crl_expiration_days) == (True, 30)
+    assert settings.certificate is not None
+    assert settings.certificate.names == ("backend.example.com", "10.0.0.5", "*.svc.example.com")
+    assert settings.certificate.renew_before_days == 10
+    assert settings.backend is not None
+    assert settings.backend.alb_internal is False
+    assert settings.endpoint_url == "http://127.0.0.1:5000"
+    assert settings.parameter_prefix == "/team/app"
+
+
+def test_validity_years_zero_means_ten_for_a_root_and_five_for_a_subordinate() -> None:
+    assert parse(caValidityYears=0).ca.validity_years == 10
+    assert parse(caMode="subordinate", caParentArn=CA_ARN).ca.validity_years == 5
+    assert parse(caMode="subordinate", caParentArn=CA_ARN, caValidityYears=0).ca.validity_years == 5
+    assert parse(caMode="subordinate", caParentArn=CA_ARN, caValidityYears=3).ca.validity_years == 3
+
+
+def test_ca_modes_with_their_parents() -> None:
+    stack_mode = parse(caMode="stack", caStack="organization/pca-backend/pki").ca
+    assert (stack_mode.mode, stack_mode.stack, stack_mode.parent_arn) == ("stack", "organization/pca-backend/pki", None)
+    by_stack = parse(caMode="subordinate", caStack="pki").ca
+    assert (by_stack.stack, by_stack.parent_arn) == ("pki", None)
+    by_arn = parse(caMode="subordinate", caParentArn=CA_ARN).ca
+    assert (by_arn.stack, by_arn.parent_arn) == (None, CA_ARN)
+
+
+def test_short_lived_ca_defaults_certificates_to_seven_days() -> None:
+    settings = parse(SHORT_LIVED)
+    assert settings.certificate is not None
+    assert settings.certificate.validity_days == 7
+    assert parse(SHORT_LIVED, certValidityDays=3).certificate.validity_days == 3  # type: ignore[union-attr]
+
+
+def test_network_cidr_replaces_vpc_and_subnets() -> None:
+    settings = parse(without("vpcId", "albSubnetIds", "hostSubnetIds"), networkCidr="10.42.0.0/24")
+    assert settings.backend is not None
+    assert settings.backend.network_cidr == "10.42.0.0/24"
+    assert (settings.backend.vpc_id, settings.backend.alb_subnet_ids, settings.backend.host_subnet_ids) == ("", (), ())
+
+
+def test_backend_disabled_needs_no_network_settings() -> None:
+    settings = parse_settings({"backendEnabled": False}, stack="pki", project="pca-backend", region="us-east-1")
+    assert settings.certificate is None
+    assert settings.backend is None
+    assert settings.ca.mode == "root"
+
+
+def test_backend_disabled_skips_backend_rules() -> None:
+    """Backend settings are not read at all for a CA-only stack, even wrong ones."""
+    settings = parse_settings(
+        {"backendEnabled": "false", "hostCount": 0, "certNames": ["not a name"]},
+        stack="pki",
+        project="pca-backend",
+        region="us-east-1",
+    )
+    assert settings.backend is None
+
+
+@pytest.mark.parametrize(
+    ("region", "wildcard"),
+    [
+        ("us-east-1", "*.ec2.internal"),
+        ("us-east-2", "*.us-east-2.compute.internal"),
+        ("eu-west-1", "*.eu-west-1.compute.internal"),
+        ("ap-southeast-2", "*.ap-southeast-2.compute.internal"),
+    ],
+)
+def test_ec2_private_dns_wildcard(region: str, wildcard: str) -> None:
+    assert ec2_private_dns_wildcard(region) == wildcard
+
+
+# --- values as Pulumi hands them over ----------------------------------------------------------------------
+
+
+def test_values_given_as_strings_are_accepted() -> None:
+    """`load_settings` passes scalars as the strings Pulumi gives it (lists already parsed from JSON)."""
+    settings = parse(
+        caCrlEnabled="true",
+        caAcmPermission="False",
+        albInternal="TRUE",
+        httpRedirect="false",
+        caValidityYears="3",
+        caPermanentDeletionDays="7",
+        hostCount="4",
+        certValidityDays="30",
+        certRenewBeforeDays="0",
+        albSubnetIds=["subnet-1", "subnet-2"],
+    )
+    assert settings.ca.crl_enabled is True
+    assert settings.ca.acm_permission is False
+    assert settings.ca.validity_years == 3
+    assert settings.ca.permanent_deletion_days == 7
+    assert settings.backend is not None
+    assert settings.backend.alb_internal is True
+    assert settings.backend.http_redirect is False
+    assert settings.backend.host_count == 4
+    assert settings.backend.alb_subnet_ids == ("subnet-1", "subnet-2")
+    assert settings.certificate is not None
+    assert (settings.certificate.validity_days, settings.certificate.renew_before_days) == (30, None)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("caCrlEnabled", "yes", "must be true or false"),
+        ("albInternal", 1, "must be true or false"),
+        ("hostCount", "two", "must be a whole number from 1 to 50"),
+        ("hostCount", 2.5, "must be a whole number from 1 to 50"),
+        ("hostCount", True, "must be a whole number from 1 to 50"),
+        ("caValidityYears", "1.5", "must be a whole number from 0 to 30"),
+        ("albSubnetIds", "subnet-1,subnet-2", "must be a list of strings"),
+        ("certNames", [1, 2], "must be a list of strings"),
+        ("caCommonName", 42, "must be a string"),
+    ],
+)
+def test_values_of_the_wrong_type(key: str, value: Any, allowed: str) -> None:
+    found = problems(**{key: value})
+    assert any(problem.startswith(f"{key}: ") and allowed in problem for problem in found), found
+
+
+# --- certificate authority rules ---------------------------------------------------------------------------
+
+
+def test_unknown_ca_mode() -> None:
+    message = problem_of("caMode", caMode="intermediate")
+    assert "'intermediate'" in message
+    assert "allowed: root, subordinate, stack" in message
+
+
+@pytest.mark.parametrize("parent", [{"caStack": "pki"}, {"caParentArn": CA_ARN}])
+def test_root_with_a_parent(parent: dict[str, str]) -> None:
+    message = problem_of("caMode", caMode="root", **parent)
+    assert "caStack/caParentArn" in message
+    assert "caMode stack" in message
+    assert "subordinate" in message
+
+
+def test_stack_mode_without_ca_stack() -> None:
+    message = problem_of("caStack", caMode="stack")
+    assert "required when caMode is stack" in message
+    assert "org/pca-backend/pki" in message
+
+
+def test_stack_mode_with_parent_arn() -> None:
+    message = problem_of("caParentArn", caMode="stack", caStack="pki", caParentArn=CA_ARN)
+    assert "only used with caMode subordinate" in message
+
+
+@pytest.mark.parametrize("parents", [{}, {"caStack": "pki", "caParentArn": CA_ARN}])
+def test_subordinate_needs_exactly_one_parent(parents: dict[str, str]) -> None:
+    message = problem_of("caMode", caMode="subordinate", **parents)
+    assert "exactly one parent" in message
+    assert "caStack" in message
+    assert "caParentArn" in message
+
+
+@pytest.mark.parametrize("name", ["org/project/stack/extra", "has space", "pki!", "/pki", "pki/"])
+def test_bad_ca_stack_name(name: str) -> None:
+    message = problem_of("caStack", caMode="stack", caStack=name)
+    assert repr(name) in message
+    assert "stack, project/stack or org/project/stack" in message
+
+
+@pytest.mark.parametrize("name", ["pki", "pca-backend/pki", "organization/pca-backend/pki", "my_org/app.v2/prod-1"])
+def test_good_ca_stack_names(name: str) -> None:
+    assert parse(caMode="stack", caStack=name).ca.stack == name
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555",
+        "arn:aws:acm-pca:us-east-1:1234:certificate-authority/11111111-2222-3333-4444-555555555555",
+        "11111111-2222-3333-4444-555555555555",
+        CA_ARN + "/certificate/abc",
+    ],
+)
+def test_bad_ca_parent_arn(arn: str) -> None:
+    message = problem_of("caParentArn", caMode="subordinate", caParentArn=arn)
+    assert "is not an ACM PCA certificate authority ARN" in message
+
+
+def test_parent_arn_in_other_partitions() -> None:
+    arn = "arn:aws-us-gov:acm-pca:us-gov-west-1:123456789012:certificate-authority/0a1b2c3d-0000-1111-2222-333344445555"
+    assert parse(caMode="subordinate", caParentArn=arn).ca.parent_arn == arn
+
+
+@pytest.mark.parametrize("country", ["USA", "us", "U", "1A"])
+def test_country_is_two_upper_case_letters(country: str) -> None:
+    message = problem_of("caCountry", caCountry=country)
+    assert repr(country) in message
+    assert "two-letter ISO 3166 code" in message
+
+
+def test_unknown_ca_key_algorithm() -> None:
+    message = problem_of("caKeyAlgorithm", caKeyAlgorithm="RSA_1024")
+    assert "'RSA_1024' is not allowed" in message
+    assert "allowed: EC_prime256v1, EC_secp384r1, RSA_2048, RSA_3072, RSA_4096" in message
+
+
+def test_unknown_cert_key_algorithm() -> None:
+    assert "allowed: EC_prime256v1" in problem_of("certKeyAlgorithm", certKeyAlgorithm="ED25519")
+
+
+@pytest.mark.parametrize("years", [-1, 31, 100])
+def test_validity_years_out_of_range(years: int) -> None:
+    message = problem_of("caValidityYears", caValidityYears=years)
+    assert "from 0 to 30" in message
+    assert str(years) in message
+
+
+@pytest.mark.parametrize("days", [0, 6, 31, 365])
+def test_permanent_deletion_days_outside_7_to_30(days: int) -> None:
+    assert "must be from 7 to 30" in problem_of("caPermanentDeletionDays", caPermanentDeletionDays=days)
+
+
+@pytest.mark.parametrize("days", [7, 30])
+def test_permanent_deletion_days_bounds(days: int) -> None:
+    assert parse(caPermanentDeletionDays=days).ca.permanent_deletion_days == days
+
+
+def test_unknown_usage_mode_and_key_storage() -> None:
+    found = problems(caUsageMode="CHEAP", caKeyStorageSecurityStandard="FIPS_140_3")
+    assert any(p.startswith("caUsageMode: ") and "GENERAL_PURPOSE, SHORT_LIVED_CERTIFICATE" in p for p in found), found
+    assert any(p.startswith("caKeyStorageSecurityStandard: ") and "FIPS_140_2_LEVEL_2_OR_HIGHER" in p for p in found)
+
+
+def test_crl_with_short_lived_ca() -> None:
+    message = problem_of("caCrlEnabled", SHORT_LIVED, caCrlEnabled=True)
+    assert "SHORT_LIVED_CERTIFICATE CA has no CRL" in message
+
+
+def test_acm_permission_with_short_lived_ca() -> None:
+    message = problem_of("caAcmPermission", SHORT_LIVED, caAcmPermission=True)
+    assert "ACM cannot issue from a SHORT_LIVED_CERTIFICATE CA" in message
+    assert "GENERAL_PURPOSE" in message
+
+
+def test_crl_expiration_days_range() -> None:
+    assert "from 1 to 5000" in problem_of("caCrlExpirationDays", caCrlExpirationDays=0)
+
+
+# --- backend certificate rules -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("days", [8, 30, 90])
+def test_cert_validity_over_seven_days_on_short_lived_ca(days: int) -> None:
+    message = problem_of("certValidityDays", SHORT_LIVED, certValidityDays=days)
+    assert f"is {days}" in message
+    assert "SHORT_LIVED_CERTIFICATE allows at most 7 days" in message
+
+
+@pytest.mark.parametrize("days", [0, 3651])
+def test_cert_validity_range(days: int) -> None:
+    assert "from 1 to 3650" in problem_of("certValidityDays", certValidityDays=days)
+
+
+@pytest.mark.parametrize(("validity", "renew_before"), [(90, 90), (90, 120), (30, 30), (7, 7)])
+def test_renew_before_must_be_less_than_validity(validity: int, renew_before: int) -> None:
+    message = problem_of("certRenewBeforeDays", certValidityDays=validity, certRenewBeforeDays=renew_before)
+    assert f"must be from 0 to {validity - 1}" in message
+
+
+def test_renew_before_just_under_validity() -> None:
+    certificate = parse(certValidityDays=30, certRenewBeforeDays=29).certificate
+    assert certificate is not None
+    assert certificate.renew_before_days == 29
+
+
+@pytest.mark.parametrize("name", ["bad name", "under_score.example.com", "-lead.example.com", "a..b", "*.com"])
+def test_cert_names_with_an_invalid_name(name: str) -> None:
+    message = problem_of("certNames", certNames=["good.example.com", name])
+    assert repr(name) in message
+    assert "a DNS name or IP address" in message
+
+
+def test_cert_names_reject_a_mistyped_ipv4_address() -> None:
+    """The certificate provider refuses `10.0.0.256` (a DNS name never ends in an all-numeric label):
+    settings must refuse it too, before any resource exists."""
+    message = problem_of("certNames", certNames=["10.0.0.256"])
+    assert "'10.0.0.256'" in message
+    assert "a DNS name or IP address" in message
+    assert "'10.0.0.256'" in problem_of("certCommonName", certCommonName="10.0.0.256")
+
+
+def test_cert_names_accept_dns_names_and_addresses() -> None:
+    names = ["localhost", "backend.local.internal", "127.0.0.1", "::1", "*.ec2.internal", "Backend.Example.COM."]
+    certificate = parse(certNames=names).certificate
+    assert certificate is not None
+    assert certificate.names == tuple(names)
+
+
+@pytest.mark.parametrize("name", ["not a name", "*", "bad_name.example.com"])
+def test_cert_common_name_invalid(name: str) -> None:
+    message = problem_of("certCommonName", certCommonName=name)
+    assert repr(name) in message
+    assert "is not a DNS name or IP address" in message
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "RootCACertificate/V1",
+        "SubordinateCACertificate_PathLen0/V1",
+        "arn:aws:acm-pca:::template/SubordinateCACertificate_PathLen1/V1",
+    ],
+)
+def test_cert_template_cannot_be_a_ca_template(template: str) -> None:
+    message = problem_of("certTemplate", certTemplate=template)
+    assert "signs certificate authorities; use an end-entity template" in message
+
+
+def test_cert_template_malformed() -> None:
+    message = problem_of("certTemplate", certTemplate="EndEntity Certificate")
+    assert "is not an ACM PCA template" in message
+    assert "EndEntityServerAuthCertificate/V1" in message
+
+
+@pytest.mark.parametrize(
+    "template", ["EndEntityCertificate/V1", "arn:aws:acm-pca:::template/EndEntityServerAuthCertificate/V1"]
+)
+def test_cert_template_names_and_arns(template: str) -> None:
+    certificate = parse(certTemplate=template).certificate
+    assert certificate is not None
+    assert certificate.template == template
+
+
+# --- network and load balancer rules -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["vpcId", "albSubnetIds", "hostSubnetIds"])
+def test_network_cidr_with_vpc_or_subnets(key: str) -> None:
+    raw = {**without("vpcId", "albSubnetIds", "hostSubnetIds"), key: BACKEND[key]}
+    message = problem_of("networkCidr", raw, networkCidr="10.42.0.0/24")
+    assert "cannot be combined with vpcId, albSubnetIds, hostSubnetIds" in message
+
+
+@pytest.mark.parametrize("cidr", ["not-a-cidr", "10.42.0.1/24", "10.0.0.0/8", "10.0.0.0/27", "fd00::/64"])
+def test_network_cidr_invalid_or_out_of_range(cidr: str) -> None:
+    message = problem_of("networkCidr", without("vpcId", "albSubnetIds", "hostSubnetIds"), networkCidr=cidr)
+    assert repr(cidr) in message
+    assert "an IPv4 network from /16 to /26" in message
+    assert not message.startswith("networkCidr: networkCidr"), "the setting is named once"
+
+
+def test_missing_vpc_id() -> None:
+    message = problem_of("vpcId", without("vpcId"))
+    assert "is required" in message
+    assert "networkCidr" in message
+
+
+@pytest.mark.parametrize("subnets", [[], ["subnet-0a"]])
+def test_alb_needs_two_subnets(subnets: list[str]) -> None:
+    assert "at least two availability zones" in problem_of("albSubnetIds", albSubnetIds=subnets)
+
+
+def test_hosts_need_a_subnet() -> None:
+    assert "at least one subnet" in problem_of("hostSubnetIds", hostSubnetIds=[])
+
+
+@pytest.mark.parametrize("key", ["albSubnetIds", "hostSubnetIds"])
+def test_subnet_ids_look_like_subnets(key: str) -> None:
+    found = problems(**{key: ["subnet-0a", "vpc-0b", "sg-0c"]})
+    mine = [problem for problem in found if problem.startswith(f"{key}: ")]
+    assert mine == [
+        f"{key}: 'vpc-0b' is not a subnet ID (subnet-...)",
+        f"{key}: 'sg-0c' is not a subnet ID (subnet-...)",
+    ]
+
+
+def test_ingress_cidrs_empty() -> None:
+    assert "at least one CIDR" in problem_of("albIngressCidrs", albIngressCidrs=[])
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.1/16", "10.0.0.0/33", "anywhere"])
+def test_ingress_cidrs_invalid(cidr: str) -> None:
+    message = problem_of("albIngressCidrs", albIngressCidrs=["10.1.0.0/16", cidr])
+    assert repr(cidr) in message
+    assert "is not a CIDR block such as 10.0.0.0/16" in message
+
+
+@pytest.mark.parametrize("world", ["0.0.0.0/0", "::/0"])
+def test_world_ingress_refused_on_an_internal_alb(world: str) -> None:
+    message = problem_of("albIngressCidrs", albIngressCidrs=["10.0.0.0/8", world])
+    assert "not allowed on an internal load balancer" in message
+    assert "internal load balancer" in problem_of("albIngressCidrs", albIngressCidrs=[world], albInternal="true")
+
+
+@pytest.mark.parametrize("world", ["0.0.0.0/0", "::/0"])
+def test_world_ingress_allowed_on_an_internet_facing_alb(world: str) -> None:
+    backend = parse(albIngressCidrs=[world], albInternal=False).backend
+    assert backend is not None
+    assert backend.alb_ingress_cidrs == (world,)
+
+
+@pytest.mark.parametrize("group", ["sg-123", "sg-0123456789ABCDEF0", "vpc-0123456789abcdef0", "sg-0123456789abcdef012"])
+def test_peer_security_group_ids_invalid(group: str) -> None:
+    message = problem_of("peerSecurityGroupIds", peerSecurityGroupIds=["sg-0123456789abcdef0", group])
+    assert message == f"peerSecurityGroupIds: {group!r} is not a security group ID"
+
+
+def test_listener_certificate_both_or_neither() -> None:
+    both = problem_of("albCertificateArn", albDomainName="backend.example.com")
+    neither = problem_of("albCertificateArn", without("albCertificateArn"))
+    for message in (both, neither):
+        assert "set exactly one of albCertificateArn" in message
+        assert "albDomainName" in message
+
+
+def test_domain_name_instead_of_a_certificate_arn() -> None:
+    settings = parse(without("albCertificateArn"), albDomainName="backend.example.com", caAcmPermission=True)
+    assert settings.backend is not None
+    assert (settings.backend.alb_domain_name, settings.backend.alb_certificate_arn) == ("backend.example.com", None)
+    assert settings.warnings == ()
+
+
+def test_domain_name_invalid() -> None:
+    message = problem_of("albDomainName", without("albCertificateArn"), albDomainName="not a domain")
+    assert "'not a domain' is not a DNS name" in message
+
+
+def test_domain_name_with_short_lived_ca() -> None:
+    message = problem_of(
+        "albDomainName",
+        without("albCertificateArn") | {"caUsageMode": "SHORT_LIVED_CERTIFICATE"},
+        albDomainName="b.example.com",
+    )
+    assert "ACM cannot issue from a SHORT_LIVED_CERTIFICATE CA" in message
+    assert "use albCertificateArn" in message
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        CA_ARN,
+        "arn:aws:acm:us-east-1:1234:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+    ],
+)
+def test_bad_alb_certificate_arn(arn: str) -> None:
+    assert f"{arn!r} is not an ACM certificate ARN" in problem_of("albCertificateArn", albCertificateArn=arn)
+
+
+def test_domain_name_without_acm_permission_warns() -> None:
+    settings = parse(without("albCertificateArn"), albDomainName="backend.example.com")
+    assert len(settings.warnings) == 1
+    assert "caAcmPermission" in settings.warnings[0]
+    assert "renew" in settings.warnings[0]
+
+
+def test_no_warning_when_the_ca_belongs_to_another_stack() -> None:
+    """The permission is the CA owner's business: a stack-mode stack cannot grant it."""
+    settings = parse(without("albCertificateArn"), albDomainName="backend.example.com", caMode="stack", caStack="pki")
+    assert settings.warnings == ()
+
+
+@pytest.mark.parametrize("path", ["healthz", " /healthz", "/health check", "http://host/healthz"])
+def test_health_check_path_not_absolute(path: str) -> None:
+    message = problem_of("healthCheckPath", healthCheckPath=path)
+    assert "must be an absolute URL path such as /healthz" in message
+
+
+@pytest.mark.parametrize("count", [0, 51, -1])
+def test_host_count_out_of_range(count: int) -> None:
+    assert "must be from 1 to 50" in problem_of("hostCount", hostCount=count)
+
+
+# --- plumbing ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:5000", "ftp://127.0.0.1", "http://", "http://127.0.0.1:5000/path", "http://a b"]
+)
+def test_endpoint_url_malformed(url: str) -> None:
+    message = problem_of("awsEndpointUrl", awsEndpointUrl=url)
+    assert repr(url) in message
+    assert "http(s) URL like http://127.0.0.1:5000" in message
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:5000", "https://localhost:4566/", "http://moto"])
+def test_endpoint_url_accepted(url: str) -> None:
+    assert parse(awsEndpointUrl=url).endpoint_url == url
+
+
+@pytest.mark.parametrize("prefix", ["team/app", "/team/app/", "/team app", "//team", "/team/$app"])
+def test_parameter_prefix_malformed(prefix: str) -> None:
+    message = problem_of("parameterPrefix", parameterPrefix=prefix)
+    assert repr(prefix) in message
+    assert "must look like /team/app" in message
+
+
+@pytest.mark.parametrize("region", [None, ""])
+def test_region_is_required(region: str | None) -> None:
+    found = problems(region=region)
+    assert found == ["aws:region: is required (e.g. us-east-1)"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(
+        without("vpcId"),
+        region=None,
+        caMode="bogus",
+        caCountry="usa",
+        hostCount=0,
+        healthCheckPath="healthz",
+        awsEndpointUrl="nope",
+    )
+    keys = [problem.split(":", 1)[0] if not problem.startswith("aws:") else "aws:region" for problem in found]
+    assert sorted(keys) == sorted(
+        ["aws:region", "caMode", "caCountry", "vpcId", "hostCount", "healthCheckPath", "awsEndpointUrl"]
+    ), found

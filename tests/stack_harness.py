@@ -230,18 +230,22 @@ def _config_value(value: Any) -> str:
 
 
 def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
-    """Run `__main__.py` for `stack` under mocks; raise what the program raises."""
-    config = stack_config(stack, overrides)
+    """Run this project's `__main__.py` for `stack` under mocks; raise what the program raises."""
+    return run_program(ROOT / "__main__.py", project=PROJECT, stack=stack, config=stack_config(stack, overrides))
+
+
+def run_program(program: Path, *, project: str, stack: str, config: dict[str, Any]) -> StackRun:
+    """Run a Pulumi Python program file under mocks with the given full config keys (`namespace:key`)."""
     run = StackRun(stack=stack, config=config)
     pulumi.runtime.set_all_config({key: _config_value(value) for key, value in config.items()})
     mocks = _Mocks(run)
     pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(mocks))
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=_RecordingMonitor(mocks))
     root = pulumi_settings.get_root_resource()
     assert root is not None
 
-    async def program() -> None:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+    async def main() -> None:
+        runpy.run_path(str(program), run_name="__main__")
         exported: dict[str, pulumi.Output[Any]] = {
             key: pulumi.Output.from_input(value)
             for key, value in root.outputs.items()  # type: ignore[attr-defined]
@@ -253,7 +257,8 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
 
     sys.path.insert(0, str(ROOT))
     try:
-        _sync_await(run_pulumi_func(lambda: _sync_await(program())))
+        _sync_await(run_pulumi_func(lambda: _sync_await(main())))
     finally:
         sys.path.remove(str(ROOT))
+        pulumi_settings.ROOT.set(None)
     return run

@@ -272,7 +272,7 @@ def test_unknown_ca_mode() -> None:
 
 
 @pytest.mark.parametrize("parent", [{"caStack": "pki"}, {"caParentArn": CA_ARN}])
-def test_root_with_a_parent(parent: dict[str, str]) -> None:
+def test_root_with_a_parent(parent: dict[str, Any]) -> None:
     message = problem_of("caMode", caMode="root", **parent)
     assert "caStack/caParentArn" in message
     assert "caMode stack" in message
@@ -291,7 +291,7 @@ def test_stack_mode_with_parent_arn() -> None:
 
 
 @pytest.mark.parametrize("parents", [{}, {"caStack": "pki", "caParentArn": CA_ARN}])
-def test_subordinate_needs_exactly_one_parent(parents: dict[str, str]) -> None:
+def test_subordinate_needs_exactly_one_parent(parents: dict[str, Any]) -> None:
     message = problem_of("caMode", caMode="subordinate", **parents)
     assert "exactly one parent" in message
     assert "caStack" in message
@@ -504,7 +504,8 @@ def test_hosts_need_a_subnet() -> None:
 
 @pytest.mark.parametrize("key", ["albSubnetIds", "hostSubnetIds"])
 def test_subnet_ids_look_like_subnets(key: str) -> None:
-    found = problems(**{key: ["subnet-0a", "vpc-0b", "sg-0c"]})
+    changes: dict[str, Any] = {key: ["subnet-0a", "vpc-0b", "sg-0c"]}
+    found = problems(**changes)
     mine = [problem for problem in found if problem.startswith(f"{key}: ")]
     assert mine == [
         f"{key}: 'vpc-0b' is not a subnet ID (subnet-...)",

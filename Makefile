@@ -9,7 +9,7 @@ EMULATOR_PORT ?= 5000
 BACKEND_PORT  ?= 8443
 LOCAL_DIR     := $(CURDIR)/.local
 STATE_DIR     := $(CURDIR)/.state
-APT_PACKAGES  := nginx-light openssl tcpdump tshark wrk iproute2 ca-certificates curl procps
+APT_PACKAGES  := nginx-light openssl tcpdump tshark wrk iproute2 ca-certificates curl procps shellcheck
 PULUMI        ?= $(shell command -v pulumi 2>/dev/null || echo $(HOME)/.pulumi/bin/pulumi)
 
 # The local stack's state lives in the repo (ignored by git) and its secrets use a passphrase that only
@@ -40,14 +40,14 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# Scripts have no .py suffix: name them explicitly, and type-check each alone (each is a __main__).
+# Scripts have no .py suffix: name them explicitly. They and the examples are each a __main__: check each alone.
 SCRIPTS := $(wildcard scripts/*)
 
 lint: python-deps
 	uv run ruff check . $(SCRIPTS)
 	uv run ruff format --check . $(SCRIPTS)
 	uv run mypy .
-	for script in $(SCRIPTS); do uv run mypy "$$script"; done
+	for program in $(SCRIPTS) examples/*/__main__.py; do uv run mypy "$$program"; done
 
 test: system-deps python-deps lint
 	uv run pytest

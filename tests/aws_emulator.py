@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 import boto3
 
+from components.local_ca import create_root_ca
+
 #: What `moto_endpoint` puts in the environment: fake credentials, and no developer profile or config.
 FAKE_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -51,15 +53,6 @@ REAL_AWS_VARIABLES = (
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 )
-
-ROOT_CA_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
-_SIGNING_ALGORITHM = {
-    "EC_prime256v1": "SHA256WITHECDSA",
-    "EC_secp384r1": "SHA384WITHECDSA",
-    "RSA_2048": "SHA256WITHRSA",
-    "RSA_3072": "SHA256WITHRSA",
-    "RSA_4096": "SHA256WITHRSA",
-}
 
 
 def free_port() -> int:
@@ -122,37 +115,18 @@ def create_active_ca(
     *,
     key_algorithm: str = "RSA_2048",
     usage_mode: str = "GENERAL_PURPOSE",
-    ca_type: str = "ROOT",
     common_name: str = "Test Root CA",
     region: str = "us-east-1",
 ) -> tuple[str, str]:
-    """Create a CA, self-sign it with RootCACertificate/V1, import that certificate: `(ca_arn, ca_cert_pem)`.
+    """An ACTIVE root CA made by the product's own `create_root_ca`: `(ca_arn, ca_cert_pem)`.
 
-    The CA is ACTIVE afterwards. moto ignores `key_algorithm` for the key itself (always RSA-2048) but
-    echoes it in DescribeCertificateAuthority, which is what the provider reads. `usage_mode` only shows
-    when `endpoint` is a `RecordingProxy` (see the module docstring).
+    moto ignores `key_algorithm` for the key itself (always RSA-2048) but echoes it in
+    DescribeCertificateAuthority, which is what the provider reads. `usage_mode` only shows when `endpoint`
+    is a `RecordingProxy` (see the module docstring).
     """
-    client = pca_client(endpoint, region)
-    ca_arn = client.create_certificate_authority(
-        CertificateAuthorityConfiguration={
-            "KeyAlgorithm": key_algorithm,
-            "SigningAlgorithm": _SIGNING_ALGORITHM[key_algorithm],
-            "Subject": {"CommonName": common_name, "Organization": "Tests"},
-        },
-        CertificateAuthorityType=ca_type,
-        UsageMode=usage_mode,
-    )["CertificateAuthorityArn"]
-    csr = client.get_certificate_authority_csr(CertificateAuthorityArn=ca_arn)["Csr"]
-    cert_arn = client.issue_certificate(
-        CertificateAuthorityArn=ca_arn,
-        Csr=csr.encode(),
-        SigningAlgorithm=_SIGNING_ALGORITHM[key_algorithm],
-        TemplateArn=ROOT_CA_TEMPLATE,
-        Validity={"Value": 3650, "Type": "DAYS"},
-    )["CertificateArn"]
-    ca_cert_pem = client.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=cert_arn)["Certificate"]
-    client.import_certificate_authority_certificate(CertificateAuthorityArn=ca_arn, Certificate=ca_cert_pem.encode())
-    return ca_arn, ca_cert_pem
+    return create_root_ca(
+        endpoint, region=region, common_name=common_name, key_algorithm=key_algorithm, usage_mode=usage_mode
+    )
 
 
 @dataclass(frozen=True)

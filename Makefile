@@ -11,6 +11,7 @@ LOCAL_DIR     := $(CURDIR)/.local
 STATE_DIR     := $(CURDIR)/.state
 APT_PACKAGES  := nginx-light openssl tcpdump tshark wrk iproute2 ca-certificates curl procps shellcheck
 PULUMI        ?= $(shell command -v pulumi 2>/dev/null || echo $(HOME)/.pulumi/bin/pulumi)
+PULUMI_INSTALLER ?= https://get.pulumi.com
 
 # The local stack's state lives in the repo (ignored by git) and its secrets use a passphrase that only
 # protects emulator data. Real stacks use a team backend and their own passphrase or KMS key (README).
@@ -27,9 +28,14 @@ help:
 	@echo "make lint   ruff, ruff format --check, mypy"
 	@echo "make bench  print the benchmark tables"
 
+# uv from PATH, else a private copy in .local/uv (works where pip may not touch the system Python).
+UV := $(shell command -v uv 2>/dev/null || echo $(LOCAL_DIR)/uv/bin/uv)
+
 python-deps:
-	@command -v uv >/dev/null || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	uv sync --locked --quiet
+	@if [ ! -x "$(UV)" ]; then \
+	  python3 -m venv $(LOCAL_DIR)/uv && $(LOCAL_DIR)/uv/bin/pip install --quiet "uv==$(UV_VERSION)"; \
+	fi
+	$(UV) sync --locked --quiet
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -44,23 +50,23 @@ system-deps:
 SCRIPTS := $(wildcard scripts/*)
 
 lint: python-deps
-	uv run ruff check . $(SCRIPTS)
-	uv run ruff format --check . $(SCRIPTS)
-	uv run mypy .
-	for program in $(SCRIPTS) examples/*/__main__.py; do uv run mypy "$$program"; done
+	$(UV) run ruff check . $(SCRIPTS)
+	$(UV) run ruff format --check . $(SCRIPTS)
+	$(UV) run mypy .
+	for program in $(SCRIPTS) examples/*/__main__.py; do $(UV) run mypy "$$program"; done
 
 test: system-deps python-deps lint
-	uv run pytest
+	$(UV) run pytest
 
 bench: system-deps python-deps
-	uv run python bench/certificate_bench.py
-	uv run python bench/nginx_bench.py
+	$(UV) run python bench/certificate_bench.py
+	$(UV) run python bench/nginx_bench.py
 
 # --- make up / make down -------------------------------------------------------------------------------
 pulumi-cli:
 	@if [ ! -x "$(PULUMI)" ]; then \
-	  echo "The Pulumi CLI is not installed; trying its official installer (get.pulumi.com)..."; \
-	  if ! (curl -fsSL --max-time 60 https://get.pulumi.com | sh) >/dev/null 2>&1; then \
+	  echo "The Pulumi CLI is not installed; trying its official installer ($(PULUMI_INSTALLER))..."; \
+	  if ! (curl -fsSL --max-time 60 $(PULUMI_INSTALLER) | sh) >/dev/null 2>&1 || [ ! -x "$(PULUMI)" ]; then \
 	    echo "error: could not install the Pulumi CLI." >&2; \
 	    echo "Install it with:  curl -fsSL https://get.pulumi.com | sh   (see pulumi.com/docs/install)" >&2; \
 	    echo "then run 'make up' again." >&2; \
@@ -71,7 +77,7 @@ pulumi-cli:
 emulator: python-deps
 	@mkdir -p $(LOCAL_DIR)
 	@if ! curl -s -o /dev/null http://127.0.0.1:$(EMULATOR_PORT)/moto-api/; then \
-	  nohup uv run python -m moto.server -H 127.0.0.1 -p $(EMULATOR_PORT) >$(LOCAL_DIR)/emulator.log 2>&1 & \
+	  nohup $(UV) run python -m moto.server -H 127.0.0.1 -p $(EMULATOR_PORT) >$(LOCAL_DIR)/emulator.log 2>&1 & \
 	  echo $$! >$(LOCAL_DIR)/emulator.pid; \
 	  for i in $$(seq 50); do curl -s -o /dev/null http://127.0.0.1:$(EMULATOR_PORT)/moto-api/ && break; sleep 0.2; done; \
 	  echo "AWS emulator on http://127.0.0.1:$(EMULATOR_PORT) (pid $$(cat $(LOCAL_DIR)/emulator.pid))"; \
@@ -85,9 +91,9 @@ up: python-deps pulumi-cli emulator
 	$(LOCAL_ENV) $(PULUMI) stack output --stack local
 	@# Serve what the stack stored in the emulator's SSM, fetched as a host fetches it at boot.
 	@prefix=$$($(LOCAL_ENV) $(PULUMI) stack output --stack local parameterNames --json \
-	  | uv run python -c 'import json, posixpath, sys; print(posixpath.dirname(json.load(sys.stdin)["full_chain"]))'); \
+	  | $(UV) run python -c 'import json, posixpath, sys; print(posixpath.dirname(json.load(sys.stdin)["full_chain"]))'); \
 	rm -f $(LOCAL_DIR)/backend.json; \
-	nohup $(LOCAL_ENV) uv run scripts/local-backend --from-ssm "$$prefix" \
+	nohup $(LOCAL_ENV) $(UV) run scripts/local-backend --from-ssm "$$prefix" \
 	  --endpoint-url http://127.0.0.1:$(EMULATOR_PORT) --port $(BACKEND_PORT) --workdir $(LOCAL_DIR)/backend \
 	  >$(LOCAL_DIR)/backend.json 2>$(LOCAL_DIR)/backend.log & echo $$! >$(LOCAL_DIR)/backend.pid; \
 	for i in $$(seq 100); do [ -s $(LOCAL_DIR)/backend.json ] && break; sleep 0.2; done; \

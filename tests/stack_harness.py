@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 STACKS = sorted(path.name[len("Pulumi.") : -len(".yaml")] for path in (ROOT / "stacks").glob("Pulumi.*.yaml"))
 ACCOUNT = "123456789012"
+MOCK_AMI = "ami-0123456789abcdef0"
 #: What the mocked dynamic certificate returns as its key: tests look for it where it must never be.
 FAKE_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMOCKED-PRIVATE-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"
 CERTIFICATE_TYPE = "pulumi-python:dynamic/pki:Certificate"
@@ -178,7 +179,8 @@ class _Mocks(pulumi.runtime.Mocks):
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ["us-east-1a", "us-east-1b"], "zoneIds": ["use1-az1", "use1-az2"], "id": "us-east-1"}
         if token == "aws:ssm/getParameter:getParameter":
-            return {"name": args.args.get("name"), "value": "ami-0123456789abcdef0", "type": "String", "id": "x"}
+            value = MOCK_AMI
+            return {"name": args.args.get("name"), "value": value, "insecureValue": value, "type": "String", "id": "x"}
         if token == "aws:acmpca/getCertificateAuthority:getCertificateAuthority":
             return {
                 "arn": args.args.get("arn"),

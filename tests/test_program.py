@@ -11,7 +11,15 @@ import pytest
 from pulumi.runtime import settings as pulumi_settings
 
 from tests.policy_harness import RecordedResource, check_resources
-from tests.stack_harness import CERTIFICATE_TYPE, FAKE_PRIVATE_KEY, PKI_CA_ARN, STACKS, StackRun, run_stack
+from tests.stack_harness import (
+    CERTIFICATE_TYPE,
+    FAKE_PRIVATE_KEY,
+    MOCK_AMI,
+    PKI_CA_ARN,
+    STACKS,
+    StackRun,
+    run_stack,
+)
 
 CA_TYPE = "aws:acmpca/certificateAuthority:CertificateAuthority"
 ACTIVATION_TYPE = "aws:acmpca/certificateAuthorityCertificate:CertificateAuthorityCertificate"
@@ -198,6 +206,60 @@ def test_backend_only_where_enabled(run: StackRun) -> None:
     backends = run.of_type("pca-backend:index:EncryptedBackend")
     assert len(backends) == (1 if run.config["pca-backend:backendEnabled"] else 0), run.stack
     assert len(run.of_type(CERTIFICATE_TYPE)) == len(backends), run.stack
+
+
+def test_backend_forwards_https_to_https_targets(run: StackRun) -> None:
+    if not run.config["pca-backend:backendEnabled"]:
+        return
+    target_group = run.one("aws:lb/targetGroup:TargetGroup")
+    assert target_group.inputs["protocol"] == "HTTPS", target_group.urn
+    assert target_group.inputs["port"] == 443, target_group.urn
+    health = target_group.inputs["healthCheck"]
+    assert health["protocol"] == "HTTPS", target_group.urn
+    assert health["path"] == run.config["pca-backend:healthCheckPath"], target_group.urn
+    listeners = {listener.inputs["protocol"]: listener for listener in run.of_type("aws:lb/listener:Listener")}
+    https = listeners["HTTPS"]
+    assert https.inputs["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06", https.urn
+    assert [action["type"] for action in https.inputs["defaultActions"]] == ["forward"], https.urn
+    if run.config["pca-backend:httpRedirect"]:
+        redirect = listeners["HTTP"]
+        actions = redirect.inputs["defaultActions"]
+        assert [action["type"] for action in actions] == ["redirect"], f"{redirect.urn}: HTTP may only redirect"
+        assert actions[0]["redirect"]["protocol"] == "HTTPS", redirect.urn
+    assert len(run.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")) == run.config["pca-backend:hostCount"]
+
+
+def test_backend_hosts_are_hardened(run: StackRun) -> None:
+    hosts = run.of_type("aws:ec2/instance:Instance")
+    expected = run.config["pca-backend:hostCount"] if run.config["pca-backend:backendEnabled"] else 0
+    assert len(hosts) == expected, run.stack
+    for host in hosts:
+        assert host.inputs["ami"] == MOCK_AMI, f"{host.urn}: AMI from the public SSM parameter"
+        assert host.inputs["metadataOptions"]["httpTokens"] == "required", f"{host.urn}: IMDSv2"
+        assert host.inputs["rootBlockDevice"]["encrypted"] is True, host.urn
+        assert "keyName" not in host.inputs, f"{host.urn}: no SSH key; Session Manager instead"
+        user_data = host.inputs["userData"]
+        assert "PRIVATE KEY" not in user_data, f"{host.urn}: key material in user data"
+        assert f"{run.config['pca-backend:parameterPrefix'] or '/pca-backend/' + run.stack}/private-key" in user_data
+
+
+def test_host_role_reads_only_its_parameters(run: StackRun) -> None:
+    if not run.config["pca-backend:backendEnabled"]:
+        return
+    prefix = run.config["pca-backend:parameterPrefix"] or f"/pca-backend/{run.stack}"
+    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    reads = [s for s in policy["Statement"] if any("ssm:GetParameter" in a for a in _actions(s))]
+    assert len(reads) == 1, policy
+    assert sorted(reads[0]["Resource"]) == sorted(
+        f"arn:aws:ssm:us-east-1:123456789012:parameter{prefix}/{name}"
+        for name in ("ca-bundle", "full-chain", "private-key")
+    ), reads
+    assert not run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"), "no broad managed policies"
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions
 
 
 def test_program_passes_the_policy_pack(run: StackRun) -> None:

@@ -36,7 +36,7 @@ if settings.certificate is not None and settings.backend is not None:
         "backend-certificate",
         {
             "ca_arn": ca.arn,
-            "common_name": wanted.common_name or names[min(1, len(names) - 1)],
+            "common_name": wanted.common_name or (wanted.names[0] if wanted.names else names[0]),
             "subject_alternative_names": names,
             "key_algorithm": wanted.key_algorithm,
             "validity_days": ca.validity_days(wanted.validity_days),

@@ -415,11 +415,15 @@ def load_settings() -> Settings:
     config = pulumi.Config()
     raw: dict[str, Any] = {}
     for key in CONFIG_KEYS:
-        value = config.get_object(key)
+        # Pulumi hands every value over as a string: lists as JSON, scalars as text that `_Reader` parses.
+        value = config.get_object(key) if key in LIST_KEYS else config.get(key)
         if value is not None:
             raw[key] = value
     return parse_settings(raw, stack=stack, project=project, region=pulumi.Config("aws").get("region"))
 
+
+#: The settings that are lists (`type: array` in Pulumi.yaml).
+LIST_KEYS = frozenset({"certNames", "albSubnetIds", "hostSubnetIds", "albIngressCidrs", "peerSecurityGroupIds"})
 
 #: Every project setting. Tests check that Pulumi.yaml declares exactly these.
 CONFIG_KEYS = (

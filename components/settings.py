@@ -317,7 +317,8 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
     if common_name is not None and not _is_certificate_name(common_name):
         read.problem("certCommonName", f"{common_name!r} is not a DNS name or IP address")
     short_lived = ca.usage_mode == "SHORT_LIVED_CERTIFICATE"
-    validity = read.integer("certValidityDays", SHORT_LIVED_MAX_DAYS if short_lived else 90, 1, 3650)
+    # 0 (the default) means 90 days, or the most a SHORT_LIVED_CERTIFICATE CA allows.
+    validity = read.integer("certValidityDays", 0, 0, 3650) or (SHORT_LIVED_MAX_DAYS if short_lived else 90)
     if short_lived and validity > SHORT_LIVED_MAX_DAYS:
         read.problem(
             "certValidityDays",

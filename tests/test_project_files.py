@@ -280,11 +280,6 @@ def test_every_stack_parses_from_the_strings_pulumi_hands_over(stack: str) -> No
     assert from_strings == parse_settings(project_values(stack), stack=stack, project=PROJECT, region=region)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Pulumi.yaml's certValidityDays default (90) is merged into every stack, so a SHORT_LIVED_CERTIFICATE "
-    "CA never gets the documented default of 7 days and must set certValidityDays explicitly",
-)
 def test_a_short_lived_stack_may_leave_cert_validity_to_its_default() -> None:
     values = {key: spec["default"] for key, spec in DECLARED.items()} | {
         "caUsageMode": "SHORT_LIVED_CERTIFICATE",

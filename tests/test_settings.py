@@ -394,9 +394,14 @@ def test_cert_validity_over_seven_days_on_short_lived_ca(days: int) -> None:
     assert "SHORT_LIVED_CERTIFICATE allows at most 7 days" in message
 
 
-@pytest.mark.parametrize("days", [0, 3651])
+@pytest.mark.parametrize("days", [-1, 3651])
 def test_cert_validity_range(days: int) -> None:
-    assert "from 1 to 3650" in problem_of("certValidityDays", certValidityDays=days)
+    assert "from 0 to 3650" in problem_of("certValidityDays", certValidityDays=days)
+
+
+def test_cert_validity_zero_means_the_default() -> None:
+    assert parse(certValidityDays=0).certificate.validity_days == 90  # type: ignore[union-attr]
+    assert parse(SHORT_LIVED, certValidityDays=0).certificate.validity_days == 7  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("validity", "renew_before"), [(90, 90), (90, 120), (30, 30), (7, 7)])

@@ -224,12 +224,12 @@ class CertificateProvider(pulumi.dynamic.ResourceProvider):
                 fail("common_name", "common_name is required: a DNS name or an IP address")
             else:
                 try:
-                    _subject_names(str(common_name), [])
+                    x509.SubjectNames.parse(str(common_name), [])
                 except ValueError as error:
                     fail("common_name", f"common_name: {error}")
                 else:
                     try:
-                        names = _subject_names(str(common_name), [str(name) for name in sans])
+                        names = x509.SubjectNames.parse(str(common_name), [str(name) for name in sans])
                     except ValueError as error:
                         fail("subject_alternative_names", f"subject_alternative_names: {error}")
                     else:
@@ -388,16 +388,6 @@ class CertificateProvider(pulumi.dynamic.ResourceProvider):
                 "InvalidStateException",
             ):
                 raise
-
-
-def _subject_names(common_name: str, alternative_names: list[str]) -> x509.SubjectNames:
-    """`SubjectNames.parse`, refusing also what it would take for a DNS name but is a mistyped IPv4 address
-    (`10.0.0.256`): a DNS name never ends in an all-numeric label (RFC 1123 section 2.1)."""
-    for raw in (common_name, *alternative_names):
-        name = str(raw).strip()
-        if name and not x509.is_ip_address(name) and name.rstrip(".").rsplit(".", 1)[-1].isdigit():
-            raise ValueError(f"{name!r} is not a valid IP address, and a DNS name cannot end in an all-numeric label")
-    return x509.SubjectNames.parse(common_name, alternative_names)
 
 
 def _csr_names_problem(csr: x509.CsrInfo, common_name: str, names: x509.SubjectNames) -> str | None:

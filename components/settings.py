@@ -183,14 +183,8 @@ def _is_cidr(text: str) -> bool:
     return True
 
 
-def _is_host_name(name: str) -> bool:
-    """A DNS name as the certificate provider accepts it: one ending in an all-numeric label is a mistyped IPv4
-    address (10.0.0.256), never a name (RFC 1123 section 2.1)."""
-    return x509.is_dns_name(name) and not name.rstrip(".").rsplit(".", 1)[-1].isdigit()
-
-
 def _is_certificate_name(name: str) -> bool:
-    return x509.is_ip_address(name) or _is_host_name(name)
+    return x509.is_ip_address(name) or x509.is_dns_name(name)
 
 
 def _is_security_group_id(text: str) -> bool:
@@ -372,7 +366,7 @@ def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
     domain_name = read.string("albDomainName")
     if certificate_arn and not _ACM_ARN.match(certificate_arn):
         read.problem("albCertificateArn", f"{certificate_arn!r} is not an ACM certificate ARN")
-    if domain_name and not _is_host_name(domain_name):
+    if domain_name and not x509.is_dns_name(domain_name):
         read.problem("albDomainName", f"{domain_name!r} is not a DNS name")
     if bool(certificate_arn) == bool(domain_name):
         read.problem(

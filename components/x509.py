@@ -46,15 +46,20 @@ def signing_algorithm_for(key_algorithm: str) -> str:
 
 
 def is_dns_name(name: str, *, allow_wildcard: bool = True) -> bool:
-    """True for an RFC 1123 host name, optionally with one leading `*.` label; at least two labels."""
+    """True for an RFC 1123 host name (one label, like `localhost`, or more), optionally with one leading `*.`
+    label (then at least two labels after it) and one trailing dot.
+
+    The last label may not be all digits (RFC 1123 section 2.1), so a mistyped IPv4 address such as `10.0.0.256`
+    is not taken for a name.
+    """
     if not name or len(name) > 253 or name != name.strip():
         return False
-    labels = name.rstrip(".").lower().split(".")
+    labels = name.removesuffix(".").lower().split(".")
     if allow_wildcard and labels[0] == "*":
         labels = labels[1:]
         if len(labels) < 2:
             return False
-    return all(_DNS_LABEL.match(label) for label in labels) and len(labels) >= 1
+    return all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
 
 
 def is_ip_address(name: str) -> bool:

@@ -253,7 +253,12 @@ def test_supplied_csr_is_signed_and_no_key_is_returned(pca_proxy: RecordingProxy
 def test_read_returns_the_certificate_and_drops_it_once_revoked(
     pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]
 ) -> None:
-    certificate_arn, outs = create(rsa_ca[0], pca_proxy)
+    # moto files a revocation under `format(serial, "X")` cut into pairs, which misplaces the colons when that
+    # hex has an odd length ("ABC" -> "AB:C" where RevokeCertificate sends "0A:BC"): take a serial it can match.
+    for _ in range(20):
+        certificate_arn, outs = create(rsa_ca[0], pca_proxy)
+        if len(outs["serial"].replace(":", "").lstrip("0")) % 2 == 0:
+            break
     read = provider.read(certificate_arn, outs)
     assert read.id == certificate_arn
     assert read.outs == outs

@@ -85,8 +85,8 @@ class PrivateCa(pulumi.ComponentResource):
     """The bucket the CRL is published to, or None."""
 
     def __init__(self, name: str, args: PrivateCaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pca-backend:index:PrivateCa", name, None, opts)
         _validate(args)
+        super().__init__("pca-backend:index:PrivateCa", name, None, opts)
         tags = {**args.get("tags", {}), "Name": args["subject"]["common_name"]}
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id

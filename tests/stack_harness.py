@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import runpy
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class Registration:
     type_: str
     name: str
     urn: str
+    custom: bool
     inputs: dict[str, Any]
     parent: str
     dependencies: list[str]
@@ -106,14 +108,33 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
     return config
 
 
-class _Mocks(pulumi.runtime.Mocks):
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Mocks that keep what every resource and invoke was given; subclasses say what AWS would answer."""
+
     def __init__(self, run: StackRun) -> None:
         self.run = run
         self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        inputs, name, typ = dict(args.inputs), args.name, args.typ
-        self.inputs[(typ, name)] = inputs
+        inputs = dict(args.inputs)
+        self.inputs[(args.typ, args.name)] = inputs
+        return self.answer_resource(args.typ, args.name, inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        self.run.invokes.append((args.token, dict(args.args)))
+        return self.answer_invoke(args.token, dict(args.args))
+
+    def answer_resource(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        return f"{name}_id", {**inputs}
+
+    def answer_invoke(self, token: str, args: dict[str, Any]) -> Any:
+        raise AssertionError(f"unexpected invoke {token}")
+
+
+class _Mocks(RecordingMocks):
+    """AWS as this project's program sees it, with the pki stack's outputs behind every StackReference."""
+
+    def answer_resource(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         outputs: dict[str, Any] = {**inputs}
         resource_id = f"{name}_id"
         if typ == "pulumi:pulumi:StackReference":
@@ -167,9 +188,7 @@ class _Mocks(pulumi.runtime.Mocks):
             outputs.setdefault("arn", f"arn:aws:mock:us-east-1:{ACCOUNT}:{name}")
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
-        self.run.invokes.append((args.token, dict(args.args)))
-        token = args.token
+    def answer_invoke(self, token: str, args: dict[str, Any]) -> Any:
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
@@ -180,17 +199,17 @@ class _Mocks(pulumi.runtime.Mocks):
             return {"names": ["us-east-1a", "us-east-1b"], "zoneIds": ["use1-az1", "use1-az2"], "id": "us-east-1"}
         if token == "aws:ssm/getParameter:getParameter":
             value = MOCK_AMI
-            return {"name": args.args.get("name"), "value": value, "insecureValue": value, "type": "String", "id": "x"}
+            return {"name": args.get("name"), "value": value, "insecureValue": value, "type": "String", "id": "x"}
         if token == "aws:acmpca/getCertificateAuthority:getCertificateAuthority":
             return {
-                "arn": args.args.get("arn"),
+                "arn": args.get("arn"),
                 "certificate": PKI_ROOT_PEM,
                 "certificateChain": "",
                 "notAfter": "2035-06-01T00:00:00Z",
                 "status": "ACTIVE",
                 "type": "ROOT",
                 "usageMode": "GENERAL_PURPOSE",
-                "id": args.args.get("arn"),
+                "id": args.get("arn"),
             }
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps({"Version": "2012-10-17", "Statement": []}), "id": "doc"}
@@ -198,7 +217,9 @@ class _Mocks(pulumi.runtime.Mocks):
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: _Mocks) -> None:
+    """Records each registration with what only the request carries: parent, dependencies, secret outputs."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
         self.recorder = mocks
 
@@ -219,6 +240,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 type_=request.type,
                 name=request.name,
                 urn=urn,
+                custom=bool(getattr(request, "custom", True)),
                 inputs=self.recorder.inputs[(request.type, request.name)],
                 parent=request.parent,
                 dependencies=list(request.dependencies),
@@ -236,17 +258,35 @@ def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
     return run_program(ROOT / "__main__.py", project=PROJECT, stack=stack, config=stack_config(stack, overrides))
 
 
+def reset_runtime() -> None:
+    """Forget the previous run. `set_mocks` leaves `SETTINGS.outputs` (the apply tasks `wait_for_rpcs` awaits) in
+    place, so a run that failed in an apply would fail again inside the next run; `ROOT` is the stack."""
+    pulumi_settings.SETTINGS.outputs.clear()
+    pulumi_settings.SETTINGS.rpc_manager.clear()
+    pulumi_settings.ROOT.set(None)
+
+
+def run_under_mocks(
+    body: Callable[[], Awaitable[None]], mocks: RecordingMocks, *, project: str = PROJECT, stack: str = "test"
+) -> StackRun:
+    """Run `body` (which creates resources) under `mocks` and a recording monitor; `mocks.run` is returned."""
+    reset_runtime()
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=_RecordingMonitor(mocks))
+    try:
+        _sync_await(run_pulumi_func(lambda: _sync_await(body())))
+    finally:
+        reset_runtime()
+    return mocks.run
+
+
 def run_program(program: Path, *, project: str, stack: str, config: dict[str, Any]) -> StackRun:
     """Run a Pulumi Python program file under mocks with the given full config keys (`namespace:key`)."""
     run = StackRun(stack=stack, config=config)
     pulumi.runtime.set_all_config({key: _config_value(value) for key, value in config.items()})
-    mocks = _Mocks(run)
-    pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=_RecordingMonitor(mocks))
-    root = pulumi_settings.get_root_resource()
-    assert root is not None
 
     async def main() -> None:
+        root = pulumi_settings.get_root_resource()
+        assert root is not None
         runpy.run_path(str(program), run_name="__main__")
         exported: dict[str, pulumi.Output[Any]] = {
             key: pulumi.Output.from_input(value)
@@ -259,8 +299,6 @@ def run_program(program: Path, *, project: str, stack: str, config: dict[str, An
 
     sys.path.insert(0, str(ROOT))
     try:
-        _sync_await(run_pulumi_func(lambda: _sync_await(main())))
+        return run_under_mocks(main, _Mocks(run), project=project, stack=stack)
     finally:
         sys.path.remove(str(ROOT))
-        pulumi_settings.ROOT.set(None)
-    return run

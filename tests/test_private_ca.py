@@ -4,24 +4,20 @@ ACM's permission, and what it refuses before registering anything."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pulumi
 import pytest
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import settings as pulumi_settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from components import x509
 from components.private_ca import PrivateCa, PrivateCaArgs
+from tests.stack_harness import RecordingMocks, StackRun, run_under_mocks
 
 ACCOUNT = "123456789012"
 PARENT_ARN = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/11111111-2222-3333-4444-555555555555"
@@ -83,40 +79,14 @@ def ec_parent() -> Parent:
 
 
 @dataclass
-class Registration:
-    type_: str
-    name: str
-    urn: str
-    custom: bool
-    inputs: dict[str, Any]
-    parent: str
-    dependencies: list[str]
+class Run(StackRun):
+    parent: Parent | None = None
 
 
-@dataclass
-class Run:
-    parent: Parent | None
-    resources: list[Registration] = field(default_factory=list)
-    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
+class _Mocks(RecordingMocks):
+    run: Run
 
-    def of_type(self, type_: str) -> list[Registration]:
-        return [resource for resource in self.resources if resource.type_ == type_]
-
-    def one(self, type_: str) -> Registration:
-        found = self.of_type(type_)
-        assert len(found) == 1, f"expected one {type_}, found {[r.urn for r in found]}"
-        return found[0]
-
-
-class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        inputs, name, typ = dict(args.inputs), args.name, args.typ
-        self.inputs[(typ, name)] = inputs
+    def answer_resource(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         outputs: dict[str, Any] = {**inputs}
         resource_id = f"{name}_id"
         if typ == CA_TYPE:
@@ -136,84 +106,47 @@ class _Mocks(pulumi.runtime.Mocks):
             resource_id = f"{name}-bucket"
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
-        self.run.invokes.append((args.token, dict(args.args)))
-        if args.token == "aws:index/getPartition:getPartition":
+    def answer_invoke(self, token: str, args: dict[str, Any]) -> Any:
+        if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test", "userId": "test", "id": ACCOUNT}
-        if args.token == "aws:index/getRegion:getRegion":
+        if token == "aws:index/getRegion:getRegion":
             return {"name": "eu-west-1", "region": "eu-west-1", "id": "eu-west-1"}
-        if args.token == GET_CA:
+        if token == GET_CA:
             assert self.run.parent is not None, "a root CA must not look up a parent"
             return {
-                "arn": args.args.get("arn"),
+                "arn": args.get("arn"),
                 "certificate": self.run.parent.certificate_pem,
                 "certificateChain": "",
                 "notAfter": x509.iso_utc(self.run.parent.not_after),
                 "status": "ACTIVE",
                 "type": "ROOT",
                 "usageMode": "GENERAL_PURPOSE",
-                "id": args.args.get("arn"),
+                "id": args.get("arn"),
             }
-        raise AssertionError(f"unexpected invoke {args.token}")
-
-
-class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: _Mocks) -> None:
-        super().__init__(mocks)
-        self.recorder = mocks
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            self.recorder.run.resources.append(
-                Registration(
-                    type_=request.type,
-                    name=request.name,
-                    urn=response.urn,
-                    custom=bool(request.custom),
-                    inputs=self.recorder.inputs[(request.type, request.name)],
-                    parent=request.parent,
-                    dependencies=list(request.dependencies),
-                )
-            )
-        return response
-
-
-def _reset_runtime() -> None:
-    """Forget the previous run. `set_mocks` leaves `SETTINGS.outputs` (the apply tasks `wait_for_rpcs` awaits) in
-    place, so a run that failed in an apply would fail again inside the next test's run; `ROOT` is the stack."""
-    pulumi_settings.SETTINGS.outputs.clear()
-    pulumi_settings.SETTINGS.rpc_manager.clear()
-    pulumi_settings.ROOT.set(None)
+        raise AssertionError(f"unexpected invoke {token}")
 
 
 OUTPUTS = ("arn", "certificate_pem", "trust_bundle_pem", "usage_mode", "not_after", "crl_bucket_name")
 
 
 @pytest.fixture
-def run_ca() -> Iterator[Callable[..., Run]]:
+def run_ca() -> Callable[..., Run]:
     """`run_ca(args, parent=None)` builds a PrivateCa under fresh mocks and resolves its outputs."""
 
     def run(args: PrivateCaArgs, parent: Parent | None = None) -> Run:
-        recorded = Run(parent=parent)
-        mocks = _Mocks(recorded)
-        _reset_runtime()
-        pulumi.runtime.set_mocks(
-            mocks, project="pca-backend", stack="test", preview=False, monitor=_RecordingMonitor(mocks)
-        )
+        recorded = Run(stack="test", config={}, parent=parent)
 
         async def program() -> None:
             ca = PrivateCa("ca", args)
             for name in OUTPUTS:
                 recorded.outputs[name] = await getattr(ca, name).future()
 
-        _sync_await(run_pulumi_func(lambda: _sync_await(program())))
+        run_under_mocks(program, _Mocks(recorded))
         return recorded
 
-    yield run
-    _reset_runtime()
+    return run
 
 
 def ca_args(**changes: Any) -> PrivateCaArgs:
@@ -288,14 +221,14 @@ def test_root_self_signs_with_the_root_template_for_years(run_ca: Callable[..., 
 
 
 def test_root_template_follows_the_partition(run_ca: Callable[..., Run], monkeypatch: pytest.MonkeyPatch) -> None:
-    original = _Mocks.call
+    original = _Mocks.answer_invoke
 
-    def gov_partition(self: _Mocks, args: pulumi.runtime.MockCallArgs) -> Any:
-        if args.token == "aws:index/getPartition:getPartition":
+    def gov_partition(self: _Mocks, token: str, args: dict[str, Any]) -> Any:
+        if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws-us-gov", "dnsSuffix": "amazonaws.com", "id": "aws-us-gov"}
-        return original(self, args)
+        return original(self, token, args)
 
-    monkeypatch.setattr(_Mocks, "call", gov_partition)
+    monkeypatch.setattr(_Mocks, "answer_invoke", gov_partition)
     signed = run_ca(ca_args()).one(CERTIFICATE_TYPE)
     assert signed.inputs["templateArn"] == "arn:aws-us-gov:acm-pca:::template/RootCACertificate/V1", signed.urn
 

@@ -107,4 +107,5 @@ down:
 	  $(LOCAL_ENV) $(PULUMI) destroy --yes --non-interactive --stack local; \
 	fi
 	@if [ -f $(LOCAL_DIR)/emulator.pid ]; then kill $$(cat $(LOCAL_DIR)/emulator.pid) 2>/dev/null || true; rm -f $(LOCAL_DIR)/emulator.pid; fi
+	@rm -rf $(LOCAL_DIR)/backend $(LOCAL_DIR)/backend.json
 	@echo "local stack destroyed; emulator and backend stopped"

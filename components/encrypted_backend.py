@@ -25,6 +25,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from components import x509
 from components.host_bootstrap import (
     CERTIFICATE_PATH,
     PRIVATE_KEY_PATH,
@@ -68,9 +69,6 @@ _PARAMETER_PREFIX_RE = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
 _RESERVED_PARAMETER_PREFIX_RE = re.compile(r"^/(?:aws|ssm)", re.IGNORECASE)
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-_DOMAIN_NAME_RE = re.compile(
-    r"^(?:\*\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
-)
 _HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 
 
@@ -271,7 +269,8 @@ def _validate(args: Mapping[str, Any]) -> _Settings:
             "or listener_domain_name together with private_ca_arn (an ACM private certificate)"
         )
     if domain_name is not None and (
-        not isinstance(domain_name, str) or len(domain_name) > 253 or not _DOMAIN_NAME_RE.match(domain_name)
+        # ACM wants a fully qualified name: at least two labels.
+        not isinstance(domain_name, str) or "." not in domain_name.strip(".") or not x509.is_dns_name(domain_name)
     ):
         raise ValueError(f"listener_domain_name must be a DNS name such as 'api.internal.example', got {domain_name!r}")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 import boto3
 
 from components.local_ca import create_root_ca
+from tests.tls_fixtures import free_port
 
 #: What `moto_endpoint` puts in the environment: fake credentials, and no developer profile or config.
 FAKE_AWS_ENVIRONMENT = {
@@ -53,12 +53,6 @@ REAL_AWS_VARIABLES = (
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(url: str) -> bool:

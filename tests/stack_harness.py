@@ -19,14 +19,13 @@ from typing import Any
 
 import pulumi
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from tests.tls_fixtures import self_signed_ca_pem
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
@@ -39,22 +38,11 @@ CERTIFICATE_TYPE = "pulumi-python:dynamic/pki:Certificate"
 MOCK_CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMOCK\n-----END CERTIFICATE REQUEST-----\n"
 
 
+_MOCK_CA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def _self_signed_pem(common_name: str, days: int) -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return self_signed_ca_pem(_MOCK_CA_KEY, common_name, dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
 
 
 #: A root as the `pki` stack would export it (generated once per test session).

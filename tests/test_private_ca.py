@@ -10,14 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cryptography import x509 as cx509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 from components import x509
 from components.private_ca import PrivateCa, PrivateCaArgs
 from tests.stack_harness import RecordingMocks, StackRun, run_under_mocks
+from tests.tls_fixtures import self_signed_ca_pem
 
 ACCOUNT = "123456789012"
 PARENT_ARN = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/11111111-2222-3333-4444-555555555555"
@@ -38,23 +36,6 @@ CSR_PEM = "-----BEGIN CERTIFICATE REQUEST-----\nCSR\n-----END CERTIFICATE REQUES
 SIGNED_PEM = "-----BEGIN CERTIFICATE-----\nSIGNED-CA-CERTIFICATE\n-----END CERTIFICATE-----\n"
 
 
-def ca_certificate(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, not_after: datetime) -> str:
-    """A self-signed CA certificate, as a parent CA's `GetCertificateAuthorityCertificate` would return it."""
-    name = cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "Parent CA")])
-    certificate = (
-        cx509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(cx509.random_serial_number())
-        .not_valid_before(not_after - timedelta(days=3650))
-        .not_valid_after(not_after)
-        .add_extension(cx509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
 @dataclass
 class Parent:
     """The parent CA the invoke `getCertificateAuthority` describes."""
@@ -65,7 +46,7 @@ class Parent:
     @classmethod
     def of(cls, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, years: float = 10) -> Parent:
         not_after = (datetime.now(UTC) + timedelta(days=365 * years)).replace(microsecond=0)
-        return cls(ca_certificate(key, not_after), not_after)
+        return cls(self_signed_ca_pem(key, "Parent CA", not_after), not_after)
 
 
 @pytest.fixture(scope="module")

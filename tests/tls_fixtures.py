@@ -94,7 +94,12 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _ca_certificate(
-    subject: str, key: PrivateKey, issuer: x509.Name, issuer_key: PrivateKey, now: datetime.datetime
+    subject: str,
+    key: PrivateKey,
+    issuer: x509.Name,
+    issuer_key: PrivateKey,
+    now: datetime.datetime,
+    not_after: datetime.datetime | None = None,
 ) -> x509.Certificate:
     return (
         x509.CertificateBuilder()
@@ -103,7 +108,7 @@ def _ca_certificate(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
+        .not_valid_after(not_after or now + datetime.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -122,6 +127,12 @@ def _ca_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
+
+
+def self_signed_ca_pem(key: PrivateKey, common_name: str, not_after: datetime.datetime) -> str:
+    """A self-signed CA certificate (PEM) that ends at `not_after`, as a parent CA would present it."""
+    now = datetime.datetime.now(datetime.UTC)
+    return _pem(_ca_certificate(common_name, key, _name(common_name), key, now, not_after)).decode()
 
 
 def _pem(certificate: x509.Certificate) -> bytes:

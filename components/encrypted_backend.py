@@ -30,6 +30,9 @@ from components.host_bootstrap import (
     CERTIFICATE_PATH,
     PRIVATE_KEY_PATH,
     HostParameters,
+    check_region,
+    is_parameter_path,
+    is_reserved_parameter_path,
     render_user_data,
 )
 from components.nginx_config import render_server_block
@@ -65,9 +68,6 @@ SESSION_MANAGER_ACTIONS = (
     "ec2messages:SendReply",
 )
 
-_PARAMETER_PREFIX_RE = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
-_RESERVED_PARAMETER_PREFIX_RE = re.compile(r"^/(?:aws|ssm)", re.IGNORECASE)
-_REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 
@@ -275,21 +275,14 @@ def _validate(args: Mapping[str, Any]) -> _Settings:
         raise ValueError(f"listener_domain_name must be a DNS name such as 'api.internal.example', got {domain_name!r}")
 
     prefix = args["parameter_prefix"]
-    if (
-        not isinstance(prefix, str)
-        or len(prefix) > 900
-        or not _PARAMETER_PREFIX_RE.match(prefix)
-        or _RESERVED_PARAMETER_PREFIX_RE.match(prefix)
-    ):
+    if not is_parameter_path(prefix) or len(prefix) > 900 or is_reserved_parameter_path(prefix):
         raise ValueError(
             "parameter_prefix must be an SSM parameter path such as '/pca-backend/dev' (starts with '/', no "
             f"trailing '/', letters, digits and . _ - / only, not starting with /aws or /ssm), got {prefix!r}"
         )
-    region = args["region"]
-    if not isinstance(region, str) or not _REGION_RE.match(region):
-        raise ValueError(f"region must be an AWS region name such as 'eu-west-1', got {region!r}")
+    region = check_region(args["region"])
     ami_parameter = args.get("ami_parameter", DEFAULT_AMI_PARAMETER)
-    if not isinstance(ami_parameter, str) or not _PARAMETER_PREFIX_RE.match(ami_parameter):
+    if not is_parameter_path(ami_parameter):
         raise ValueError(f"ami_parameter must be an SSM parameter name starting with '/', got {ami_parameter!r}")
 
     tags = args.get("tags", {})

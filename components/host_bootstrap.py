@@ -40,6 +40,9 @@ __all__ = [
     "TRUST_CA_PATH",
     "USER_DATA_LIMIT_BYTES",
     "HostParameters",
+    "check_region",
+    "is_parameter_path",
+    "is_reserved_parameter_path",
     "render_sync_script",
     "render_user_data",
 ]
@@ -77,7 +80,18 @@ class HostParameters:
     """The CA certificates (PEM) the host trusts, installed into its trust store."""
 
 
-def _check_region(region: str) -> str:
+def is_parameter_path(name: object) -> bool:
+    """An SSM parameter path: `/` then segments of letters, digits and . _ - (no trailing `/`)."""
+    return isinstance(name, str) and bool(_PARAMETER_NAME_RE.match(name))
+
+
+def is_reserved_parameter_path(name: str) -> bool:
+    """AWS reserves parameter names starting with `aws` or `ssm`, in any case."""
+    return bool(_RESERVED_PARAMETER_PREFIX_RE.match(name))
+
+
+def check_region(region: object) -> str:
+    """`region`, or ValueError unless it looks like an AWS region name."""
     if not isinstance(region, str) or not _REGION_RE.match(region):
         raise ValueError(f"region must be an AWS region name such as 'eu-west-1', got {region!r}")
     return region
@@ -88,12 +102,7 @@ def _check_parameters(parameters: HostParameters) -> HostParameters:
         raise ValueError(f"parameters must be a HostParameters of SSM parameter names, got {type(parameters).__name__}")
     for field in ("full_chain", "private_key", "ca_bundle"):
         value = getattr(parameters, field)
-        if (
-            not isinstance(value, str)
-            or len(value) > 1011
-            or not _PARAMETER_NAME_RE.match(value)
-            or _RESERVED_PARAMETER_PREFIX_RE.match(value)
-        ):
+        if not is_parameter_path(value) or len(value) > 1011 or is_reserved_parameter_path(value):
             raise ValueError(
                 f"parameters.{field} must be an SSM parameter name such as '/pca-backend/dev/full-chain' "
                 "(starts with '/', letters, digits and . _ - / only, not starting with 'aws' or 'ssm'), "
@@ -168,7 +177,7 @@ def render_sync_script(*, region: str, parameters: HostParameters) -> str:
     file changed, and installs the CA bundle into the trust store with trust-ca.
     Raises ValueError naming the argument when an input is not allowed.
     """
-    region = _check_region(region)
+    region = check_region(region)
     parameters = _check_parameters(parameters)
     q = shlex.quote
     return f"""#!/bin/bash
@@ -304,7 +313,7 @@ def render_user_data(
     certificates and stays within EC2's 16 KB limit.
     Raises ValueError naming the argument when an input is not allowed or the script would not fit.
     """
-    region = _check_region(region)
+    region = check_region(region)
     parameters = _check_parameters(parameters)
     server_block = _check_text("server_block", server_block)
     trust_ca_script = _check_text("trust_ca_script", trust_ca_script, shebang=True)

@@ -24,14 +24,9 @@ from pathlib import Path
 # Run as a file (`python bench/nginx_bench.py`): make the repository importable for the shared helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.tls_fixtures import (
-    free_port,
-    make_pki,
-    plain_http_server_block,
-    running_nginx,
-    tls_server_block,
-    write_standalone_conf,
-)
+from components.local.nginx import plain_http_server_block, running_nginx, tls_server_block, write_standalone_conf
+from components.local.process import free_port
+from components.local.tls import make_pki
 
 KEY_LABELS = {"ec": "EC P-256", "rsa": "RSA-2048"}
 

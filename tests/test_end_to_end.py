@@ -34,8 +34,9 @@ import boto3
 import pytest
 
 from components.certificate import CertificateProvider
+from components.local.process import free_port, require_binary
 from tests.aws_emulator import create_active_ca
-from tests.tls_fixtures import REPO, VERIFY_TLS, free_port, require_binary, run
+from tests.tls_fixtures import REPO, VERIFY_TLS, run
 
 LOCAL_BACKEND = REPO / "scripts" / "local-backend"
 SNIFF_CHECK = REPO / "scripts" / "sniff-check"

@@ -27,20 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.tls_fixtures import (
-    LEAF_DNS_NAME,
-    TRUST_CA,
-    VERIFY_TLS,
-    Pki,
-    make_pki,
-    plain_http_server_block,
-    require_binary,
-    run,
-    running_nginx,
-    stop_process,
-    tls_server_block,
-    write_standalone_conf,
-)
+from components.local.nginx import plain_http_server_block, running_nginx, tls_server_block, write_standalone_conf
+from components.local.process import require_binary, stop_process
+from components.local.tls import LEAF_DNS_NAME, Pki, make_pki
+from tests.tls_fixtures import TRUST_CA, VERIFY_TLS, run
 
 pytestmark = pytest.mark.netns
 

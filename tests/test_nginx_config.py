@@ -12,17 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from components.local.nginx import nginx_test_config, running_nginx, tls_server_block, write_standalone_conf
+from components.local.process import free_port
+from components.local.tls import LEAF_DNS_NAME, Pki, make_pki
 from components.nginx_config import render_server_block, render_standalone_conf
-from tests.tls_fixtures import (
-    LEAF_DNS_NAME,
-    Pki,
-    free_port,
-    make_pki,
-    nginx_test_config,
-    running_nginx,
-    tls_server_block,
-    write_standalone_conf,
-)
 
 MOZILLA_INTERMEDIATE_ECDHE_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"

@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from components import x509
+from components.local.tls import self_signed_ca_pem
 from components.private_ca import PrivateCa, PrivateCaArgs
 from tests.stack_harness import RecordingMocks, StackRun, run_under_mocks
-from tests.tls_fixtures import self_signed_ca_pem
 
 ACCOUNT = "123456789012"
 PARENT_ARN = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/11111111-2222-3333-4444-555555555555"

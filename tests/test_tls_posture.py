@@ -27,15 +27,9 @@ from sslyze.mozilla_tls_profile.tls_config_checker import (
 )
 from sslyze.plugins.session_resumption.implementation import TlsResumptionSupportEnum
 
-from tests.tls_fixtures import (
-    LEAF_DNS_NAME,
-    Pki,
-    free_port,
-    make_pki,
-    running_nginx,
-    tls_server_block,
-    write_standalone_conf,
-)
+from components.local.nginx import running_nginx, tls_server_block, write_standalone_conf
+from components.local.process import free_port
+from components.local.tls import LEAF_DNS_NAME, Pki, make_pki
 
 # sslyze's bundled public trust stores contain a certificate with a negative serial number; not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.tls_fixtures import TRUST_CA, Pki, make_pki, require_binary, run
+from components.local.process import require_binary
+from components.local.tls import Pki, make_pki
+from tests.tls_fixtures import TRUST_CA, run
 
 DEBIAN_ANCHORS = "usr/local/share/ca-certificates"
 DEBIAN_BUNDLE = "etc/ssl/certs/ca-certificates.crt"

@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from components.local.nginx import running_nginx, tls_server_block, write_standalone_conf
+from components.local.process import free_port, require_binary
+from components.local.tls import LEAF_DNS_NAME, Pki, make_pki
 from components.nginx_config import render_server_block
-from tests.tls_fixtures import (
-    LEAF_DNS_NAME,
-    VERIFY_TLS,
-    Pki,
-    free_port,
-    make_pki,
-    require_binary,
-    run,
-    running_nginx,
-    tls_server_block,
-    write_standalone_conf,
-)
+from tests.tls_fixtures import VERIFY_TLS, run
 
 LEAF_DAYS = 90
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from components.local.nginx import nginx_test_config, running_nginx, tls_server_block, write_standalone_conf
+from components.local.nginx import (
+    nginx_test_config,
+    running_nginx,
+    tls_server_block,
+    worker_pids,
+    write_standalone_conf,
+)
 from components.local.process import free_port
 from components.local.tls import LEAF_DNS_NAME, Pki, make_pki
 from components.nginx_config import render_server_block, render_standalone_conf
@@ -70,11 +78,33 @@ def test_without_upstream_every_request_gets_200_json() -> None:
     assert not any(line.startswith("proxy_pass") for line in lines)
 
 
-def test_with_upstream_location_root_proxies_to_the_app() -> None:
-    lines = directives(render_server_block(**VALID, upstream_url="http://127.0.0.1:8080/"))  # type: ignore[arg-type]
-    assert "proxy_pass http://127.0.0.1:8080;" in lines
-    assert "proxy_set_header X-Forwarded-Proto $scheme;" in lines
-    assert not any(line.startswith("return 200 '") for line in lines)
+def test_with_upstream_location_root_proxies_to_the_app_through_a_keepalive_pool() -> None:
+    text = render_server_block(**VALID, upstream_url="http://127.0.0.1:8080/")  # type: ignore[arg-type]
+    upstream = directives(text[text.index("upstream ") : text.index("server {")])
+    assert upstream == [
+        "upstream application_127_0_0_1_8080 {",
+        "server 127.0.0.1:8080;",
+        "keepalive 32;",
+        "keepalive_timeout 4s;",
+        "}",
+    ]
+    location = directives(text[text.index("location / {") :])
+    assert "proxy_pass http://application_127_0_0_1_8080;" in location
+    # nginx's documented recipe for upstream keep-alive: HTTP/1.1 and no `Connection: close` sent upstream.
+    assert "proxy_http_version 1.1;" in location
+    assert 'proxy_set_header Connection "";' in location
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in location
+    assert not any(line.startswith("return 200 '") for line in location)
+
+
+def test_upstream_pool_size_and_no_pool() -> None:
+    pooled = directives(render_server_block(**VALID, upstream_url="http://[::1]:9000", upstream_keepalive=4))  # type: ignore[arg-type]
+    assert "server [::1]:9000;" in pooled
+    assert "keepalive 4;" in pooled
+    assert "proxy_pass http://application____1__9000;" in pooled
+    unpooled = directives(render_server_block(**VALID, upstream_url="http://127.0.0.1:8080", upstream_keepalive=0))  # type: ignore[arg-type]
+    assert "proxy_pass http://127.0.0.1:8080;" in unpooled
+    assert not any(line.startswith(("upstream", "keepalive", "proxy_set_header Connection")) for line in unpooled)
 
 
 @pytest.mark.parametrize(
@@ -126,6 +156,9 @@ def test_listen_line(listen_address: str | None, port: int, expected: str) -> No
         ({"upstream_url": "http://127.0.0.1:8080;return 200"}, "upstream_url"),
         ({"upstream_url": "http://127.0.0.1:99999"}, "upstream_url"),
         ({"upstream_url": "http://user:pw@127.0.0.1"}, "upstream_url"),
+        ({"upstream_keepalive": -1}, "upstream_keepalive"),
+        ({"upstream_keepalive": "32"}, "upstream_keepalive"),
+        ({"upstream_keepalive": True}, "upstream_keepalive"),
     ],
 )
 def test_invalid_input_is_rejected_naming_the_argument(override: dict[str, object], argument: str) -> None:
@@ -205,10 +238,19 @@ def test_nginx_rejects_a_missing_certificate(tmp_path: Path) -> None:
 
 
 class _EchoApp(http.server.BaseHTTPRequestHandler):
-    """Stands in for the application behind nginx: echoes what nginx forwarded."""
+    """Stands in for the application behind nginx: echoes what nginx forwarded and keeps connections open."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as application servers do; HTTP/1.0 would close every connection
+    server: _CountingServer
+
+    def do_GET(self) -> None:
+        self._reply(b"")
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._reply(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+    def _reply(self, body: bytes) -> None:
+        self.server.record(self.headers.get("Connection"))
         reply = json.dumps(
             {"path": self.path, "body": body.decode(), "proto": self.headers.get("X-Forwarded-Proto")}
         ).encode()
@@ -222,17 +264,42 @@ class _EchoApp(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _CountingServer(http.server.ThreadingHTTPServer):
+    """Counts the TCP connections it accepts and the `Connection` header of every request."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _EchoApp)
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.connection_headers: list[str | None] = []
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        request = super().get_request()
+        with self._lock:
+            self.accepted += 1
+        return request
+
+    def record(self, connection_header: str | None) -> None:
+        with self._lock:
+            self.connection_headers.append(connection_header)
+
+
 @pytest.fixture
-def echo_app() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoApp)
+def echo_server() -> Iterator[_CountingServer]:
+    server = _CountingServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield int(server.server_address[1])
+        yield server
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def echo_app(echo_server: _CountingServer) -> int:
+    return int(echo_server.server_address[1])
 
 
 def _https_request(pki: Pki, port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -262,3 +329,33 @@ def test_served_requests_reach_the_upstream_app(pki: Pki, tmp_path: Path, echo_a
         assert status == 200
         assert json.loads(body) == {"path": "/orders?id=7", "body": "hello", "proto": "https"}
         assert _https_request(pki, port, "GET", "/healthz") == (200, b"ok"), "health never hits the app"
+
+
+def _proxied_requests(pki: Pki, tmp_path: Path, app: _CountingServer, requests: int, keepalive: int = 32) -> int:
+    """`requests` GETs through nginx to `app`, each on a new client connection; returns nginx's worker count."""
+    port = free_port()
+    upstream_url = f"http://127.0.0.1:{app.server_address[1]}"
+    block = tls_server_block(pki, port, upstream_url=upstream_url, upstream_keepalive=keepalive)
+    with running_nginx(write_standalone_conf(tmp_path, block), [port]) as nginx:
+        for number in range(requests):
+            status, body = _https_request(pki, port, "GET", f"/orders/{number}")
+            assert (status, json.loads(body)["path"]) == (200, f"/orders/{number}")
+        return len(worker_pids(nginx.pid))
+
+
+def test_proxied_requests_reuse_few_upstream_connections(
+    pki: Pki, tmp_path: Path, echo_server: _CountingServer
+) -> None:
+    workers = _proxied_requests(pki, tmp_path, echo_server, 20)
+    assert echo_server.connection_headers == [None] * 20, "nginx must not send `Connection: close` upstream"
+    # One request at a time: each worker reuses the one connection its pool holds.
+    assert 1 <= echo_server.accepted <= workers < 20
+
+
+def test_without_a_pool_every_proxied_request_opens_an_upstream_connection(
+    pki: Pki, tmp_path: Path, echo_server: _CountingServer
+) -> None:
+    """Control for the test above: the application's count does see one connection per request."""
+    _proxied_requests(pki, tmp_path, echo_server, 20, keepalive=0)
+    assert echo_server.connection_headers == ["close"] * 20
+    assert echo_server.accepted == 20

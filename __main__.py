@@ -53,7 +53,7 @@ if settings.certificate is not None and settings.backend is not None:
     listener_certificate = (
         {"listener_certificate_arn": backend_settings.alb_certificate_arn}
         if backend_settings.alb_certificate_arn
-        else {"listener_domain_name": backend_settings.alb_domain_name, "private_ca_arn": ca.arn}
+        else {"listener_domain_name": backend_settings.alb_domain_name, "private_ca_arn": ca.acm_issuer_arn}
     )
     backend = EncryptedBackend(
         "backend",

@@ -21,6 +21,9 @@ class CaSource:
     """The CA's ARN; when this stack creates the CA, it resolves only after activation."""
     trust_bundle_pem: pulumi.Output[str]
     usage_mode: pulumi.Output[str]
+    acm_issuer_arn: pulumi.Output[str]
+    """The ARN to give ACM for private certificates: when this stack grants ACM its permission on the CA, it
+    resolves only once that permission exists (PrivateCa.acm_issuer_arn)."""
     private_ca: PrivateCa | None
     """The CA component when this stack owns the CA, else None."""
 
@@ -43,10 +46,12 @@ def resolve_ca(ca: CaSettings) -> CaSource:
     reference = pulumi.StackReference("ca-stack", stack_name=ca.stack) if ca.stack else None
     if ca.mode == "stack":
         assert reference is not None  # settings guarantee caStack with caMode stack
+        arn = reference.require_output(CA_ARN_OUTPUT)
         return CaSource(
-            arn=reference.require_output(CA_ARN_OUTPUT),
+            arn=arn,
             trust_bundle_pem=reference.require_output(CA_TRUST_BUNDLE_OUTPUT),
             usage_mode=reference.require_output(CA_USAGE_MODE_OUTPUT),
+            acm_issuer_arn=arn,
             private_ca=None,
         )
     parent_arn = ca.parent_arn or (reference.require_output(CA_ARN_OUTPUT) if reference else None)
@@ -73,5 +78,9 @@ def resolve_ca(ca: CaSettings) -> CaSource:
             else None,
             "acm_permission": ca.acm_permission,
         },
+        # A CA is long-lived: `pulumi destroy` and replacements stop at it unless caProtect is false.
+        opts=pulumi.ResourceOptions(protect=ca.protect),
     )
-    return CaSource(private_ca.arn, private_ca.trust_bundle_pem, private_ca.usage_mode, private_ca)
+    return CaSource(
+        private_ca.arn, private_ca.trust_bundle_pem, private_ca.usage_mode, private_ca.acm_issuer_arn, private_ca
+    )

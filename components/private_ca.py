@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NotRequired, TypedDict
 
 import pulumi
@@ -14,7 +14,7 @@ from components import x509
 
 ROOT_TEMPLATE = "RootCACertificate/V1"
 SUBORDINATE_TEMPLATE = "SubordinateCACertificate_PathLen0/V1"
-#: What ACM needs from the CA to issue and renew private certificates (terraform-provider-aws#46693).
+#: What ACM needs from the CA to renew the private certificates it issued from it (terraform-provider-aws#46693).
 ACM_PERMISSION_ACTIONS = ["IssueCertificate", "GetCertificate", "ListPermissions"]
 
 
@@ -43,7 +43,8 @@ class PrivateCaArgs(TypedDict):
     key_algorithm: str
     """RSA_2048, RSA_3072, RSA_4096, EC_prime256v1 or EC_secp384r1; the signing algorithm follows from it."""
     validity_years: int
-    """Lifetime of the CA certificate; a subordinate's must end before its parent's."""
+    """Lifetime of the CA certificate. A subordinate's is counted from its parent certificate's notBefore (not
+    from today, so every run asks for the same END_DATE) and must end before the parent's notAfter."""
     usage_mode: str
     """GENERAL_PURPOSE or SHORT_LIVED_CERTIFICATE (certificates of 7 days at most; cannot change later)."""
     permanent_deletion_days: int
@@ -55,7 +56,7 @@ class PrivateCaArgs(TypedDict):
     crl: NotRequired[CrlArgs | None]
     """Publish a CRL to a private S3 bucket; None for no CRL."""
     acm_permission: NotRequired[bool]
-    """Let ACM issue and renew private certificates from this CA."""
+    """Let ACM renew the private certificates it issues from this CA."""
     tags: NotRequired[Mapping[str, str]]
 
 
@@ -69,6 +70,9 @@ class PrivateCa(pulumi.ComponentResource):
     - `aws.acmpca.Certificate`: the CA's own certificate, self-signed (ROOT) or signed by the parent (SUBORDINATE);
     - `aws.acmpca.CertificateAuthorityCertificate`: the import that activates the CA;
     - `aws.acmpca.Permission` for acm.amazonaws.com when `acm_permission` is set.
+
+    Pass `protect=True` in `opts` to protect the CA: the bucket, the CA and its certificate and activation inherit
+    it; the ACM permission does not (turning `acm_permission` off must stay a plain update).
     """
 
     arn: pulumi.Output[str]
@@ -80,7 +84,11 @@ class PrivateCa(pulumi.ComponentResource):
     usage_mode: pulumi.Output[str]
     """GENERAL_PURPOSE or SHORT_LIVED_CERTIFICATE."""
     not_after: pulumi.Output[str]
-    """When the CA certificate expires (RFC 3339): issued certificates must end before it."""
+    """When the CA certificate expires (RFC 3339), read from the activated certificate itself: issued
+    certificates must end before it."""
+    acm_issuer_arn: pulumi.Output[str]
+    """`arn`, resolved only once ACM's permission exists when `acm_permission` is set: what to give ACM to issue
+    private certificates from, so they are requested after the permission their renewal needs."""
     crl_bucket_name: pulumi.Output[str | None]
     """The bucket the CRL is published to, or None."""
 
@@ -148,8 +156,8 @@ class PrivateCa(pulumi.ComponentResource):
             template = SUBORDINATE_TEMPLATE
             validity = aws.acmpca.CertificateValidityArgs(
                 type="END_DATE",
-                value=parent.not_after.apply(
-                    lambda parent_end: _subordinate_end_date(args["validity_years"], parent_end)
+                value=parent.certificate.apply(
+                    lambda parent_pem: subordinate_end_date(args["validity_years"], parent_pem)
                 ),
             )
 
@@ -174,6 +182,9 @@ class PrivateCa(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self.authority),
         )
 
+        self.arn = self.activation.certificate_authority_arn
+        self.acm_issuer_arn = self.arn
+        self.acm_permission: aws.acmpca.Permission | None = None
         if args.get("acm_permission"):
             self.acm_permission = aws.acmpca.Permission(
                 f"{name}-acm-permission",
@@ -181,16 +192,25 @@ class PrivateCa(pulumi.ComponentResource):
                 principal="acm.amazonaws.com",
                 actions=ACM_PERMISSION_ACTIONS,
                 source_account=account_id,
-                opts=pulumi.ResourceOptions(parent=self.authority),
+                opts=pulumi.ResourceOptions(parent=self.authority, protect=False),
             )
+            # ACM issues a private certificate at the request of the identity that asks for it, but renews it only
+            # if the CA granted ACM this permission; without it the CA's owner must renew each one by hand
+            # ("Assign certificate renewal permissions to ACM",
+            # https://docs.aws.amazon.com/privateca/latest/userguide/PcaPermissions.html, and "Single-account
+            # case 2" in https://docs.aws.amazon.com/privateca/latest/userguide/assign-permissions.html).
+            # The engine cannot see that link: carrying the permission's id makes whatever takes this ARN (the
+            # listener's ACM certificate) wait for the permission instead of racing it.
+            self.acm_issuer_arn = pulumi.Output.all(self.arn, self.acm_permission.id).apply(lambda values: values[0])
 
-        self.arn = self.activation.certificate_authority_arn
         self.certificate_pem = self.activation.certificate
         self.trust_bundle_pem = pulumi.Output.all(self.activation.certificate, chain or "").apply(
             lambda parts: x509.join_pem(parts[0], parts[1])
         )
         self.usage_mode = self.authority.usage_mode
-        self.not_after = self.authority.not_after
+        # Not `self.authority.not_after`: the CA resource was read before activation and reports the zero time
+        # until a refresh. The certificate that activated it says when it really ends.
+        self.not_after = self.activation.certificate.apply(_not_after_of_certificate)
         self.crl_bucket_name = self.crl_bucket.bucket if self.crl_bucket else pulumi.Output.from_input(None)
         self.register_outputs(
             {
@@ -304,15 +324,33 @@ def _signing_algorithm_of_certificate(certificate_pem: str) -> str:
     return x509.signing_algorithm_for(x509.key_algorithm_of(certificate.public_key()))
 
 
-def _subordinate_end_date(validity_years: int, parent_not_after: str, now: datetime | None = None) -> str:
-    """The subordinate's END_DATE (RFC 3339), refusing one that would not end before its parent."""
-    now = now or datetime.now(UTC)
-    end = now + timedelta(days=365 * validity_years)
-    parent_end = x509.parse_iso_utc(parent_not_after)
+def _not_after_of_certificate(certificate_pem: str) -> str:
+    return x509.iso_utc(x509.not_after(x509.load_certificates(certificate_pem)[0]))
+
+
+def subordinate_end_date(validity_years: int, parent_certificate_pem: str) -> str:
+    """The subordinate's END_DATE (RFC 3339): `validity_years` calendar years after the parent certificate's
+    notBefore, refusing one that would not end before the parent's notAfter.
+
+    Only the parent's certificate and the setting decide it, never the clock: every `pulumi up` asks for the same
+    date, so the subordinate is issued once and re-issued only when the parent or `caValidityYears` changes.
+    """
+    parent = x509.load_certificates(parent_certificate_pem)[0]
+    parent_start, parent_end = parent.not_valid_before_utc, x509.not_after(parent)
+    end = _add_years(parent_start, validity_years)
     if end >= parent_end:
         raise ValueError(
-            f"caValidityYears {validity_years} would end the subordinate CA on {x509.iso_utc(end)}, "
-            f"after its parent CA expires ({x509.iso_utc(parent_end)}); a CA certificate cannot outlive its "
+            f"caValidityYears {validity_years} would end the subordinate CA on {x509.iso_utc(end)} "
+            f"({validity_years} years after its parent CA's certificate began, {x509.iso_utc(parent_start)}), "
+            f"not before its parent CA expires ({x509.iso_utc(parent_end)}); a CA certificate cannot outlive its "
             "parent: lower caValidityYears"
         )
     return x509.iso_utc(end)
+
+
+def _add_years(moment: datetime, years: int) -> datetime:
+    """The same calendar day `years` later; 29 February becomes 28 February in a common year."""
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:
+        return moment.replace(year=moment.year + years, day=28)

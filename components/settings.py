@@ -61,6 +61,8 @@ class CaSettings:
     crl_expiration_days: int
     crl_custom_cname: str | None
     acm_permission: bool
+    protect: bool
+    """Protect the CA (and its CRL bucket) this stack creates against deletion and replacement."""
     stack: str | None
     """The StackReference that provides the CA (mode stack) or the parent CA (mode subordinate)."""
     parent_arn: str | None
@@ -282,6 +284,7 @@ def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
         crl_expiration_days=read.integer("caCrlExpirationDays", 7, 1, 5000),
         crl_custom_cname=read.string("caCrlCustomCname"),
         acm_permission=acm_permission,
+        protect=read.boolean("caProtect", True),
         stack=ca_stack,
         parent_arn=parent_arn,
     )
@@ -378,8 +381,9 @@ def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
         read.problem("albDomainName", "ACM cannot issue from a SHORT_LIVED_CERTIFICATE CA; use albCertificateArn")
     if domain_name and ca.mode != "stack" and not ca.acm_permission:
         read.warnings.append(
-            "caAcmPermission is false while albDomainName asks ACM for a private certificate: ACM can issue it "
-            "but will fail to renew it (terraform-provider-aws#46693)"
+            "caAcmPermission is false while albDomainName asks ACM for a private certificate: ACM issues it "
+            "but cannot renew it, so it expires unless renewed by hand (AWS Private CA user guide, 'Assign "
+            "certificate renewal permissions to ACM'; terraform-provider-aws#46693)"
         )
     health_path = read.string("healthCheckPath", "/healthz") or "/healthz"
     if not re.match(r"^/[A-Za-z0-9._~/-]*$", health_path):
@@ -440,6 +444,7 @@ CONFIG_KEYS = (
     "caCrlExpirationDays",
     "caCrlCustomCname",
     "caAcmPermission",
+    "caProtect",
     "backendEnabled",
     "certCommonName",
     "certNames",

@@ -9,6 +9,7 @@ exports are resolved with their secretness.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import runpy
 import sys
@@ -41,7 +42,9 @@ MOCK_CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMOCK\n-----END CERTIFICATE REQU
 _MOCK_CA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+@functools.cache
 def _self_signed_pem(common_name: str, days: int) -> str:
+    """Cached: a resource's certificate is in state, the same on every run (tests/test_program.py runs twice)."""
     return self_signed_ca_pem(_MOCK_CA_KEY, common_name, dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
 
 
@@ -60,6 +63,7 @@ class Registration:
     parent: str
     dependencies: list[str]
     additional_secret_outputs: list[str]
+    protect: bool = False
 
 
 @dataclass
@@ -142,7 +146,8 @@ class _Mocks(RecordingMocks):
             outputs.update(
                 arn=arn,
                 certificateSigningRequest=MOCK_CSR,
-                notAfter="2035-01-01T00:00:00Z",
+                # What AWS reports for a CA read before its certificate was imported, until a refresh.
+                notAfter="0001-01-01T00:00:00Z",
                 usageMode=inputs.get("usageMode", "GENERAL_PURPOSE"),
             )
             resource_id = arn
@@ -233,6 +238,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent,
                 dependencies=list(request.dependencies),
                 additional_secret_outputs=additional_secret_outputs,
+                protect=bool(getattr(request, "protect", False)),
             )
         )
 

@@ -9,12 +9,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pulumi
+import pulumi_aws as aws
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import CertificateBuilder, Name, NameAttribute, random_serial_number
+from cryptography.x509.oid import NameOID
 
 from components import x509
 from components.local.tls import self_signed_ca_pem
-from components.private_ca import PrivateCa, PrivateCaArgs
+from components.private_ca import PrivateCa, PrivateCaArgs, subordinate_end_date
 from tests.stack_harness import RecordingMocks, StackRun, run_under_mocks
 
 ACCOUNT = "123456789012"
@@ -32,8 +37,13 @@ POLICY_TYPE = "aws:s3/bucketPolicy:BucketPolicy"
 COMPONENT_TYPE = "pca-backend:index:PrivateCa"
 GET_CA = "aws:acmpca/getCertificateAuthority:getCertificateAuthority"
 CSR_PEM = "-----BEGIN CERTIFICATE REQUEST-----\nCSR\n-----END CERTIFICATE REQUEST-----\n"
+#: When the certificate the mocked CA certificate resource returns ends.
+SIGNED_NOT_AFTER = datetime(2034, 1, 1, tzinfo=UTC)
 #: What the mocked CA certificate resource returns as the signed certificate.
-SIGNED_PEM = "-----BEGIN CERTIFICATE-----\nSIGNED-CA-CERTIFICATE\n-----END CERTIFICATE-----\n"
+SIGNED_PEM = self_signed_ca_pem(ec.generate_private_key(ec.SECP256R1()), "Signed CA", SIGNED_NOT_AFTER)
+#: What AWS reports as a CA's notAfter when the CA was read before its certificate was imported.
+ZERO_TIME = "0001-01-01T00:00:00Z"
+LISTENER_CERTIFICATE_TYPE = "aws:acm/certificate:Certificate"
 
 
 @dataclass
@@ -75,7 +85,7 @@ class _Mocks(RecordingMocks):
             outputs.update(
                 arn=resource_id,
                 certificateSigningRequest=CSR_PEM,
-                notAfter="2034-01-01T00:00:00Z",
+                notAfter=ZERO_TIME,
             )
         elif typ == CERTIFICATE_TYPE:
             subordinate = "Subordinate" in str(inputs.get("templateArn"))
@@ -114,15 +124,21 @@ OUTPUTS = ("arn", "certificate_pem", "trust_bundle_pem", "usage_mode", "not_afte
 
 @pytest.fixture
 def run_ca() -> Callable[..., Run]:
-    """`run_ca(args, parent=None)` builds a PrivateCa under fresh mocks and resolves its outputs."""
+    """`run_ca(args, parent=None, opts=None)` builds a PrivateCa under fresh mocks and resolves its outputs; an
+    ACM private certificate (`listener`) is requested from its `acm_issuer_arn`, as the backend does."""
 
-    def run(args: PrivateCaArgs, parent: Parent | None = None) -> Run:
+    def run(args: PrivateCaArgs, parent: Parent | None = None, opts: pulumi.ResourceOptions | None = None) -> Run:
         recorded = Run(stack="test", config={}, parent=parent)
 
         async def program() -> None:
-            ca = PrivateCa("ca", args)
+            ca = PrivateCa("ca", args, opts)
+            listener = aws.acm.Certificate(
+                "listener", domain_name="backend.example.com", certificate_authority_arn=ca.acm_issuer_arn
+            )
             for name in OUTPUTS:
                 recorded.outputs[name] = await getattr(ca, name).future()
+            recorded.outputs["acm_issuer_arn"] = await ca.acm_issuer_arn.future()
+            await listener.urn.future()
 
         run_under_mocks(program, _Mocks(recorded))
         return recorded
@@ -223,8 +239,35 @@ def test_root_activation_imports_no_chain(run_ca: Callable[..., Run]) -> None:
     assert run.outputs["arn"] == CA_ARN
     assert run.outputs["certificate_pem"] == SIGNED_PEM
     assert run.outputs["trust_bundle_pem"] == SIGNED_PEM, "a root's trust bundle is its certificate"
-    assert run.outputs["not_after"] == "2034-01-01T00:00:00Z"
     assert run.outputs["usage_mode"] == "GENERAL_PURPOSE"
+
+
+@pytest.mark.parametrize("ca_type", ["ROOT", "SUBORDINATE"])
+def test_not_after_is_read_from_the_activated_certificate(
+    run_ca: Callable[..., Run], ec_parent: Parent, ca_type: str
+) -> None:
+    args = ca_args() if ca_type == "ROOT" else subordinate_args()
+    run = run_ca(args, ec_parent if ca_type == "SUBORDINATE" else None)
+    assert run.one(CA_TYPE)  # the mocked CA resource reports ZERO_TIME, as AWS does before a refresh
+    assert run.outputs["not_after"] == x509.iso_utc(SIGNED_NOT_AFTER) == "2034-01-01T00:00:00Z", (
+        f"not_after must come from the certificate that activated the CA, not the CA resource ({ZERO_TIME})"
+    )
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_protect_reaches_the_ca_and_its_bucket_but_not_the_acm_permission(
+    run_ca: Callable[..., Run], protect: bool
+) -> None:
+    args = ca_args(crl={"expiration_days": 7}, acm_permission=True)
+    run = run_ca(args, opts=pulumi.ResourceOptions(protect=protect))
+    for type_ in (CA_TYPE, CERTIFICATE_TYPE, ACTIVATION_TYPE, BUCKET_TYPE, POLICY_TYPE, PUBLIC_ACCESS_BLOCK_TYPE):
+        assert run.one(type_).protect is protect, run.one(type_).urn
+    permission = run.one(PERMISSION_TYPE)
+    assert permission.protect is False, f"{permission.urn}: turning caAcmPermission off must stay an update"
+
+
+def test_unprotected_unless_asked(run_ca: Callable[..., Run]) -> None:
+    assert run_ca(ca_args()).one(CA_TYPE).protect is False
 
 
 def test_resources_are_children_of_the_component(run_ca: Callable[..., Run]) -> None:
@@ -274,17 +317,59 @@ def test_subordinate_signed_by_a_p384_parent(run_ca: Callable[..., Run]) -> None
     assert signed.inputs["signingAlgorithm"] == "SHA384WITHECDSA", signed.urn
 
 
-def test_subordinate_validity_is_an_end_date_before_the_parent(run_ca: Callable[..., Run], rsa_parent: Parent) -> None:
-    before = datetime.now(UTC).replace(microsecond=0)
+def test_subordinate_validity_counts_from_the_parents_start(run_ca: Callable[..., Run], rsa_parent: Parent) -> None:
     run = run_ca(subordinate_args(validity_years=5), rsa_parent)
-    after = datetime.now(UTC)
     signed = run.one(CERTIFICATE_TYPE)
     validity = signed.inputs["validity"]
     assert validity["type"] == "END_DATE", signed.urn
-    end = x509.parse_iso_utc(validity["value"])
-    assert validity["value"] == x509.iso_utc(end), f"{signed.urn}: RFC 3339 in UTC"
-    assert before + timedelta(days=5 * 365) <= end <= after + timedelta(days=5 * 365), signed.urn
-    assert end < rsa_parent.not_after, f"{signed.urn}: must end before its parent"
+    parent_start = x509.load_certificates(rsa_parent.certificate_pem)[0].not_valid_before_utc
+    expected = parent_start.replace(year=parent_start.year + 5)
+    assert validity["value"] == x509.iso_utc(expected), f"{signed.urn}: 5 years after the parent began, RFC 3339"
+    assert expected < rsa_parent.not_after, f"{signed.urn}: must end before its parent"
+
+
+def test_subordinate_end_date_ignores_the_clock(rsa_parent: Parent, monkeypatch: pytest.MonkeyPatch) -> None:
+    import components.private_ca as module
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) + timedelta(days=40)
+
+    today = subordinate_end_date(5, rsa_parent.certificate_pem)
+    monkeypatch.setattr(module, "datetime", Later, raising=False)
+    assert subordinate_end_date(5, rsa_parent.certificate_pem) == today
+
+
+def _parent_pem(not_before: str, not_after: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = Name([NameAttribute(NameOID.COMMON_NAME, "Parent CA")])
+    certificate = (
+        CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(random_serial_number())
+        .not_valid_before(x509.parse_iso_utc(not_before))
+        .not_valid_after(x509.parse_iso_utc(not_after))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.mark.parametrize(
+    ("parent_start", "years", "end"),
+    [
+        ("2026-11-28T04:15:00Z", 5, "2031-11-28T04:15:00Z"),
+        ("2024-02-29T12:00:00Z", 5, "2029-02-28T12:00:00Z"),
+        ("2024-02-29T12:00:00Z", 4, "2028-02-29T12:00:00Z"),
+    ],
+)
+def test_subordinate_end_date_is_whole_calendar_years_after_the_parents_start(
+    parent_start: str, years: int, end: str
+) -> None:
+    parent_pem = _parent_pem(parent_start, "2036-01-01T00:00:00Z")
+    assert subordinate_end_date(years, parent_pem) == end
 
 
 def test_subordinate_that_would_outlive_its_parent_fails(run_ca: Callable[..., Run]) -> None:
@@ -292,9 +377,15 @@ def test_subordinate_that_would_outlive_its_parent_fails(run_ca: Callable[..., R
     with pytest.raises(ValueError, match="caValidityYears 5") as caught:
         run_ca(subordinate_args(validity_years=5), parent)
     message = str(caught.value)
-    assert "after its parent CA expires" in message
+    assert "not before its parent CA expires" in message
     assert x509.iso_utc(parent.not_after) in message
     assert "lower caValidityYears" in message
+
+
+def test_subordinate_as_long_as_its_parent_fails(run_ca: Callable[..., Run]) -> None:
+    parent = Parent.of(ec.generate_private_key(ec.SECP256R1()), years=3)
+    with pytest.raises(ValueError, match=r"caValidityYears 3 .*not before its parent CA expires"):
+        run_ca(subordinate_args(validity_years=3), parent)
 
 
 def test_subordinate_imports_its_chain(run_ca: Callable[..., Run], ec_parent: Parent) -> None:
@@ -309,7 +400,7 @@ def test_trust_bundle_is_the_certificate_then_the_chain(run_ca: Callable[..., Ru
     run = run_ca(subordinate_args(), ec_parent)
     bundle = run.outputs["trust_bundle_pem"]
     assert bundle == x509.join_pem(SIGNED_PEM, ec_parent.certificate_pem)
-    assert bundle.index("SIGNED-CA-CERTIFICATE") < bundle.index(ec_parent.certificate_pem.splitlines()[1])
+    assert bundle.index(SIGNED_PEM.splitlines()[1]) < bundle.index(ec_parent.certificate_pem.splitlines()[1])
     assert run.outputs["certificate_pem"] == SIGNED_PEM
 
 
@@ -384,6 +475,23 @@ def test_acm_permission(run_ca: Callable[..., Run]) -> None:
     assert permission.inputs["sourceAccount"] == ACCOUNT, permission.urn
     assert permission.inputs["certificateAuthorityArn"] == run.outputs["arn"], f"{permission.urn}: the active CA"
     assert run.one(ACTIVATION_TYPE).urn in permission.dependencies, f"{permission.urn}: only once the CA is active"
+
+
+def test_acm_private_certificate_waits_for_the_acm_permission(run_ca: Callable[..., Run]) -> None:
+    run = run_ca(ca_args(acm_permission=True))
+    listener = run.one(LISTENER_CERTIFICATE_TYPE)
+    assert listener.inputs["certificateAuthorityArn"] == CA_ARN, listener.urn
+    assert run.outputs["acm_issuer_arn"] == CA_ARN
+    permission = run.one(PERMISSION_TYPE)
+    assert permission.urn in listener.dependencies, f"{listener.urn} must be requested after {permission.urn}"
+    assert run.one(ACTIVATION_TYPE).urn in listener.dependencies, f"{listener.urn}: and after activation"
+
+
+def test_without_acm_permission_the_issuer_arn_is_the_active_ca(run_ca: Callable[..., Run]) -> None:
+    run = run_ca(ca_args())
+    listener = run.one(LISTENER_CERTIFICATE_TYPE)
+    assert listener.inputs["certificateAuthorityArn"] == CA_ARN, listener.urn
+    assert run.one(ACTIVATION_TYPE).urn in listener.dependencies, listener.urn
 
 
 def test_no_acm_permission_by_default(run_ca: Callable[..., Run]) -> None:

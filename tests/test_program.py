@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import pkgutil
+import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pulumi.runtime import settings as pulumi_settings
 
+import components
+from components import x509
 from tests.policy_harness import RecordedResource, check_resources
 from tests.stack_harness import (
     CERTIFICATE_TYPE,
@@ -24,6 +31,9 @@ from tests.stack_harness import (
 CA_TYPE = "aws:acmpca/certificateAuthority:CertificateAuthority"
 ACTIVATION_TYPE = "aws:acmpca/certificateAuthorityCertificate:CertificateAuthorityCertificate"
 CA_CERTIFICATE_TYPE = "aws:acmpca/certificate:Certificate"
+PERMISSION_TYPE = "aws:acmpca/permission:Permission"
+ACM_CERTIFICATE_TYPE = "aws:acm/certificate:Certificate"
+CRL_BUCKET_TYPE = "aws:s3/bucket:Bucket"
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 
 #: The outputs contract (README.md, "Stack outputs"): what each stack exports, no more, no less.
@@ -340,3 +350,86 @@ def test_referenced_short_lived_ca_refuses_long_certificates(
     assert run is None, "dev issues 30-day certificates; a SHORT_LIVED CA must refuse them at preview"
     assert "certValidityDays" in message, message
     assert "SHORT_LIVED_CERTIFICATE" in message, message
+
+
+# --- the clock -----------------------------------------------------------------------------------------------
+
+
+def _freeze_clock(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
+    """Make every clock the program reads say `moment`: `datetime` in each `components` module and time.time."""
+
+    class FrozenDatetime(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return moment.astimezone(tz) if tz is not None else moment.replace(tzinfo=None)
+
+        @classmethod
+        def utcnow(cls) -> Any:
+            return moment.replace(tzinfo=None)
+
+    for module_info in pkgutil.iter_modules(components.__path__):
+        importlib.import_module(f"components.{module_info.name}")
+    for name, module in list(sys.modules.items()):
+        if name.startswith("components.") and getattr(module, "datetime", None) is datetime:
+            monkeypatch.setattr(module, "datetime", FrozenDatetime)
+    monkeypatch.setattr(time, "time", lambda: moment.timestamp())
+
+
+def _inputs_by_urn(stack: str, monkeypatch: pytest.MonkeyPatch, moment: datetime) -> dict[str, dict[str, Any]]:
+    with monkeypatch.context() as patch:
+        _freeze_clock(patch, moment)
+        try:
+            run = run_stack(stack)
+        finally:
+            pulumi_settings.ROOT.set(None)
+    assert run.resources, stack
+    return {resource.urn: resource.inputs for resource in run.resources}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_input_depends_on_the_clock(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `pulumi up` nine days later asks for exactly what the first one did. (The backend certificate's renewal
+    is decided by its provider's `check`/`diff` from its inputs, at deployment time, not by the program.)"""
+    first = _inputs_by_urn(stack, monkeypatch, datetime(2027, 3, 1, 9, 30, tzinfo=UTC))
+    later = _inputs_by_urn(stack, monkeypatch, datetime(2027, 3, 1, 9, 30, tzinfo=UTC) + timedelta(days=9))
+    assert first.keys() == later.keys(), f"{stack}: the resources differ"
+    changed = {urn: (inputs, later[urn]) for urn, inputs in first.items() if later[urn] != inputs}
+    assert not changed, f"{stack}: inputs depend on the clock: {changed}"
+
+
+# --- protection, ordering, caNotAfter ----------------------------------------------------------------------
+
+
+def test_created_cas_are_protected_as_configured(run: StackRun) -> None:
+    authorities = run.of_type(CA_TYPE)
+    if not authorities:
+        return
+    wanted = run.config["pca-backend:caProtect"]
+    assert wanted is (run.stack != "local"), f"{run.stack}: only the throw-away local CA goes unprotected"
+    owned = [*authorities, run.one(CA_CERTIFICATE_TYPE), run.one(ACTIVATION_TYPE), *run.of_type(CRL_BUCKET_TYPE)]
+    for resource in owned:
+        assert resource.protect is wanted, f"{resource.urn}: protect should be {wanted}"
+    for permission in run.of_type(PERMISSION_TYPE):
+        assert permission.protect is False, f"{permission.urn}: a setting, not a long-lived asset"
+
+
+def test_acm_private_certificate_waits_for_the_acm_permission(run: StackRun) -> None:
+    listener_certificates = run.of_type(ACM_CERTIFICATE_TYPE)
+    permissions = run.of_type(PERMISSION_TYPE)
+    if run.stack == "prod":
+        assert listener_certificates, "prod asks ACM for a private listener certificate"
+        assert permissions, "prod grants ACM its permission on the CA it creates"
+    for certificate in listener_certificates:
+        for permission in permissions:
+            assert permission.urn in certificate.dependencies, f"{certificate.urn} must wait for {permission.urn}"
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def test_ca_not_after_is_the_activated_certificates(run: StackRun) -> None:
+    if "caNotAfter" not in run.outputs:
+        return
+    certificate = x509.load_certificates(run.outputs["caCertificatePem"])[0]
+    assert run.outputs["caNotAfter"] == x509.iso_utc(x509.not_after(certificate)), run.stack
+    assert run.outputs["caNotAfter"] != ZERO_TIME, f"{run.stack}: the CA resource's value before a refresh"

@@ -76,6 +76,7 @@ def test_defaults_of_a_minimal_backend_config() -> None:
     assert ca.key_storage_security_standard == "FIPS_140_2_LEVEL_3_OR_HIGHER"
     assert (ca.crl_enabled, ca.crl_expiration_days, ca.crl_custom_cname) == (False, 7, None)
     assert ca.acm_permission is False
+    assert ca.protect is True, "a CA is protected unless caProtect says otherwise"
     assert (ca.stack, ca.parent_arn) == (None, None)
     certificate = settings.certificate
     assert certificate is not None
@@ -221,6 +222,7 @@ def test_values_given_as_strings_are_accepted() -> None:
     settings = parse(
         caCrlEnabled="true",
         caAcmPermission="False",
+        caProtect="false",
         albInternal="TRUE",
         httpRedirect="false",
         caValidityYears="3",
@@ -232,6 +234,7 @@ def test_values_given_as_strings_are_accepted() -> None:
     )
     assert settings.ca.crl_enabled is True
     assert settings.ca.acm_permission is False
+    assert settings.ca.protect is False
     assert settings.ca.validity_years == 3
     assert settings.ca.permanent_deletion_days == 7
     assert settings.backend is not None
@@ -595,7 +598,8 @@ def test_domain_name_without_acm_permission_warns() -> None:
     settings = parse(without("albCertificateArn"), albDomainName="backend.example.com")
     assert len(settings.warnings) == 1
     assert "caAcmPermission" in settings.warnings[0]
-    assert "renew" in settings.warnings[0]
+    # AWS: the permission is what ACM's renewal needs; issuance is the deploying identity's own request.
+    assert "issues it but cannot renew it" in settings.warnings[0]
 
 
 def test_no_warning_when_the_ca_belongs_to_another_stack() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NotRequired, TypedDict
 
 import pulumi
@@ -157,7 +157,7 @@ class PrivateCa(pulumi.ComponentResource):
             validity = aws.acmpca.CertificateValidityArgs(
                 type="END_DATE",
                 value=parent.certificate.apply(
-                    lambda parent_pem: subordinate_end_date(args["validity_years"], parent_pem)
+                    lambda parent_pem: _refuse_ended(subordinate_end_date(args["validity_years"], parent_pem))
                 ),
             )
 
@@ -346,6 +346,18 @@ def subordinate_end_date(validity_years: int, parent_certificate_pem: str) -> st
             "parent: lower caValidityYears"
         )
     return x509.iso_utc(end)
+
+
+def _refuse_ended(end_date: str) -> str:
+    """`end_date`, unless it has already passed (a subordinate asked for late in its parent's life, or one that
+    has expired): AWS would refuse to sign it. The clock only decides whether to refuse, never the date asked for.
+    """
+    if x509.parse_iso_utc(end_date) <= datetime.now(UTC):
+        raise ValueError(
+            f"caValidityYears: the subordinate CA would end on {end_date}, which has already passed (the end is "
+            "counted from its parent CA's start): raise caValidityYears, keeping it before the parent's expiry"
+        )
+    return end_date
 
 
 def _add_years(moment: datetime, years: int) -> datetime:

@@ -542,3 +542,13 @@ def test_every_problem_is_reported_at_once(run_ca: Callable[..., Run]) -> None:
         run_ca(ca_args(ca_type="SUBORDINATE", key_algorithm="DSA", permanent_deletion_days=1))
     for message in ("parent_ca_arn is required", "key_algorithm 'DSA'", "permanent_deletion_days"):
         assert message in str(caught.value)
+
+
+def test_subordinate_whose_end_has_passed_fails(run_ca: Callable[..., Run]) -> None:
+    # A parent six years into a ten-year life: five years after its start is already a year ago.
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = now - timedelta(days=6 * 365), now + timedelta(days=4 * 365)
+    parent = Parent(_parent_pem(x509.iso_utc(start), x509.iso_utc(end)), end)
+    with pytest.raises(ValueError, match=r"caValidityYears: .*has already passed.*raise caValidityYears"):
+        run_ca(subordinate_args(validity_years=5), parent)
+    run_ca(subordinate_args(validity_years=8), parent)  # ends in two years, before the parent: accepted

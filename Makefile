@@ -34,8 +34,11 @@ UV := $(shell command -v uv 2>/dev/null || echo $(LOCAL_DIR)/uv/bin/uv)
 python-deps:
 	@if [ ! -x "$(UV)" ]; then \
 	  python3 -m venv $(LOCAL_DIR)/uv && $(LOCAL_DIR)/uv/bin/pip install --quiet "uv==$(UV_VERSION)"; \
+	  echo "installed uv $(UV_VERSION) privately in $(LOCAL_DIR)/uv/bin (uv was not on PATH)"; \
 	fi
 	$(UV) sync --locked --quiet
+	@# The README's commands run the project's environment directly, so they work without uv on PATH.
+	@echo "Python environment ready: $(CURDIR)/.venv (run a script with .venv/bin/python scripts/NAME)"
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -46,14 +49,15 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# Scripts have no .py suffix: name them explicitly. They and the examples are each a __main__: check each alone.
+# Scripts have no .py suffix: name them explicitly. One mypy run checks everything: --scripts-are-modules
+# names each script after its file (not __main__) and --explicit-package-bases names the examples' __main__.py
+# by their path, so no two modules share a name.
 SCRIPTS := $(wildcard scripts/*)
 
 lint: python-deps
 	$(UV) run ruff check . $(SCRIPTS)
 	$(UV) run ruff format --check . $(SCRIPTS)
-	$(UV) run mypy .
-	for program in $(SCRIPTS) examples/*/__main__.py; do $(UV) run mypy "$$program"; done
+	$(UV) run mypy --scripts-are-modules --explicit-package-bases . $(SCRIPTS) $(wildcard examples/*/__main__.py)
 
 test: system-deps python-deps lint
 	$(UV) run pytest
@@ -101,11 +105,30 @@ up: python-deps pulumi-cli emulator
 	echo "backend serving TLS (details below); try: curl --cacert <ca_bundle> -d '{\"data\": \"hello\"}' <url>"; \
 	cat $(LOCAL_DIR)/backend.json
 
+# Says what it did, step by step; fails (non-zero) when the stack exists and could not be destroyed.
 down:
-	@if [ -f $(LOCAL_DIR)/backend.pid ]; then kill $$(cat $(LOCAL_DIR)/backend.pid) 2>/dev/null || true; rm -f $(LOCAL_DIR)/backend.pid; fi
-	@if [ -x "$(PULUMI)" ] && [ -d $(STATE_DIR) ]; then \
-	  $(LOCAL_ENV) $(PULUMI) destroy --yes --non-interactive --stack local; \
-	fi
-	@if [ -f $(LOCAL_DIR)/emulator.pid ]; then kill $$(cat $(LOCAL_DIR)/emulator.pid) 2>/dev/null || true; rm -f $(LOCAL_DIR)/emulator.pid; fi
-	@rm -rf $(LOCAL_DIR)/backend $(LOCAL_DIR)/backend.json
-	@echo "local stack destroyed; emulator and backend stopped"
+	@if [ -f $(LOCAL_DIR)/backend.pid ] && kill $$(cat $(LOCAL_DIR)/backend.pid) 2>/dev/null; then \
+	  echo "stopped the local backend (pid $$(cat $(LOCAL_DIR)/backend.pid))"; \
+	else \
+	  echo "no local backend was running"; \
+	fi; \
+	rm -f $(LOCAL_DIR)/backend.pid; rm -rf $(LOCAL_DIR)/backend $(LOCAL_DIR)/backend.json
+	@status=0; \
+	if [ ! -d $(STATE_DIR) ]; then \
+	  echo "no local stack state in $(STATE_DIR): nothing to destroy"; \
+	elif [ ! -x "$(PULUMI)" ]; then \
+	  echo "error: the Pulumi CLI ($(PULUMI)) is not installed: the local stack was NOT destroyed" >&2; status=1; \
+	elif ! $(LOCAL_ENV) $(PULUMI) stack select --non-interactive local >/dev/null 2>&1; then \
+	  echo "no local stack in $(STATE_DIR): nothing to destroy"; \
+	elif $(LOCAL_ENV) $(PULUMI) destroy --yes --non-interactive --stack local; then \
+	  echo "destroyed the local stack (its state stays in $(STATE_DIR))"; \
+	else \
+	  echo "error: pulumi destroy failed: the local stack was NOT destroyed" >&2; status=1; \
+	fi; \
+	if [ -f $(LOCAL_DIR)/emulator.pid ] && kill $$(cat $(LOCAL_DIR)/emulator.pid) 2>/dev/null; then \
+	  echo "stopped the AWS emulator (pid $$(cat $(LOCAL_DIR)/emulator.pid))"; \
+	else \
+	  echo "no AWS emulator started by make up was running"; \
+	fi; \
+	rm -f $(LOCAL_DIR)/emulator.pid; \
+	exit $$status

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,3 +49,104 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert readme[fence + 2].startswith("make test"), readme[fence + 2]
     assert readme[fence + 3] == "```", "exactly two set-up commands"
     assert fence < 3, "the commands come first"
+
+
+FAKE_PULUMI = """\
+import os, sys
+with open(os.environ["FAKE_PULUMI_LOG"], "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1:2] == ["destroy"]:
+    sys.exit(int(os.environ.get("FAKE_DESTROY_STATUS", "0")))
+"""
+
+
+def make_down(tmp_path: Path, pulumi: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    make = shutil.which("make")
+    assert make, "make is required"
+    return subprocess.run(
+        [
+            make,
+            "-s",
+            "-C",
+            str(ROOT),
+            "down",
+            f"PULUMI={pulumi}",
+            f"LOCAL_DIR={tmp_path / 'local'}",
+            f"STATE_DIR={tmp_path / 'state'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FAKE_PULUMI_LOG": str(tmp_path / "pulumi.log"), **env},
+        check=False,
+    )
+
+
+def fake_pulumi(tmp_path: Path) -> Path:
+    pulumi = tmp_path / "pulumi"
+    pulumi.write_text(f"#!{sys.executable}\n{FAKE_PULUMI}")
+    pulumi.chmod(0o755)
+    return pulumi
+
+
+def test_make_down_with_nothing_up_says_so_and_claims_nothing(tmp_path: Path) -> None:
+    result = make_down(tmp_path, fake_pulumi(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "no local backend was running",
+        f"no local stack state in {tmp_path / 'state'}: nothing to destroy",
+        "no AWS emulator started by make up was running",
+    ]
+    assert not (tmp_path / "pulumi.log").exists(), "nothing to destroy, so pulumi is not run"
+
+
+def test_make_down_stops_and_destroys_what_make_up_started(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    local.mkdir()
+    (tmp_path / "state").mkdir()
+    backend = subprocess.Popen(["sleep", "300"])
+    emulator = subprocess.Popen(["sleep", "300"])
+    try:
+        (local / "backend.pid").write_text(f"{backend.pid}\n")
+        (local / "emulator.pid").write_text(f"{emulator.pid}\n")
+        result = make_down(tmp_path, fake_pulumi(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert backend.wait(timeout=10) is not None
+        assert emulator.wait(timeout=10) is not None
+    finally:
+        backend.kill()
+        emulator.kill()
+    assert result.stdout.splitlines() == [
+        f"stopped the local backend (pid {backend.pid})",
+        f"destroyed the local stack (its state stays in {tmp_path / 'state'})",
+        f"stopped the AWS emulator (pid {emulator.pid})",
+    ], result.stdout
+    calls = (tmp_path / "pulumi.log").read_text().splitlines()
+    assert calls == ["stack select --non-interactive local", "destroy --yes --non-interactive --stack local"]
+    assert not (local / "backend.pid").exists()
+    assert not (local / "emulator.pid").exists()
+
+
+def test_make_down_fails_and_says_so_when_the_stack_was_not_destroyed(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    result = make_down(tmp_path, fake_pulumi(tmp_path), FAKE_DESTROY_STATUS="1")
+    assert result.returncode != 0
+    assert "the local stack was NOT destroyed" in result.stderr, result.stderr
+    assert "destroyed the local stack" not in result.stdout, result.stdout
+
+    missing = make_down(tmp_path, tmp_path / "no-such-pulumi")
+    assert missing.returncode != 0
+    assert "is not installed: the local stack was NOT destroyed" in missing.stderr, missing.stderr
+
+
+def test_make_lint_runs_mypy_once_over_the_program_scripts_and_examples() -> None:
+    make = shutil.which("make")
+    assert make, "make is required"
+    dry_run = subprocess.run(
+        [make, "-n", "-C", str(ROOT), "lint"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    (mypy,) = [line for line in dry_run.splitlines() if " mypy " in f"{line} "]
+    words = mypy.split()
+    assert "." in words, mypy
+    for program in [*(ROOT / "scripts").iterdir(), *(ROOT / "examples").glob("*/__main__.py")]:
+        assert str(program.relative_to(ROOT)) in words, f"{program.name} is not type-checked: {mypy}"

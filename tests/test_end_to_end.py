@@ -32,9 +32,12 @@ from typing import Any
 
 import boto3
 import pytest
+from cryptography import x509
 
 from components.certificate import CertificateProvider
+from components.local.nginx import running_nginx, tls_server_block, write_standalone_conf
 from components.local.process import free_port, require_binary
+from components.local.tls import make_pki
 from tests.aws_emulator import create_active_ca
 from tests.tls_fixtures import REPO, VERIFY_TLS, run
 
@@ -333,3 +336,52 @@ def test_from_ssm_missing_parameter_fails_clearly(moto_endpoint: str, tmp_path: 
     assert result.stdout == ""
     assert "cannot read SSM parameter" in result.stderr
     assert "ParameterNotFound" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what a new user meets first: bad arguments, a port someone else holds, the log's validity
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_invalid_name_is_refused_before_anything_starts():
+    emulator_port = free_port()
+    result = run(
+        [sys.executable, LOCAL_BACKEND, "--start-emulator", "--endpoint-url", f"http://127.0.0.1:{emulator_port}",
+         "--name", "localhost", "--name", "not a name!", "--port", str(free_port())],
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("'not a name!'") == 1, result.stderr
+    assert "is not a DNS name" in result.stderr
+    assert "moto" not in result.stderr, "no emulator may be started for a command line that is refused"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", emulator_port), timeout=2).close()
+
+
+def test_port_served_by_another_tls_server_is_refused(moto_endpoint: str, tmp_path: Path):
+    require_binary("nginx")
+    port = free_port()
+    pki = make_pki(tmp_path / "other", dns_names=["localhost"])
+    with running_nginx(write_standalone_conf(tmp_path / "other-server", tls_server_block(pki, port)), [port]):
+        result = run(
+            [sys.executable, LOCAL_BACKEND, "--endpoint-url", moto_endpoint, "--template", EMULATOR_TEMPLATE,
+             "--port", str(port)],
+            timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "", "no ready line for a server that is not this one"
+    assert f"127.0.0.1:{port} (--port) is not free" in result.stderr, result.stderr
+    assert "another server owns it" in result.stderr
+
+
+def test_log_states_the_validity_the_certificate_has(moto_endpoint: str, tmp_path: Path):
+    require_binary("nginx")
+    # No --ca-arn: a throw-away CA; moto reports it SHORT_LIVED_CERTIFICATE, so 7 days are asked for, and
+    # moto ignores Validity and issues for a year. The log must say what the certificate says.
+    args = ["--endpoint-url", moto_endpoint, "--template", EMULATOR_TEMPLATE, "--port", str(free_port())]
+    with local_backend(args, tmp_path) as (ready, _):
+        leaf = x509.load_pem_x509_certificate(Path(ready["certificate_path"]).read_bytes())
+    (log,) = [path.read_text() for path in tmp_path.glob("local-backend-*.stderr")]
+    days = round((leaf.not_valid_after_utc - leaf.not_valid_before_utc).total_seconds() / 86400)
+    assert f"valid until {ready['not_after']} ({days} days; 7 requested)" in log, log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,3 +151,52 @@ def test_make_lint_runs_mypy_once_over_the_program_scripts_and_examples() -> Non
     assert "." in words, mypy
     for program in [*(ROOT / "scripts").iterdir(), *(ROOT / "examples").glob("*/__main__.py")]:
         assert str(program.relative_to(ROOT)) in words, f"{program.name} is not type-checked: {mypy}"
+
+
+def readme_commands() -> list[str]:
+    """Every command the README shows: lines of its ```sh blocks (continuations joined) and inline code."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = line.split("  #")[0].strip()
+            if command:
+                commands.append(command)
+    commands += re.findall(r"`([^`\n]+)`", text)
+    return commands
+
+
+def test_readme_commands_work_after_the_set_up_without_uv_on_path() -> None:
+    # `make` installs uv privately when it is not on PATH, so a README command that starts with uv would fail.
+    commands = readme_commands()
+    assert not [command for command in commands if command.startswith("uv ")], "uv may not be on PATH"
+    without_uv = os.pathsep.join(
+        directory for directory in os.environ["PATH"].split(os.pathsep) if not (Path(directory) / "uv").exists()
+    )
+    programs = sorted({command.split()[1] for command in commands if command.startswith(".venv/bin/python ")})
+    assert "scripts/local-backend" in programs, programs
+    for program in programs:
+        assert (ROOT / program).is_file(), f"the README runs {program}, which does not exist"
+        result = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), program, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PATH": without_uv},
+            check=False,
+        )
+        assert result.returncode == 0, f"{program} --help: {result.stderr}"
+
+
+def test_readme_cites_only_files_the_project_has() -> None:
+    cited = {
+        token
+        for command in readme_commands()
+        for token in command.split()
+        # A path (dir/file.ext) or a document (*.md); bare names like backend.json are files the commands write.
+        if re.fullmatch(r"[\w.-]*/[\w./-]+\.(md|py|ya?ml|toml|json)|[\w.-]+\.md", token)
+    }
+    assert "components/certificate.py" in cited, cited
+    missing = sorted(token for token in cited if not (ROOT / token).exists())
+    assert not missing, f"the README cites files the project does not have: {missing}"

@@ -307,7 +307,11 @@ def test_renew_has_minimal_permissions_and_the_deploy_workflows_oidc_role_and_st
     (deploy_aws,) = steps_using(load(DEPLOY)["jobs"]["prod"], "aws-actions/configure-aws-credentials")
     assert aws["with"] == deploy_aws["with"]
     assert renew["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}"
-    assert renew["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    assert "PULUMI_CONFIG_PASSPHRASE" not in renew["env"], "the passphrase goes only to steps that run pulumi"
+    pulumi_steps = [step for step in renew["steps"] if "pulumi " in step.get("run", "")]
+    assert len(pulumi_steps) == 4, [step.get("name") for step in pulumi_steps]
+    for step in pulumi_steps:
+        assert step["env"] == {"PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"}, step["name"]
     assert renew["environment"] == "${{ matrix.environment }}"
     environments = {entry["stack"]: entry["environment"] for entry in renew["strategy"]["matrix"]["include"]}
     assert environments["dev"] == "dev"

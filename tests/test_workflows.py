@@ -369,3 +369,9 @@ def test_renew_reports_drift_as_a_failure(tmp_path):
     run = run_renew_job(tmp_path, "dev", state, preview_status=255)
     assert run.step("Report drift")[0] == 255
     assert run.failed
+
+
+def test_readme_states_the_schedule_the_renew_workflow_has():
+    minute, hour, *_ = load(RENEW)["on"]["schedule"][0]["cron"].split()
+    readme = (ROOT / "README.md").read_text()
+    assert f"runs daily ({int(hour):02d}:{int(minute):02d} UTC" in readme, "README's Operating section"

@@ -53,11 +53,14 @@ system-deps:
 # names each script after its file (not __main__) and --explicit-package-bases names the examples' __main__.py
 # by their path, so no two modules share a name.
 SCRIPTS := $(wildcard scripts/*)
+HOST_SCRIPTS := scripts/trust-ca scripts/verify-tls
 
 lint: python-deps
 	$(UV) run ruff check . $(SCRIPTS)
 	$(UV) run ruff format --check . $(SCRIPTS)
 	$(UV) run mypy --scripts-are-modules --explicit-package-bases . $(SCRIPTS) $(wildcard examples/*/__main__.py)
+	@# Host-side scripts run on Amazon Linux 2023's python3 (3.9): type-check them against 3.9's standard library.
+	$(UV) run mypy --python-version 3.9 --scripts-are-modules $(HOST_SCRIPTS)
 
 test: system-deps python-deps lint
 	$(UV) run pytest

@@ -1,4 +1,7 @@
-"""scripts/trust-ca against fake Debian and RHEL filesystem roots (the real update-ca-certificates runs)."""
+"""scripts/trust-ca against fake Debian and RHEL filesystem roots (the real update-ca-certificates runs).
+
+Every test runs twice: under this interpreter and under Python 3.9, the hosts' python3 (tests/host_python.py).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from cryptography import x509
 
 from components.local.process import require_binary
 from components.local.tls import Pki, make_pki
+from tests.host_python import INTERPRETERS, interpreter_for
 from tests.tls_fixtures import TRUST_CA, run
 
 DEBIAN_ANCHORS = "usr/local/share/ca-certificates"
@@ -18,13 +22,23 @@ DEBIAN_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 RHEL_ANCHORS = "etc/pki/ca-trust/source/anchors"
 
 
+_python = [sys.executable]
+
+
+@pytest.fixture(autouse=True, params=INTERPRETERS)
+def python(request: pytest.FixtureRequest) -> str:
+    """The interpreter `trust_ca()` runs the script with, for this test."""
+    _python[0] = interpreter_for(request.param)
+    return _python[0]
+
+
 def trust_ca(*args: str | Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     if stdin is not None:
         result = subprocess.run(
-            [sys.executable, str(TRUST_CA), *map(str, args)], input=stdin, capture_output=True, timeout=60
+            [_python[0], str(TRUST_CA), *map(str, args)], input=stdin, capture_output=True, timeout=60
         )
         return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), "")
-    return run([sys.executable, TRUST_CA, *args])
+    return run([_python[0], TRUST_CA, *args])
 
 
 def certificates(bundle: Path) -> set[x509.Certificate]:
@@ -217,3 +231,19 @@ def test_help_runs_through_the_shebang_and_documents_exit_codes() -> None:
     assert "exit codes:" in result.stdout
     for code in range(6):
         assert f"\n  {code}  " in result.stdout
+
+
+def test_check_validates_without_writing(debian_root: Path, pki: Pki, tmp_path: Path) -> None:
+    result = trust_ca("--check", "--root", debian_root, pki.ca_bundle)
+    assert result.returncode == 0, result.stderr
+    assert "holds 1 CA certificate(s)" in result.stdout
+    assert not (debian_root / DEBIAN_ANCHORS).exists()
+
+    truncated = tmp_path / "truncated.pem"
+    truncated.write_text(pki.ca_bundle.read_text()[:200])
+    result = trust_ca("--check", truncated)
+    assert result.returncode == 3
+    assert "no PEM certificate found" in result.stderr
+    leaf = trust_ca("--check", pki.leaf_cert)
+    assert leaf.returncode == 3
+    assert "not a CA certificate" in leaf.stderr

@@ -1,4 +1,7 @@
-"""scripts/verify-tls against real nginx serving the rendered config on 127.0.0.1; openssl s_client agrees."""
+"""scripts/verify-tls against real nginx serving the rendered config on 127.0.0.1; openssl s_client agrees.
+
+Every test runs under this interpreter and under Python 3.9, the hosts' python3 (tests/host_python.py).
+"""
 
 from __future__ import annotations
 
@@ -15,13 +18,24 @@ from components.local.nginx import running_nginx, tls_server_block, write_standa
 from components.local.process import free_port, require_binary
 from components.local.tls import LEAF_DNS_NAME, Pki, make_pki
 from components.nginx_config import render_server_block
+from tests.host_python import INTERPRETERS, interpreter_for
 from tests.tls_fixtures import VERIFY_TLS, run
 
 LEAF_DAYS = 90
 
 
+_python = [sys.executable]
+
+
+@pytest.fixture(autouse=True, params=INTERPRETERS)
+def python(request: pytest.FixtureRequest) -> str:
+    """The interpreter `verify_tls()` runs the script with, for this test."""
+    _python[0] = interpreter_for(request.param)
+    return _python[0]
+
+
 def verify_tls(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return run([sys.executable, VERIFY_TLS, *args], timeout=60)
+    return run([_python[0], VERIFY_TLS, *args], timeout=60)
 
 
 @pytest.fixture(scope="module")

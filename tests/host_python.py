@@ -40,8 +40,8 @@ def _candidates() -> list[str]:
     pyenv_roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
     pyenv = shutil.which("pyenv")
     if pyenv:
-        root = subprocess.run([pyenv, "root"], capture_output=True, text=True, timeout=30, check=False)
-        pyenv_roots.insert(0, root.stdout.strip())
+        answer = subprocess.run([pyenv, "root"], capture_output=True, text=True, timeout=30, check=False)
+        pyenv_roots.insert(0, answer.stdout.strip())
     for root in filter(None, pyenv_roots):
         # Newest 3.9.x first.
         versions = sorted(Path(root, "versions").glob("3.9*/bin/python3.9"), key=lambda p: p.parts, reverse=True)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
+import posixpath
 import re
 import shlex
 from dataclasses import dataclass
@@ -34,12 +36,16 @@ from dataclasses import dataclass
 __all__ = [
     "BUNDLE_PATH",
     "CERTIFICATE_PATH",
+    "METRIC_DIMENSION",
+    "METRIC_NAME",
+    "METRIC_NAMESPACE",
     "PRIVATE_KEY_PATH",
     "SERVER_BLOCK_PATH",
     "SYNC_SCRIPT_PATH",
     "TRUST_CA_PATH",
     "USER_DATA_LIMIT_BYTES",
     "HostParameters",
+    "check_metric_backend",
     "check_region",
     "is_parameter_path",
     "is_reserved_parameter_path",
@@ -66,6 +72,8 @@ _PARAMETER_NAME_RE = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
 _RESERVED_PARAMETER_PREFIX_RE = re.compile(r"^/?(?:aws|ssm)", re.IGNORECASE)
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _MAX_SYNC_INTERVAL_MINUTES = 24 * 60
+# Boot-time package install attempts (back-off capped at 60 s: about an hour).
+_PACKAGE_ATTEMPTS = 60
 
 
 @dataclass(frozen=True)
@@ -156,11 +164,19 @@ def _write_file(path: str, mode: str, content: str, delimiter: str, argument: st
     ]
 
 
+def _without_comment_lines(content: str) -> str:
+    """`content` minus its whole-line `#` comments (the shebang stays): the source in the repository keeps
+    them; the copy squeezed into user data does not need them. Callers only pass scripts where no line of
+    a multi-line string starts with `#` (tests compare the Python AST before and after)."""
+    lines = content.splitlines()
+    return "\n".join([lines[0], *(line for line in lines[1:] if not line.lstrip().startswith("#"))]) + "\n"
+
+
 def _write_compressed_file(path: str, mode: str, content: str, delimiter: str, argument: str) -> list[str]:
     # mtime=0: the same input always gives the same bytes, so the user data (and the instance) stays
     # unchanged from one `pulumi up` to the next.
-    packed = base64.b64encode(gzip.compress(content.encode(), compresslevel=9, mtime=0)).decode()
-    wrapped = "\n".join(packed[i : i + 76] for i in range(0, len(packed), 76))
+    packed = base64.b64encode(gzip.compress(_without_comment_lines(content).encode(), compresslevel=9, mtime=0))
+    wrapped = "\n".join(packed.decode()[i : i + 76] for i in range(0, len(packed), 76))
     return [
         *_heredoc(f"base64 -d >{path}.gz", delimiter, wrapped, argument),
         f"gunzip -c {path}.gz >{path}",
@@ -169,22 +185,111 @@ def _write_compressed_file(path: str, mode: str, content: str, delimiter: str, a
     ]
 
 
-def render_sync_script(*, region: str, parameters: HostParameters) -> str:
+#: CloudWatch metric every host puts after each sync (the backend's alarm is built against this contract).
+METRIC_NAMESPACE = "PcaBackend"
+METRIC_NAME = "CertificateDaysToExpiry"
+METRIC_DIMENSION = "Backend"
+#: Connect/read timeouts (seconds) of every AWS CLI call on a host: a hung endpoint must not hold the unit.
+AWS_CLI_CONNECT_TIMEOUT = 10
+AWS_CLI_READ_TIMEOUT = 30
+#: systemd's limit on one sync run (packages, three fetch attempts, the gate, nginx, trust store, metric).
+SYNC_START_TIMEOUT = "10min"
+# The last settings line of the sync script: what follows may be embedded compressed.
+_SYNC_SETTINGS_END = f"readonly TRUST_CA={TRUST_CA_PATH}\n"
+#: Where a host asks for its own names (IMDSv2).
+IMDS_URL = "http://169.254.169.254"
+
+# Splits the one GetParameters answer (JSON on stdin) into the three staged files; the key goes only to its
+# 0600 file, never to stdout or a log. Exit 75: no usable answer (retry); 3: a parameter is missing or is
+# not PEM (no retry). Python 3.9: AL2023's python3.
+_SPLIT_PARAMETERS_PY = """\
+import json, sys
+names, paths = sys.argv[1:4], sys.argv[4:7]
+markers = ["-----BEGIN CERTIFICATE-----", "-----BEGIN ", "-----BEGIN CERTIFICATE-----"]
+try:
+    answer = json.loads(sys.stdin.read() or "null")
+    values = {item["Name"]: item["Value"] for item in answer["Parameters"]}
+except (ValueError, TypeError, KeyError):
+    sys.exit(75)
+for name, path, marker in zip(names, paths, markers):
+    value = values.get(name)
+    if value is None:
+        print("parameter %s not found" % name, file=sys.stderr)
+        sys.exit(3)
+    if marker not in value:
+        print("parameter %s does not hold the expected PEM data (%s)" % (name, marker), file=sys.stderr)
+        sys.exit(3)
+    with open(path, "w") as staged:
+        staged.write(value.rstrip("\\n") + "\\n")
+"""
+
+
+def check_metric_backend(metric_backend: object) -> str:
+    """`metric_backend`, or ValueError unless CloudWatch accepts it as a dimension value.
+
+    CloudWatch dimension values are 1-1024 ASCII characters with at least one that is not whitespace:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_Dimension.html
+    """
+    if (
+        not isinstance(metric_backend, str)
+        or not 1 <= len(metric_backend) <= 1024
+        or not all(" " <= character <= "~" for character in metric_backend)
+        or not metric_backend.strip()
+    ):
+        raise ValueError(
+            "metric_backend must be the backend's name for its CloudWatch dimension: 1-1024 printable ASCII "
+            f"characters, not only spaces (the same for every host of one backend), got {metric_backend!r}"
+        )
+    return metric_backend
+
+
+def _write_partly_compressed_file(
+    path: str, mode: str, content: str, split_after: str, delimiter: str, argument: str
+) -> list[str]:
+    """Like _write_compressed_file, but everything up to `split_after` stays plain text (readable settings)."""
+    head, separator, tail = content.partition(split_after)
+    if not separator:
+        raise ValueError(f"{argument} has no line {split_after!r} to split at")
+    packed = base64.b64encode(
+        gzip.compress(_without_comment_lines("\n" + tail)[1:].encode(), compresslevel=9, mtime=0)
+    ).decode()
+    wrapped = "\n".join(packed[i : i + 76] for i in range(0, len(packed), 76))
+    return [
+        *_heredoc(f"cat >{path}", delimiter, head + separator, argument),
+        *_heredoc(f"base64 -d >{path}.gz", delimiter, wrapped, argument),
+        f"gunzip -c {path}.gz >>{path}",
+        f"rm -f {path}.gz",
+        f"chmod {mode} {path}",
+    ]
+
+
+def render_sync_script(*, region: str, parameters: HostParameters, metric_backend: str) -> str:
     """The bash script installed as /usr/local/sbin/pca-backend-tls-sync (run by a systemd timer).
 
-    It fetches the three parameters with `aws ssm get-parameter --with-decryption`, installs them
+    It reads the three parameters in one `aws ssm get-parameters --with-decryption` call (so a certificate
+    is never paired with a key of another rotation), checks the new set as a whole before installing it
+    (the certificate chains to the new CA bundle, is inside its validity period, matches the key and names
+    this host's EC2 private DNS name, read from IMDSv2; the bundle holds only CA certificates), installs it
     atomically, runs `nginx -t` (restoring the previous files when it fails), reloads nginx only when a
-    file changed, and installs the CA bundle into the trust store with trust-ca.
+    file changed, and installs the CA bundle into the trust store with trust-ca. A refused set leaves the
+    previous one served, is logged with the reason and makes the run exit non-zero.
+
+    After every run, refused or not, it puts the days left on the certificate nginx serves to CloudWatch
+    (`PcaBackend` / `CertificateDaysToExpiry`, dimension `Backend` = `metric_backend`: the backend's name,
+    the same for every host of one backend).
     Raises ValueError naming the argument when an input is not allowed.
     """
     region = check_region(region)
     parameters = _check_parameters(parameters)
+    metric_backend = check_metric_backend(metric_backend)
     q = shlex.quote
+    dimensions = json.dumps([{"Name": METRIC_DIMENSION, "Value": metric_backend}], separators=(",", ":"))
     return f"""#!/bin/bash
 # Install the TLS certificate, key and CA bundle kept in SSM Parameter Store (rendered by
 # components/host_bootstrap.py). Run at boot and by {SYNC_UNIT}.timer: a rotated certificate reaches nginx
-# without replacing the host. Exits non-zero (and changes nothing) when a parameter cannot be read or
-# nginx rejects the new material.
+# without replacing the host. New material is checked as a whole first; a refused set (or an unreadable
+# parameter, or nginx -t failing) changes nothing and makes this exit non-zero with the reason logged.
+# Every run ends by reporting the served certificate's days to expiry to CloudWatch.
 set -euo pipefail
 umask 077
 export AWS_PAGER=""
@@ -193,10 +298,49 @@ readonly REGION={q(region)}
 readonly FULL_CHAIN_PARAMETER={q(parameters.full_chain)}
 readonly PRIVATE_KEY_PARAMETER={q(parameters.private_key)}
 readonly CA_BUNDLE_PARAMETER={q(parameters.ca_bundle)}
+readonly METRIC_DIMENSIONS={q(dimensions)}
+readonly IMDS={IMDS_URL}
+readonly AWS_TIMEOUTS=(--cli-connect-timeout {AWS_CLI_CONNECT_TIMEOUT} --cli-read-timeout {AWS_CLI_READ_TIMEOUT})
 
 readonly CERT={CERTIFICATE_PATH}
 readonly KEY={PRIVATE_KEY_PATH}
 readonly BUNDLE={BUNDLE_PATH}
+readonly TRUST_CA={TRUST_CA_PATH}
+
+# days until the served certificate's notAfter (negative once expired) -> CloudWatch.
+report_days_to_expiry() {{
+    local not_after expires days
+    if [ ! -s "$CERT" ]; then
+        echo "no certificate is served yet: nothing to report" >&2
+        return 1
+    fi
+    not_after=$(openssl x509 -in "$CERT" -noout -enddate) || return 1
+    expires=$(date -u -d "${{not_after#notAfter=}}" +%s) || return 1
+    days=$(awk -v left="$((expires - $(date -u +%s)))" 'BEGIN {{ printf "%.2f", left / 86400 }}')
+    echo "served certificate: ${{not_after#notAfter=}}, $days days left"
+    aws cloudwatch put-metric-data "${{AWS_TIMEOUTS[@]}}" --region "$REGION" --namespace {METRIC_NAMESPACE} \\
+        --metric-data "$(printf '[{{"MetricName":"{METRIC_NAME}","Dimensions":%s,"Unit":"None","Value":%s}}]' \\
+            "$METRIC_DIMENSIONS" "$days")"
+}}
+
+new_cert="" new_key="" new_bundle=""
+finish() {{
+    local status=$?
+    rm -f -- "$new_cert" "$new_key" "$new_bundle"
+    if ! report_days_to_expiry; then
+        echo "could not put {METRIC_NAME} to CloudWatch" >&2
+        if [ "$status" -eq 0 ]; then status=1; fi
+    fi
+    exit "$status"
+}}
+trap finish EXIT
+
+# The boot script installs these; if it could not reach the package repositories, every run retries.
+if ! command -v nginx >/dev/null || ! command -v openssl >/dev/null; then
+    echo "nginx or openssl is missing: installing them"
+    dnf install -y nginx openssl
+    systemctl enable nginx.service
+fi
 
 install -d -m 0755 /etc/pki/nginx
 install -d -m 0700 /etc/pki/nginx/private
@@ -206,42 +350,87 @@ install -d -m 0700 /etc/pki/nginx/private
 new_cert=$(mktemp /etc/pki/nginx/.server.crt.XXXXXX)
 new_key=$(mktemp /etc/pki/nginx/private/.server.key.XXXXXX)
 new_bundle=$(mktemp /etc/pki/nginx/.ca-bundle.pem.XXXXXX)
-trap 'rm -f -- "$new_cert" "$new_key" "$new_bundle"' EXIT
 
-# fetch NAME DEST [BEGIN-LINE]: the decrypted value of parameter NAME into DEST. Bounded retries: the
-# instance profile's credentials can lag behind the first boot by a few seconds.
+read -r -d '' SPLIT_PARAMETERS <<'PCA_BACKEND_PY_EOF' || true
+{_SPLIT_PARAMETERS_PY}PCA_BACKEND_PY_EOF
+
+# The three parameters in ONE call: a certificate is never paired with a key from another rotation.
+# Bounded retries: the instance profile's credentials can lag behind the first boot by a few seconds.
 fetch() {{
-    local name=$1 dest=$2 marker=$3 attempt
+    local attempt status
     for attempt in 1 2 3 4 5; do
-        if aws ssm get-parameter --region "$REGION" --name "$name" --with-decryption \\
-            --query Parameter.Value --output text >"$dest"; then
-            if ! grep -q -- "$marker" "$dest"; then
-                echo "parameter $name does not hold the expected PEM data ($marker)" >&2
-                return 1
-            fi
-            return 0
-        fi
-        echo "could not read parameter $name (attempt $attempt of 5)" >&2
+        status=0
+        aws ssm get-parameters "${{AWS_TIMEOUTS[@]}}" --region "$REGION" --with-decryption --output json \\
+            --names "$FULL_CHAIN_PARAMETER" "$PRIVATE_KEY_PARAMETER" "$CA_BUNDLE_PARAMETER" \\
+            | python3 -c "$SPLIT_PARAMETERS" "$FULL_CHAIN_PARAMETER" "$PRIVATE_KEY_PARAMETER" \\
+                "$CA_BUNDLE_PARAMETER" "$new_cert" "$new_key" "$new_bundle" || status=$?
+        if [ "$status" -eq 0 ]; then return 0; fi
+        if [ "$status" -ne 75 ]; then return 1; fi
+        echo "could not read the parameters (attempt $attempt of 5)" >&2
         sleep $((attempt * 3))
     done
     return 1
 }}
 
-fetch "$FULL_CHAIN_PARAMETER" "$new_cert" '-----BEGIN CERTIFICATE-----'
-fetch "$PRIVATE_KEY_PARAMETER" "$new_key" '-----BEGIN '
-fetch "$CA_BUNDLE_PARAMETER" "$new_bundle" '-----BEGIN CERTIFICATE-----'
+# This host's EC2 private DNS name(s), from IMDSv2 (local-hostname: "the private IPv4 DNS hostname"):
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-categories.html
+host_names() {{
+    local token
+    token=$(curl -sSf --connect-timeout 2 --max-time 5 --retry 3 -X PUT \\
+        -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$IMDS/latest/api/token") || return 1
+    curl -sSf --connect-timeout 2 --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" \\
+        "$IMDS/latest/meta-data/local-hostname"
+}}
+
+# check_material CERT KEY BUNDLE: prints why the set must not be served, and fails; silent when it is good.
+check_material() {{
+    local cert=$1 key=$2 bundle=$3 names name output
+    # The same parser trust-ca installs the bundle with, so a bundle that passes here installs later.
+    if ! output=$("$TRUST_CA" --check "$bundle" 2>&1); then
+        echo "the CA bundle is not a PEM bundle of CA certificates: ${{output##*error: }}"
+        return 1
+    fi
+    # Only the new bundle is trusted here: the host's trust store (which holds the current CA) is left out.
+    local verify=(openssl verify -no-CApath -no-CAstore -CAfile "$bundle" -untrusted "$cert" -purpose sslserver)
+    if ! output=$("${{verify[@]}}" "$cert" 2>&1); then
+        echo "the certificate does not chain to the new CA bundle or is outside its validity period:" \\
+            "$(grep -m1 '^error' <<<"$output" || tail -n1 <<<"$output")"
+        return 1
+    fi
+    if ! names=$(host_names) || [ -z "$names" ]; then
+        echo "could not read this host's names from the instance metadata service (IMDSv2)"
+        return 1
+    fi
+    for name in $names; do
+        if ! "${{verify[@]}}" -verify_hostname "$name" "$cert" >/dev/null 2>&1; then
+            echo "the certificate does not name this host ($name); host-to-host verification would fail"
+            return 1
+        fi
+    done
+    if ! cmp -s <(openssl x509 -in "$cert" -noout -pubkey) <(openssl pkey -in "$key" -pubout 2>/dev/null); then
+        echo "the private key does not match the certificate"
+        return 1
+    fi
+}}
+
+fetch
 chmod 0644 "$new_cert" "$new_bundle"
 chmod 0600 "$new_key"
 
 if cmp -s "$new_cert" "$CERT" && cmp -s "$new_key" "$KEY" && cmp -s "$new_bundle" "$BUNDLE"; then
     echo "TLS material unchanged"
 else
+    if ! reason=$(check_material "$new_cert" "$new_key" "$new_bundle"); then
+        echo "refused the new TLS material from SSM Parameter Store: $reason." \\
+            "Still serving the previous certificate; nginx not reloaded" >&2
+        exit 1
+    fi
     # Keep the current files (hard links, so the renames below leave them intact) to restore on failure.
     for file in "$CERT" "$KEY" "$BUNDLE"; do
         rm -f -- "$file.previous"
         if [ -e "$file" ]; then ln -f -- "$file" "$file.previous"; fi
     done
-    if ! {{ mv -f -- "$new_cert" "$CERT" && mv -f -- "$new_key" "$KEY" && mv -f -- "$new_bundle" "$BUNDLE" \
+    if ! {{ mv -f -- "$new_cert" "$CERT" && mv -f -- "$new_key" "$KEY" && mv -f -- "$new_bundle" "$BUNDLE" \\
         && nginx -t -q; }}; then
         for file in "$CERT" "$KEY" "$BUNDLE"; do
             if [ "$file" -ef "$file.previous" ]; then
@@ -260,15 +449,16 @@ else
     if systemctl is-active --quiet nginx; then
         systemctl reload nginx
         echo "nginx reloaded"
-    elif systemctl is-enabled --quiet nginx; then
-        # First boot, or a boot whose first sync failed: nginx waits for valid material to start.
-        systemctl start nginx
-        echo "nginx started"
     fi
+fi
+if [ -s "$CERT" ] && ! systemctl is-active --quiet nginx && systemctl is-enabled --quiet nginx; then
+    # First boot, or a boot whose packages or first sync came late: nginx waits for valid material.
+    systemctl start nginx
+    echo "nginx started"
 fi
 
 # Idempotent: changes (and updates the trust store) only when the bundle differs from the anchors.
-{TRUST_CA_PATH} --name {TRUST_ANCHOR_NAME} --os rhel "$BUNDLE"
+"$TRUST_CA" --name {TRUST_ANCHOR_NAME} --os rhel "$BUNDLE"
 """
 
 
@@ -281,6 +471,8 @@ After=network-online.target
 [Service]
 Type=oneshot
 ExecStart={SYNC_SCRIPT_PATH}
+# A hung package install or endpoint must not keep the unit (and the next timer run) waiting forever.
+TimeoutStartSec={SYNC_START_TIMEOUT}
 """
     timer = f"""[Unit]
 Description=Pick up a rotated TLS certificate every {sync_interval_minutes} minutes (pca-backend)
@@ -304,13 +496,18 @@ def render_user_data(
     server_block: str,
     trust_ca_script: str,
     sync_interval_minutes: int = 15,
+    metric_backend: str | None = None,
 ) -> str:
     """The bash user-data script (cloud-init runs it once, at first boot) for an Amazon Linux 2023 host.
 
     `parameters` names the SSM SecureString parameters the host reads; `server_block` is the nginx server
     block (see `nginx_config.render_server_block`, with CERTIFICATE_PATH and PRIVATE_KEY_PATH);
-    `trust_ca_script` is the content of scripts/trust-ca. The result never contains key material or
-    certificates and stays within EC2's 16 KB limit.
+    `trust_ca_script` is the content of scripts/trust-ca. `metric_backend` is the backend's name, the same
+    for every host of one backend: the `Backend` dimension of the `PcaBackend` / `CertificateDaysToExpiry`
+    metric each host puts after every sync (default: the SSM path the three parameters share, which is
+    already unique per backend). The result never contains key material or certificates and stays within
+    EC2's 16 KB limit. Hosts launched from a launch template with this user data learn their own names
+    from IMDSv2, so the same user data serves every host of an Auto Scaling group.
     Raises ValueError naming the argument when an input is not allowed or the script would not fit.
     """
     region = check_region(region)
@@ -318,12 +515,22 @@ def render_user_data(
     server_block = _check_text("server_block", server_block)
     trust_ca_script = _check_text("trust_ca_script", trust_ca_script, shebang=True)
     interval = _check_interval(sync_interval_minutes)
+    if metric_backend is None:
+        metric_backend = posixpath.commonpath([parameters.full_chain, parameters.private_key, parameters.ca_bundle])
 
-    sync_script = render_sync_script(region=region, parameters=parameters)
+    sync_script = render_sync_script(region=region, parameters=parameters, metric_backend=metric_backend)
     service, timer = _render_units(interval)
 
-    def render(compress_trust_ca: bool) -> str:
-        write_trust_ca = _write_compressed_file if compress_trust_ca else _write_file
+    def render(compress: frozenset[str]) -> str:
+        write_trust_ca = _write_compressed_file if "trust_ca" in compress else _write_file
+        sync_lines = (
+            # The settings (region, parameter names, metric dimension) stay readable in the user data.
+            _write_partly_compressed_file(
+                SYNC_SCRIPT_PATH, "0700", sync_script, _SYNC_SETTINGS_END, "PCA_BACKEND_SYNC_EOF", "sync_script"
+            )
+            if "sync" in compress
+            else _write_file(SYNC_SCRIPT_PATH, "0700", sync_script, "PCA_BACKEND_SYNC_EOF", "sync_script")
+        )
         lines = [
             "#!/bin/bash",
             "# pca-backend host bootstrap (rendered by components/host_bootstrap.py). It holds the NAMES of",
@@ -332,17 +539,10 @@ def render_user_data(
             "# Everything this script prints goes to the journal: journalctl -t pca-backend-bootstrap",
             "exec > >(logger -t pca-backend-bootstrap -s 2>/dev/console) 2>&1",
             "",
-            "for attempt in 1 2 3 4 5; do",
-            "    if dnf install -y nginx; then break; fi",
-            '    echo "dnf install nginx failed (attempt $attempt of 5)"',
-            "    sleep $((attempt * 10))",
-            "done",
-            "command -v nginx >/dev/null",
-            "",
-            "install -d -m 0755 /usr/local/sbin /etc/pki/nginx",
+            "install -d -m 0755 /usr/local/sbin /etc/pki/nginx /etc/nginx/conf.d",
             "install -d -m 0700 /etc/pki/nginx/private",
             *write_trust_ca(TRUST_CA_PATH, "0755", trust_ca_script, "PCA_BACKEND_TRUST_CA_EOF", "trust_ca_script"),
-            *_write_file(SYNC_SCRIPT_PATH, "0700", sync_script, "PCA_BACKEND_SYNC_EOF", "sync_script"),
+            *sync_lines,
             *_write_file(SERVER_BLOCK_PATH, "0644", server_block, "PCA_BACKEND_NGINX_EOF", "server_block"),
             *_write_file(
                 f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service, "PCA_BACKEND_UNIT_EOF", "service"
@@ -350,19 +550,37 @@ def render_user_data(
             *_write_file(f"/etc/systemd/system/{SYNC_UNIT}.timer", "0644", timer, "PCA_BACKEND_UNIT_EOF", "timer"),
             "",
             "systemctl daemon-reload",
+            "# From here on the timer retries the sync, which also installs missing packages, even if this",
+            "# script stops or the host reboots: a host never stays without nginx for good.",
+            f"systemctl enable --now {SYNC_UNIT}.timer",
+            "",
+            "# No route to the package repositories yet (NAT gateway or VPC endpoints still coming up) must not",
+            "# end the boot: retry with a back-off capped at a minute, for about an hour; the timer goes on after.",
+            "attempt=1",
+            "until dnf install -y nginx openssl; do",
+            f'    if [ "$attempt" -ge {_PACKAGE_ATTEMPTS} ]; then',
+            f'        echo "dnf install failed {_PACKAGE_ATTEMPTS} times; {SYNC_UNIT}.timer keeps retrying"',
+            "        exit 1",
+            "    fi",
+            f'    echo "dnf install nginx openssl failed (attempt $attempt of {_PACKAGE_ATTEMPTS}); retrying"',
+            "    sleep $((attempt < 6 ? attempt * 10 : 60))",
+            "    attempt=$((attempt + 1))",
+            "done",
+            "",
             "# Enabled before the first sync: the sync starts an enabled nginx once valid material is in place,",
             "# so if this first sync fails, the timer's next successful run brings nginx up.",
             "systemctl enable nginx.service",
-            f"systemctl enable --now {SYNC_UNIT}.timer",
             f"systemctl start {SYNC_UNIT}.service",
             "systemctl enable --now nginx.service",
             'echo "pca-backend bootstrap done"',
         ]
         return "\n".join(lines) + "\n"
 
-    user_data = render(compress_trust_ca=False)
-    if len(user_data.encode()) > USER_DATA_LIMIT_BYTES:
-        user_data = render(compress_trust_ca=True)
+    # Plain text where it fits (readable in the console); else the largest parts gzip-compressed.
+    for compress in (frozenset(), frozenset({"trust_ca"}), frozenset({"trust_ca", "sync"})):
+        user_data = render(compress)
+        if len(user_data.encode()) <= USER_DATA_LIMIT_BYTES:
+            break
     size = len(user_data.encode())
     if size > USER_DATA_LIMIT_BYTES:
         raise ValueError(

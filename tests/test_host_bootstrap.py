@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import gzip
 import re
@@ -33,6 +34,7 @@ PARAMETERS = HostParameters(
     private_key="/pca-backend/dev/private-key",
     ca_bundle="/pca-backend/dev/ca-bundle",
 )
+SYNC_KWARGS = {"metric_backend": "pca-backend-dev"}
 SMALL_TRUST_CA = "#!/usr/bin/env python3\nprint('trust-ca stand-in')\n"
 
 
@@ -60,6 +62,11 @@ def _render(**overrides: object) -> str:
     }
     kwargs.update(overrides)
     return render_user_data(**kwargs)  # type: ignore[arg-type]
+
+
+def _without_comments(script: str) -> str:
+    lines = script.splitlines()
+    return "\n".join([lines[0], *(line for line in lines[1:] if not line.lstrip().startswith("#"))]) + "\n"
 
 
 def _bash_syntax_ok(script: str, tmp_path: Path, name: str) -> None:
@@ -92,7 +99,10 @@ def test_compressed_trust_ca_decodes_to_the_script() -> None:
         pytest.skip("trust-ca is small enough to be embedded uncompressed")
 
     packed = _heredoc_body(user_data, "PCA_BACKEND_TRUST_CA_EOF")
-    assert gzip.decompress(base64.b64decode(packed)).decode() == trust_ca
+    embedded = gzip.decompress(base64.b64decode(packed)).decode()
+    # Whole-line comments are left out of the embedded copy; the program is the same.
+    assert ast.dump(ast.parse(embedded)) == ast.dump(ast.parse(trust_ca))
+    assert embedded.splitlines()[0] == trust_ca.splitlines()[0]
     assert f"gunzip -c {TRUST_CA_PATH}.gz >{TRUST_CA_PATH}" in user_data
     # Deterministic: the same inputs give the same user data (no instance diff on the next `pulumi up`).
     assert _render(trust_ca_script=trust_ca) == user_data
@@ -109,7 +119,7 @@ def test_compressed_payload_extracts_with_real_tools(tmp_path: Path) -> None:
     end = user_data.index(f"chmod 0755 {TRUST_CA_PATH}\n", start) + len(f"chmod 0755 {TRUST_CA_PATH}\n")
     snippet = "set -euo pipefail\n" + user_data[start:end].replace(TRUST_CA_PATH, str(target))
     subprocess.run(["bash", "-c", snippet], check=True)
-    assert target.read_text() == trust_ca
+    assert ast.dump(ast.parse(target.read_text())) == ast.dump(ast.parse(trust_ca))
     assert target.stat().st_mode & 0o777 == 0o755
 
 
@@ -122,7 +132,7 @@ def test_small_trust_ca_is_embedded_verbatim(tmp_path: Path) -> None:
 def test_user_data_installs_every_piece() -> None:
     user_data = _render()
     block = _server_block()
-    assert "dnf install -y nginx" in user_data
+    assert "dnf install -y nginx openssl" in user_data
     assert _heredoc_body(user_data, "PCA_BACKEND_NGINX_EOF") == block
     assert f"cat >{SERVER_BLOCK_PATH} " in user_data
     assert f"cat >{SYNC_SCRIPT_PATH} " in user_data
@@ -154,16 +164,37 @@ def test_no_key_material_or_certificate_in_user_data() -> None:
 
 
 def test_sync_script_is_valid_bash(tmp_path: Path) -> None:
-    sync = render_sync_script(region="us-gov-west-1", parameters=PARAMETERS)
+    sync = render_sync_script(region="us-gov-west-1", parameters=PARAMETERS, metric_backend="/pca-backend/dev")
     _bash_syntax_ok(sync, tmp_path, "sync.sh")
-    # The user data embeds exactly this script.
+    # The user data embeds exactly this script (plain, or compressed when the real trust-ca is embedded too).
     assert _heredoc_body(_render(region="us-gov-west-1"), "PCA_BACKEND_SYNC_EOF") == sync
+    full = _render(region="us-gov-west-1", trust_ca_script=_trust_ca_text())
+    parts = re.findall(r"<<'PCA_BACKEND_SYNC_EOF'\n(.*?)\nPCA_BACKEND_SYNC_EOF\n", full, re.DOTALL)
+    if len(parts) == 2:  # plain settings, then the rest compressed
+        parts[1] = gzip.decompress(base64.b64decode(parts[1])).decode().removesuffix("\n")
+    assert _without_comments("\n".join(parts) + "\n") == _without_comments(sync)
+    assert "readonly REGION=us-gov-west-1" in full, "the settings stay readable"
+
+
+def test_partly_compressed_sync_script_extracts_with_real_tools(tmp_path: Path) -> None:
+    user_data = _render(trust_ca_script=_trust_ca_text())
+    if f"gunzip -c {SYNC_SCRIPT_PATH}.gz >>{SYNC_SCRIPT_PATH}" not in user_data:
+        pytest.skip("the sync script is embedded uncompressed")
+    target = tmp_path / "sync"
+    start = user_data.index(f"cat >{SYNC_SCRIPT_PATH} <<")
+    end = user_data.index(f"chmod 0700 {SYNC_SCRIPT_PATH}\n", start) + len(f"chmod 0700 {SYNC_SCRIPT_PATH}\n")
+    snippet = "set -euo pipefail\n" + user_data[start:end].replace(SYNC_SCRIPT_PATH, str(target))
+    subprocess.run(["bash", "-c", snippet], check=True)
+    assert _without_comments(target.read_text()) == _without_comments(
+        render_sync_script(region="eu-west-1", parameters=PARAMETERS, metric_backend="/pca-backend/dev")
+    )
 
 
 def test_sync_script_installs_atomically_and_checks_nginx() -> None:
-    sync = render_sync_script(region="eu-west-1", parameters=PARAMETERS)
+    sync = render_sync_script(region="eu-west-1", parameters=PARAMETERS, **SYNC_KWARGS)
     assert "umask 077" in sync
-    assert sync.count("aws ssm get-parameter") == 1
+    assert sync.count("aws ssm get-parameters ") == 1, "the three parameters in one call"
+    assert "aws ssm get-parameter " not in sync
     assert "--with-decryption" in sync
     for path in (CERTIFICATE_PATH, PRIVATE_KEY_PATH, BUNDLE_PATH):
         assert path in sync
@@ -173,14 +204,68 @@ def test_sync_script_installs_atomically_and_checks_nginx() -> None:
     # nginx -t guards the reload; a failure restores the previous files.
     assert sync.index("nginx -t") < sync.index("systemctl reload nginx")
     assert "previous files restored" in sync
-    assert f'{TRUST_CA_PATH} --name pca-backend --os rhel "$BUNDLE"' in sync
+    assert "readonly TRUST_CA=/usr/local/sbin/trust-ca" in sync
+    assert '"$TRUST_CA" --name pca-backend --os rhel "$BUNDLE"' in sync
+    # The gate runs before anything is moved into place.
+    assert sync.index('check_material "$new_cert" "$new_key" "$new_bundle"') < sync.index('mv -f -- "$new_cert"')
+
+
+def test_sync_script_reports_days_to_expiry_with_timeouts() -> None:
+    sync = render_sync_script(region="eu-west-1", parameters=PARAMETERS, metric_backend="orders backend")
+    assert "aws cloudwatch put-metric-data" in sync
+    assert "--namespace PcaBackend" in sync
+    assert '"MetricName":"CertificateDaysToExpiry"' in sync
+    assert '"Unit":"None"' in sync
+    assert """readonly METRIC_DIMENSIONS='[{"Name":"Backend","Value":"orders backend"}]'""" in sync
+    assert "readonly AWS_TIMEOUTS=(--cli-connect-timeout 10 --cli-read-timeout 30)" in sync
+    assert sync.count('"${AWS_TIMEOUTS[@]}"') == 2, "both AWS CLI calls are bounded"
+    # Reported from the EXIT trap: after every run, also a refused one.
+    assert "trap finish EXIT" in sync
+    assert sync.index("report_days_to_expiry()") < sync.index("trap finish EXIT")
+
+
+def test_metric_backend_defaults_to_the_parameter_path() -> None:
+    assert """[{"Name":"Backend","Value":"/pca-backend/dev"}]""" in _render()
+    assert """[{"Name":"Backend","Value":"orders"}]""" in _render(metric_backend="orders")
+
+
+def test_boot_retries_packages_and_the_unit_has_a_start_timeout() -> None:
+    user_data = _render()
+    assert "until dnf install -y nginx openssl; do" in user_data
+    assert "sleep $((attempt < 6 ? attempt * 10 : 60))" in user_data
+    # The timer (whose sync installs missing packages) is enabled before the package install can stall.
+    assert user_data.index("systemctl enable --now pca-backend-tls-sync.timer") < user_data.index("until dnf")
+    assert "TimeoutStartSec=10min" in user_data
+    sync = render_sync_script(region="eu-west-1", parameters=PARAMETERS, **SYNC_KWARGS)
+    assert "dnf install -y nginx openssl" in sync
+
+
+def test_boot_package_retries_run_until_the_repositories_answer(tmp_path: Path) -> None:
+    """The user data's own retry loop, with a dnf that fails three times (no route yet), then works."""
+    user_data = _render()
+    loop = user_data[user_data.index("attempt=1\n") : user_data.index("done\n", user_data.index("until dnf")) + 5]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dnf").write_text(
+        '#!/bin/bash\nn=$(($(cat "$COUNT" 2>/dev/null || echo 0) + 1)); echo $n >"$COUNT"; [ $n -gt 3 ]\n'
+    )
+    (bin_dir / "sleep").write_text('#!/bin/bash\necho "sleep $1" >>"$SLEEPS"\n')
+    for tool in ("dnf", "sleep"):
+        (bin_dir / tool).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "COUNT": str(tmp_path / "count"), "SLEEPS": str(tmp_path / "sleeps")}
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + loop], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "count").read_text().strip() == "4"
+    assert (tmp_path / "sleeps").read_text().split("\n")[:3] == ["sleep 10", "sleep 20", "sleep 30"]
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_shellcheck(tmp_path: Path) -> None:
     for name, script in (
         ("user-data.sh", _render()),
-        ("sync.sh", render_sync_script(region="eu-west-1", parameters=PARAMETERS)),
+        ("sync.sh", render_sync_script(region="eu-west-1", parameters=PARAMETERS, **SYNC_KWARGS)),
     ):
         path = tmp_path / name
         path.write_text(script)
@@ -207,6 +292,11 @@ def test_shellcheck(tmp_path: Path) -> None:
         ({"sync_interval_minutes": 0}, "sync_interval_minutes"),
         ({"sync_interval_minutes": True}, "sync_interval_minutes"),
         ({"sync_interval_minutes": "15"}, "sync_interval_minutes"),
+        ({"metric_backend": ""}, "metric_backend"),
+        ({"metric_backend": "   "}, "metric_backend"),
+        ({"metric_backend": "caf\u00e9"}, "metric_backend"),
+        ({"metric_backend": "a\nb"}, "metric_backend"),
+        ({"metric_backend": 7}, "metric_backend"),
     ],
 )
 def test_invalid_inputs_name_the_argument(overrides: dict[str, object], argument: str) -> None:
@@ -218,181 +308,3 @@ def test_oversized_input_is_refused() -> None:
     huge_block = "server {\n" + "    # padding\n" * 2000 + "}\n"
     with pytest.raises(ValueError, match="16384"):
         _render(server_block=huge_block)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The sync script run for real, with its paths moved into a scratch directory and fake aws, nginx,
-# systemctl, sleep and trust-ca commands on PATH.
-# ---------------------------------------------------------------------------------------------------------
-
-FAKE_CERT = "-----BEGIN CERTIFICATE-----\nRkFLRSBMRUFG\n-----END CERTIFICATE-----\n"
-FAKE_KEY = "-----BEGIN PRIVATE KEY-----\nRkFLRSBLRVk=\n-----END PRIVATE KEY-----\n"
-FAKE_BUNDLE = "-----BEGIN CERTIFICATE-----\nRkFLRSBST09U\n-----END CERTIFICATE-----\n"
-
-FAKE_COMMANDS = {
-    # Prints the value stored in $FAKE/ssm/<name with / as _>, like `--output text`; fails if absent.
-    "aws": """#!/bin/bash
-name=""
-while [ $# -gt 0 ]; do
-    if [ "$1" = --name ]; then name=$2; fi
-    shift
-done
-echo "aws $name" >>"$FAKE/calls"
-file="$FAKE/ssm/${name//\\//_}"
-[ -f "$file" ] || { echo "ParameterNotFound: $name" >&2; exit 254; }
-cat "$file"
-""",
-    # `nginx -t` fails when $FAKE/nginx-broken exists (a key that does not match, a bad config...).
-    "nginx": """#!/bin/bash
-echo "nginx $*" >>"$FAKE/calls"
-[ ! -e "$FAKE/nginx-broken" ]
-""",
-    "systemctl": """#!/bin/bash
-echo "systemctl $*" >>"$FAKE/calls"
-case "$1" in
-    is-active) [ -e "$FAKE/nginx-active" ] ;;
-    is-enabled) true ;;
-    start|reload) touch "$FAKE/nginx-active" ;;
-esac
-""",
-    "sleep": "#!/bin/bash\nexit 0\n",
-    "trust-ca": '#!/bin/bash\necho "trust-ca $*" >>"$FAKE/calls"\n',
-}
-
-
-class SyncHarness:
-    def __init__(self, tmp_path: Path) -> None:
-        self.fake = tmp_path / "fake"
-        self.pki = tmp_path / "pki"
-        bin_dir = self.fake / "bin"
-        (self.fake / "ssm").mkdir(parents=True)
-        bin_dir.mkdir()
-        for command, body in FAKE_COMMANDS.items():
-            (bin_dir / command).write_text(body)
-            (bin_dir / command).chmod(0o755)
-        script = render_sync_script(region="eu-west-1", parameters=PARAMETERS)
-        script = script.replace("/etc/pki/nginx", str(self.pki)).replace(TRUST_CA_PATH, str(bin_dir / "trust-ca"))
-        self.script = tmp_path / "pca-backend-tls-sync"
-        self.script.write_text(script)
-        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE": str(self.fake)}
-
-    def put(self, full_chain: str, key: str, bundle: str) -> None:
-        for name, value in (
-            (PARAMETERS.full_chain, full_chain),
-            (PARAMETERS.private_key, key),
-            (PARAMETERS.ca_bundle, bundle),
-        ):
-            (self.fake / "ssm" / name.replace("/", "_")).write_text(value)
-
-    def run(self) -> subprocess.CompletedProcess[str]:
-        (self.fake / "calls").write_text("")
-        return subprocess.run(["bash", str(self.script)], env=self.env, capture_output=True, text=True, check=False)
-
-    def calls(self) -> list[str]:
-        return (self.fake / "calls").read_text().splitlines()
-
-    @property
-    def cert(self) -> Path:
-        return self.pki / "server.crt"
-
-    @property
-    def key(self) -> Path:
-        return self.pki / "private" / "server.key"
-
-    @property
-    def bundle(self) -> Path:
-        return self.pki / "ca-bundle.pem"
-
-    def leftovers(self) -> list[str]:
-        return sorted(p.name for p in self.pki.rglob(".*")) + sorted(p.name for p in self.pki.rglob("*.previous"))
-
-
-@pytest.fixture
-def sync(tmp_path: Path) -> SyncHarness:
-    return SyncHarness(tmp_path)
-
-
-def test_sync_first_run_installs_and_starts_nginx(sync: SyncHarness) -> None:
-    sync.put(FAKE_CERT, FAKE_KEY, FAKE_BUNDLE)
-    result = sync.run()
-    assert result.returncode == 0, result.stderr
-    assert sync.cert.read_text() == FAKE_CERT
-    assert sync.key.read_text() == FAKE_KEY
-    assert sync.bundle.read_text() == FAKE_BUNDLE
-    assert sync.key.stat().st_mode & 0o777 == 0o600
-    assert (sync.pki / "private").stat().st_mode & 0o777 == 0o700
-    assert sync.cert.stat().st_mode & 0o777 == 0o644
-    calls = sync.calls()
-    assert calls.index("nginx -t -q") < calls.index("systemctl start nginx")
-    assert f"trust-ca --name pca-backend --os rhel {sync.bundle}" in calls
-    assert sync.leftovers() == []
-
-
-def test_sync_unchanged_does_not_reload(sync: SyncHarness) -> None:
-    sync.put(FAKE_CERT, FAKE_KEY, FAKE_BUNDLE)
-    assert sync.run().returncode == 0
-    result = sync.run()
-    assert result.returncode == 0, result.stderr
-    assert "TLS material unchanged" in result.stdout
-    assert not [c for c in sync.calls() if c.startswith(("nginx", "systemctl reload", "systemctl start"))]
-    assert sync.leftovers() == []
-
-
-def test_sync_rotation_reloads_running_nginx(sync: SyncHarness) -> None:
-    sync.put(FAKE_CERT, FAKE_KEY, FAKE_BUNDLE)
-    assert sync.run().returncode == 0
-    rotated_cert = FAKE_CERT.replace("RkFLRSBMRUFG", "Uk9UQVRFRA==")
-    rotated_key = FAKE_KEY.replace("RkFLRSBLRVk=", "TkVXIEtFWQ==")
-    sync.put(rotated_cert, rotated_key, FAKE_BUNDLE)
-    result = sync.run()
-    assert result.returncode == 0, result.stderr
-    assert sync.cert.read_text() == rotated_cert
-    assert sync.key.read_text() == rotated_key
-    calls = sync.calls()
-    assert calls.index("nginx -t -q") < calls.index("systemctl reload nginx")
-    assert sync.leftovers() == []
-
-
-def test_sync_keeps_previous_material_when_nginx_rejects_the_new(sync: SyncHarness) -> None:
-    sync.put(FAKE_CERT, FAKE_KEY, FAKE_BUNDLE)
-    assert sync.run().returncode == 0
-    sync.put(FAKE_CERT.replace("RkFLRSBMRUFG", "QlJPS0VO"), FAKE_KEY, FAKE_BUNDLE)
-    (sync.fake / "nginx-broken").touch()
-    result = sync.run()
-    assert result.returncode != 0
-    assert "previous files restored" in result.stderr
-    assert sync.cert.read_text() == FAKE_CERT
-    assert sync.key.read_text() == FAKE_KEY
-    assert sync.bundle.read_text() == FAKE_BUNDLE
-    assert not [c for c in sync.calls() if c.startswith(("systemctl reload", "systemctl start"))]
-    assert sync.leftovers() == []
-
-
-def test_sync_first_run_rejected_leaves_nothing_behind(sync: SyncHarness) -> None:
-    sync.put(FAKE_CERT, FAKE_KEY, FAKE_BUNDLE)
-    (sync.fake / "nginx-broken").touch()
-    assert sync.run().returncode != 0
-    assert not sync.cert.exists()
-    assert not sync.key.exists()
-    assert not sync.bundle.exists()
-    assert sync.leftovers() == []
-
-
-def test_sync_missing_parameter_fails_without_touching_files(sync: SyncHarness) -> None:
-    sync.put(FAKE_CERT, FAKE_KEY, FAKE_BUNDLE)
-    assert sync.run().returncode == 0
-    (sync.fake / "ssm" / PARAMETERS.ca_bundle.replace("/", "_")).unlink()
-    result = sync.run()
-    assert result.returncode != 0
-    assert "attempt 5 of 5" in result.stderr
-    assert sync.bundle.read_text() == FAKE_BUNDLE
-    assert not [c for c in sync.calls() if c.startswith(("nginx", "systemctl"))]
-    assert sync.leftovers() == []
-
-
-def test_sync_refuses_a_value_that_is_not_pem(sync: SyncHarness) -> None:
-    sync.put(FAKE_CERT, "not a key\n", FAKE_BUNDLE)
-    result = sync.run()
-    assert result.returncode != 0
-    assert "does not hold the expected PEM data" in result.stderr
-    assert not sync.key.exists()

@@ -325,8 +325,10 @@ report_days_to_expiry() {{
 
 new_cert="" new_key="" new_bundle=""
 finish() {{
-    local status=$?
-    rm -f -- "$new_cert" "$new_key" "$new_bundle"
+    local status=$? staged
+    for staged in "$new_cert" "$new_key" "$new_bundle"; do
+        if [ -n "$staged" ]; then rm -f -- "$staged"; fi
+    done
     if ! report_days_to_expiry; then
         echo "could not put {METRIC_NAME} to CloudWatch" >&2
         if [ "$status" -eq 0 ]; then status=1; fi

@@ -224,7 +224,8 @@ esac
         )
         self.script = tmp_path / "pca-backend-tls-sync"
         self.script.write_text(script)
-        self.env = {"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "FAKE": str(self.fake)}
+        # No /usr/sbin: the only nginx is the shim (a test takes it away as if the package were missing).
+        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE": str(self.fake)}
 
     def put(self, material: Material, *, key: str | None = None, bundle: str | None = None) -> None:
         for name, value in (
@@ -414,3 +415,29 @@ def test_imds_names_are_required(tmp_path: Path, ca: Ca) -> None:
         assert "no certificate is served yet" in output
     finally:
         machine.stop()
+
+
+def test_missing_packages_are_installed_by_the_sync_and_a_failure_still_reports(host: Host) -> None:
+    """A boot that never reached the package repositories: each timer run tries dnf again."""
+    bin_dir = host.fake / "bin"
+    nginx_shim = (bin_dir / "nginx").read_text()
+    (bin_dir / "nginx").unlink()
+    (bin_dir / "dnf").write_text(
+        '#!/bin/bash\necho "dnf $*" >>"$FAKE/calls"\necho "Curl error (28): Timeout" >&2\nexit 1\n'
+    )
+    (bin_dir / "dnf").chmod(0o755)
+    served = host.served()
+    status, output = host.sync()
+    assert status != 0
+    assert "nginx or openssl is missing: installing them" in output
+    assert "dnf install -y nginx openssl" in (host.fake / "calls").read_text()
+    assert len(host.metrics()) == 1, "the EXIT trap reports even when the run stops early"
+
+    # The repositories answer on a later run: dnf installs (here: puts nginx back) and the sync goes on.
+    (bin_dir / "dnf").write_text(
+        f"#!/bin/bash\ncat >{bin_dir}/nginx <<'EOF'\n{nginx_shim}EOF\nchmod 0755 {bin_dir}/nginx\n"
+    )
+    status, output = host.sync()
+    assert status == 0, output
+    assert "systemctl enable nginx.service" in (host.fake / "calls").read_text()
+    assert host.served() == served

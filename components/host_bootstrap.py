@@ -316,7 +316,7 @@ report_days_to_expiry() {{
     fi
     not_after=$(openssl x509 -in "$CERT" -noout -enddate) || return 1
     expires=$(date -u -d "${{not_after#notAfter=}}" +%s) || return 1
-    days=$(awk -v left="$((expires - $(date -u +%s)))" 'BEGIN {{ printf "%.2f", left / 86400 }}')
+    days=$(LC_ALL=C awk -v left="$((expires - $(date -u +%s)))" 'BEGIN {{ printf "%.2f", left / 86400 }}')
     echo "served certificate: ${{not_after#notAfter=}}, $days days left"
     aws cloudwatch put-metric-data "${{AWS_TIMEOUTS[@]}}" --region "$REGION" --namespace {METRIC_NAMESPACE} \\
         --metric-data "$(printf '[{{"MetricName":"{METRIC_NAME}","Dimensions":%s,"Unit":"None","Value":%s}}]' \\
@@ -545,7 +545,9 @@ def render_user_data(
             "install -d -m 0700 /etc/pki/nginx/private",
             *write_trust_ca(TRUST_CA_PATH, "0755", trust_ca_script, "PCA_BACKEND_TRUST_CA_EOF", "trust_ca_script"),
             *sync_lines,
-            *_write_file(SERVER_BLOCK_PATH, "0644", server_block, "PCA_BACKEND_NGINX_EOF", "server_block"),
+            *(_write_compressed_file if "server_block" in compress else _write_file)(
+                SERVER_BLOCK_PATH, "0644", server_block, "PCA_BACKEND_NGINX_EOF", "server_block"
+            ),
             *_write_file(
                 f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service, "PCA_BACKEND_UNIT_EOF", "service"
             ),
@@ -579,7 +581,8 @@ def render_user_data(
         return "\n".join(lines) + "\n"
 
     # Plain text where it fits (readable in the console); else the largest parts gzip-compressed.
-    for compress in (frozenset(), frozenset({"trust_ca"}), frozenset({"trust_ca", "sync"})):
+    stages = ({"trust_ca"}, {"trust_ca", "sync"}, {"trust_ca", "sync", "server_block"})
+    for compress in (frozenset(), *map(frozenset, stages)):
         user_data = render(compress)
         if len(user_data.encode()) <= USER_DATA_LIMIT_BYTES:
             break

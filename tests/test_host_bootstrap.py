@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import base64
 import gzip
+import hashlib
 import re
 import shutil
 import subprocess
@@ -304,7 +305,26 @@ def test_invalid_inputs_name_the_argument(overrides: dict[str, object], argument
         _render(**overrides)
 
 
+def test_many_server_names_still_fit_with_the_server_block_compressed(tmp_path: Path) -> None:
+    names = [f"service-{index}.internal.example" for index in range(40)]
+    block = render_server_block(
+        server_names=names, certificate_path=CERTIFICATE_PATH, private_key_path=PRIVATE_KEY_PATH
+    )
+    user_data = _render(server_block=block, trust_ca_script=_trust_ca_text())
+    assert len(user_data.encode()) <= USER_DATA_LIMIT_BYTES
+    assert f"gunzip -c {SERVER_BLOCK_PATH}.gz >{SERVER_BLOCK_PATH}" in user_data
+    target = tmp_path / "pca-backend.conf"
+    start = user_data.index(f"base64 -d >{SERVER_BLOCK_PATH}.gz")
+    end = user_data.index(f"chmod 0644 {SERVER_BLOCK_PATH}\n", start) + len(f"chmod 0644 {SERVER_BLOCK_PATH}\n")
+    subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + user_data[start:end].replace(SERVER_BLOCK_PATH, str(target))], check=True
+    )
+    assert target.read_text() == _without_comments(block), "the same block, minus its comment lines"
+
+
 def test_oversized_input_is_refused() -> None:
-    huge_block = "server {\n" + "    # padding\n" * 2000 + "}\n"
+    # Lines that neither compress well nor are comments (which the compressed copy leaves out).
+    padding = "".join(f"    set $pad{i} {hashlib.sha256(str(i).encode()).hexdigest()};\n" for i in range(400))
+    huge_block = "server {\n" + padding + "}\n"
     with pytest.raises(ValueError, match="16384"):
         _render(server_block=huge_block)

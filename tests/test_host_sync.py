@@ -38,9 +38,11 @@ from components.host_bootstrap import (
     HostParameters,
     render_sync_script,
 )
+from components.local.nginx import write_standalone_conf
+from components.local.process import free_port, require_binary
 from components.nginx_config import render_server_block
 from tests.host_python import find_host_python
-from tests.tls_fixtures import TRUST_CA, free_port, require_binary, run, write_standalone_conf
+from tests.tls_fixtures import TRUST_CA, run
 
 PARAMETERS = HostParameters("/pca-backend/dev/full-chain", "/pca-backend/dev/private-key", "/pca-backend/dev/ca-bundle")
 HOST_NAME = "ip-10-0-1-5.eu-west-1.compute.internal"

@@ -39,6 +39,8 @@ __all__ = [
     "METRIC_DIMENSION",
     "METRIC_NAME",
     "METRIC_NAMESPACE",
+    "METRIC_PUT_ACTION",
+    "PARAMETER_READ_ACTION",
     "PRIVATE_KEY_PATH",
     "SERVER_BLOCK_PATH",
     "SYNC_SCRIPT_PATH",
@@ -189,6 +191,12 @@ def _write_compressed_file(path: str, mode: str, content: str, delimiter: str, a
 METRIC_NAMESPACE = "PcaBackend"
 METRIC_NAME = "CertificateDaysToExpiry"
 METRIC_DIMENSION = "Backend"
+#: The IAM actions the sync calls: the host role needs the first on the three parameters (each action is
+#: authorized on its own: ssm:GetParameter does not allow GetParameters,
+#: https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-retrieval-authorization.html) and the
+#: second on "*" (PutMetricData has no resource-level permissions; scope it with a cloudwatch:namespace condition).
+PARAMETER_READ_ACTION = "ssm:GetParameters"
+METRIC_PUT_ACTION = "cloudwatch:PutMetricData"
 #: Connect/read timeouts (seconds) of every AWS CLI call on a host: a hung endpoint must not hold the unit.
 AWS_CLI_CONNECT_TIMEOUT = 10
 AWS_CLI_READ_TIMEOUT = 30

@@ -54,3 +54,13 @@ def test_the_39_check_catches_zip_strict(tmp_path: Path) -> None:
 def test_host_scripts_pass_the_39_check(script: str) -> None:
     result = _mypy_at_39(REPO / script)
     assert result.returncode == 0, result.stdout
+
+
+def test_the_sync_scripts_inline_python_passes_the_39_check(tmp_path: Path) -> None:
+    """The rendered sync script pipes SSM's answer through python3: that code is host-side too."""
+    from components.host_bootstrap import _SPLIT_PARAMETERS_PY
+
+    program = tmp_path / "split_parameters.py"
+    program.write_text(_SPLIT_PARAMETERS_PY)
+    result = _mypy_at_39(program)
+    assert result.returncode == 0, result.stdout

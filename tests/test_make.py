@@ -146,7 +146,8 @@ def test_make_lint_runs_mypy_once_over_the_program_scripts_and_examples() -> Non
     dry_run = subprocess.run(
         [make, "-n", "-C", str(ROOT), "lint"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    (mypy,) = [line for line in dry_run.splitlines() if " mypy " in f"{line} "]
+    # The one run at the project's Python; the host scripts get a second check at 3.9 (test_host_python_floor).
+    (mypy,) = [line for line in dry_run.splitlines() if " mypy " in f"{line} " and "--python-version" not in line]
     words = mypy.split()
     assert "." in words, mypy
     for program in [*(ROOT / "scripts").iterdir(), *(ROOT / "examples").glob("*/__main__.py")]:

@@ -5,20 +5,27 @@ load balancer to host (an HTTPS target group; nginx on each host presents the Pr
 Hosts trust the CA bundle, so they also verify each other when they call one another directly.
 
 The TLS material reaches the hosts through SSM Parameter Store, never through user data: the component
-writes the full chain, the private key and the CA bundle into three SecureString parameters; each host
-reads them at boot and every 15 minutes from a systemd timer (see `components/host_bootstrap.py`). A
-routine `pulumi up` that rotates the certificate updates the parameters only, and the hosts pick the new
-certificate up without being replaced.
+writes the full chain, the private key and the CA bundle into three SecureString parameters encrypted with
+a customer-managed KMS key whose policy lets only the hosts decrypt them; each host reads them at boot and
+every 15 minutes from a systemd timer (see `components/host_bootstrap.py`). A routine `pulumi up` that
+rotates the certificate updates the parameters only, and the hosts pick the new certificate up without
+being replaced.
+
+Hosts run in an Auto Scaling group launched from a launch template. A new boot script or AMI is a new
+launch template version, which the group rolls out through an instance refresh that keeps
+`min_healthy_percent` of the hosts in service. Each host reports the days left on the certificate it serves
+(CloudWatch metric `PcaBackend/CertificateDaysToExpiry`, dimension `Backend`); an alarm fires well before
+any served certificate expires.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
@@ -38,6 +45,8 @@ from components.host_bootstrap import (
 from components.nginx_config import render_server_block
 
 __all__ = [
+    "CERTIFICATE_METRIC_NAME",
+    "CERTIFICATE_METRIC_NAMESPACE",
     "DEFAULT_AMI_PARAMETER",
     "LISTENER_SSL_POLICY",
     "TRUST_CA_SCRIPT_PATH",
@@ -50,6 +59,14 @@ DEFAULT_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-
 LISTENER_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 #: The trust-ca script the hosts run, embedded in their user data.
 TRUST_CA_SCRIPT_PATH = Path(__file__).resolve().parent.parent / "scripts" / "trust-ca"
+#: The metric every host's sync script reports (a fixed contract with components/host_bootstrap.py): the days
+#: left on the certificate nginx serves, with one dimension `Backend` = the backend's name.
+CERTIFICATE_METRIC_NAMESPACE = "PcaBackend"
+CERTIFICATE_METRIC_NAME = "CertificateDaysToExpiry"
+#: Root volume of the Amazon Linux 2023 AMIs.
+ROOT_DEVICE_NAME = "/dev/xvda"
+#: Seconds a new host has to install nginx and its certificate before failed ELB health checks count.
+HEALTH_CHECK_GRACE_SECONDS = 300
 
 # What the SSM agent needs for Session Manager (AWS Systems Manager user guide, "Create a custom IAM role
 # for Session Manager", plus the ec2messages actions the agent uses for its command channel). It is the
@@ -68,8 +85,44 @@ SESSION_MANAGER_ACTIONS = (
     "ec2messages:SendReply",
 )
 
+# Key management without use: what the account's administrators keep on the parameter key. The AWS default
+# key policy gives the account "kms:*", which lets any IAM policy in the account grant kms:Decrypt; this list
+# leaves out Encrypt, Decrypt, ReEncrypt*, GenerateDataKey* so only the key policy's own statements can.
+# https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html ("Allows key administrators
+# to administer the KMS key").
+KEY_ADMINISTRATION_ACTIONS = (
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:RotateKeyOnDemand",
+)
+# Parameter Store calls Encrypt (Standard tier) or GenerateDataKey (Advanced tier, envelope encryption) on
+# PutParameter, and Decrypt on GetParameter --with-decryption; the encryption context is always
+# {"PARAMETER_ARN": "<the parameter's ARN>"}.
+# https://docs.aws.amazon.com/kms/latest/developerguide/services-parameter-store.html
+PARAMETER_WRITER_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey")
+PARAMETER_ARN_CONTEXT = "kms:EncryptionContext:PARAMETER_ARN"
+#: A deleted key can be restored (CancelKeyDeletion) for this many days, the most KMS allows.
+KEY_DELETION_WINDOW_DAYS = 30
+
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+# Used in the KMS alias (alias/pca-backend/<name>), the alarm's name and the metric dimension.
+_BACKEND_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_SNS_TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+_IAM_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 
 
 class EncryptedBackendArgs(TypedDict):
@@ -80,8 +133,8 @@ class EncryptedBackendArgs(TypedDict):
     alb_subnet_ids: pulumi.Input[Sequence[str]]
     """Subnets of the load balancer: at least two, in different availability zones."""
     host_subnet_ids: pulumi.Input[Sequence[str]]
-    """Subnets of the hosts (private subnets with a route to SSM and the package repositories); hosts are
-    spread over them round robin."""
+    """Subnets of the hosts (private subnets with a route to SSM and the package repositories); the Auto
+    Scaling group spreads the hosts over them."""
     internal: bool
     """True for an internal load balancer (private IPs only), False for an internet-facing one."""
     ingress_cidrs: Sequence[str]
@@ -91,7 +144,15 @@ class EncryptedBackendArgs(TypedDict):
     """Security groups whose members may call the hosts directly on `backend_port` (host to host). The
     hosts of this fleet may always call each other."""
     host_count: int
-    """Number of hosts (1 or more)."""
+    """Number of hosts: the Auto Scaling group's desired capacity (1 to 100)."""
+    host_min_count: NotRequired[int]
+    """The group's minimum size (at most `host_count`). Default: `host_count`."""
+    host_max_count: NotRequired[int]
+    """The group's maximum size (at least `host_count`, at most 100). Default: `host_count`."""
+    min_healthy_percent: NotRequired[int]
+    """Share of `host_count` (0 to 100) an instance refresh keeps in service while it replaces hosts; the
+    refresh may launch up to `min_healthy_percent + 100` percent (at most 200) meanwhile. Default 100: new
+    hosts come up and pass health checks before old ones go."""
     instance_type: str
     """EC2 instance type of the hosts, for example 't3.small'."""
     backend_port: NotRequired[int]
@@ -122,12 +183,43 @@ class EncryptedBackendArgs(TypedDict):
     parameter_prefix: str
     """SSM parameter path under which `full-chain`, `private-key` and `ca-bundle` are written, for example
     '/pca-backend/dev'."""
+    parameter_kms_key_arn: NotRequired[pulumi.Input[str]]
+    """ARN of an existing symmetric KMS key for the parameters instead of the key the component creates.
+    Its key policy must let the host role decrypt and the deploying identity encrypt and decrypt."""
+    parameter_writer_arns: NotRequired[Sequence[str]]
+    """IAM role or user ARNs the created key lets write (and read back) the parameters. Default: the
+    identity running `pulumi up` (for an assumed role, the role)."""
+    backend_name: NotRequired[str]
+    """The backend's name: the metric dimension `Backend` its hosts report under, and part of the key alias
+    and alarm name; letters, digits, '-' and '_' (at most 64). Default: `parameter_prefix` without the
+    leading '/', other characters turned into '-' ('/pca-backend/dev' gives 'pca-backend-dev')."""
+    certificate_alarm_days: NotRequired[int]
+    """The alarm fires when any host serves a certificate with fewer days left than this (1 to 365).
+    Default 14."""
+    alarm_topic_arn: NotRequired[pulumi.Input[str]]
+    """SNS topic the alarm notifies (on alarm and on recovery). Default: none."""
     region: str
-    """AWS region of the stack; the hosts call SSM there."""
+    """AWS region of the stack; the hosts call SSM and CloudWatch there."""
     ami_parameter: NotRequired[str]
     """SSM parameter holding the AMI id of the hosts. Default: the latest Amazon Linux 2023 (x86_64)."""
     tags: NotRequired[Mapping[str, str]]
     """Tags added to every resource that takes tags."""
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """The Auto Scaling group's sizes and rollout preference."""
+
+    desired: int
+    minimum: int
+    maximum: int
+    min_healthy_percent: int
+
+    @property
+    def max_healthy_percent(self) -> int:
+        # AWS: 100 to 200, and at most 100 above the minimum (API_InstanceMaintenancePolicy, Amazon EC2
+        # Auto Scaling API reference).
+        return min(200, self.min_healthy_percent + 100)
 
 
 @dataclass(frozen=True)
@@ -137,7 +229,7 @@ class _Settings:
     internal: bool
     ingress_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     peer_security_group_ids: tuple[pulumi.Input[str], ...]
-    host_count: int
+    fleet: _Fleet
     instance_type: str
     backend_port: int
     health_check_path: str
@@ -146,9 +238,31 @@ class _Settings:
     listener_domain_name: str | None
     private_ca_arn: pulumi.Input[str] | None
     parameter_prefix: str
+    parameter_kms_key_arn: pulumi.Input[str] | None
+    parameter_writer_arns: tuple[str, ...]
+    backend_name: str
+    certificate_alarm_days: int
+    alarm_topic_arn: pulumi.Input[str] | None
     region: str
     ami_parameter: str
     tags: dict[str, str]
+
+
+_REQUIRED = (
+    "vpc_id",
+    "alb_subnet_ids",
+    "host_subnet_ids",
+    "internal",
+    "ingress_cidrs",
+    "host_count",
+    "instance_type",
+    "server_names",
+    "full_chain_pem",
+    "private_key_pem",
+    "ca_bundle_pem",
+    "parameter_prefix",
+    "region",
+)
 
 
 def _is_plain_list(value: object) -> bool:
@@ -208,53 +322,70 @@ def _check_pem(key: str, value: object, marker: str) -> None:
         raise ValueError(f"{key} must be PEM text containing {marker!r}")
 
 
-def _validate(args: Mapping[str, Any]) -> _Settings:
-    """Raises ValueError naming the argument and what is allowed, before any resource exists."""
-    required = (
-        "vpc_id",
-        "alb_subnet_ids",
-        "host_subnet_ids",
-        "internal",
-        "ingress_cidrs",
-        "host_count",
-        "instance_type",
-        "server_names",
-        "full_chain_pem",
-        "private_key_pem",
-        "ca_bundle_pem",
-        "parameter_prefix",
-        "region",
-    )
-    missing = [key for key in required if args.get(key) is None]
+def _check_arn(key: str, value: object, pattern: re.Pattern[str], example: str) -> None:
+    """A plain string must match `pattern`; an Output is checked by AWS at deployment."""
+    if isinstance(value, str) and not pattern.match(value):
+        raise ValueError(f"{key} must be an ARN such as {example!r}, got {value!r}")
+
+
+def _normalise(args: Mapping[str, Any]) -> dict[str, Any]:
+    """`args` with every optional argument present (its default applied); names what is missing."""
+    missing = [key for key in _REQUIRED if args.get(key) is None]
     if missing:
         raise ValueError(f"EncryptedBackendArgs is missing required argument(s): {', '.join(missing)}")
+    prefix = args["parameter_prefix"]
+    host_count = args["host_count"]
+    defaults: dict[str, Any] = {
+        "peer_security_group_ids": (),
+        "host_min_count": host_count,
+        "host_max_count": host_count,
+        "min_healthy_percent": 100,
+        "backend_port": 443,
+        "health_check_path": "/healthz",
+        "http_redirect": False,
+        "parameter_writer_arns": (),
+        "backend_name": re.sub(r"[^A-Za-z0-9_-]", "-", prefix.strip("/"))[:64] if isinstance(prefix, str) else prefix,
+        "certificate_alarm_days": 14,
+        "ami_parameter": DEFAULT_AMI_PARAMETER,
+        "tags": {},
+    }
+    return {**defaults, **{key: value for key, value in args.items() if value is not None}}
 
-    internal = _check_bool(args, "internal")
-    ingress_cidrs = _check_cidrs(args["ingress_cidrs"], internal)
-    host_count = _check_int(args, "host_count", 1, 100)
-    backend_port = _check_int(args, "backend_port", 1, 65535, default=443)
-    http_redirect = _check_bool(args, "http_redirect", default=False)
 
+def _network_rules(args: Mapping[str, Any]) -> None:
     if isinstance(args["vpc_id"], str) and not args["vpc_id"].startswith("vpc-"):
         raise ValueError(f"vpc_id must be a VPC id starting with 'vpc-', got {args['vpc_id']!r}")
     _check_string_list("alb_subnet_ids", args["alb_subnet_ids"], minimum=2, prefix="subnet-")
     _check_string_list("host_subnet_ids", args["host_subnet_ids"], minimum=1, prefix="subnet-")
-    peers = args.get("peer_security_group_ids", ())
+    peers = args["peer_security_group_ids"]
     if isinstance(peers, str) or not _is_plain_list(peers):
         raise ValueError(f"peer_security_group_ids must be a list of security group ids, got {peers!r}")
     _check_string_list("peer_security_group_ids", peers, minimum=0, prefix="sg-")
 
+
+def _fleet_rules(args: Mapping[str, Any]) -> _Fleet:
+    desired = _check_int(args, "host_count", 1, 100)
+    minimum = _check_int(args, "host_min_count", 0, 100)
+    maximum = _check_int(args, "host_max_count", 1, 100)
+    if minimum > desired:
+        raise ValueError(f"host_min_count must be at most host_count ({desired}), got {minimum}")
+    if maximum < desired:
+        raise ValueError(f"host_max_count must be at least host_count ({desired}), got {maximum}")
+    # AWS's range for an instance refresh's MinHealthyPercentage.
+    min_healthy = _check_int(args, "min_healthy_percent", 0, 100)
     instance_type = args["instance_type"]
     if not isinstance(instance_type, str) or not _INSTANCE_TYPE_RE.match(instance_type):
         raise ValueError(f"instance_type must be an EC2 instance type such as 't3.small', got {instance_type!r}")
+    return _Fleet(desired=desired, minimum=minimum, maximum=maximum, min_healthy_percent=min_healthy)
 
-    health_check_path = args.get("health_check_path", "/healthz")
+
+def _listener_rules(args: Mapping[str, Any]) -> None:
+    health_check_path = args["health_check_path"]
     if not isinstance(health_check_path, str) or not _HEALTH_PATH_RE.match(health_check_path):
         raise ValueError(
             "health_check_path must start with '/' and contain only letters, digits and . _ ~ / -, "
             f"got {health_check_path!r}"
         )
-
     certificate_arn = args.get("listener_certificate_arn")
     domain_name = args.get("listener_domain_name")
     private_ca_arn = args.get("private_ca_arn")
@@ -274,44 +405,189 @@ def _validate(args: Mapping[str, Any]) -> _Settings:
     ):
         raise ValueError(f"listener_domain_name must be a DNS name such as 'api.internal.example', got {domain_name!r}")
 
+
+def _parameter_rules(args: Mapping[str, Any]) -> None:
     prefix = args["parameter_prefix"]
     if not is_parameter_path(prefix) or len(prefix) > 900 or is_reserved_parameter_path(prefix):
         raise ValueError(
             "parameter_prefix must be an SSM parameter path such as '/pca-backend/dev' (starts with '/', no "
             f"trailing '/', letters, digits and . _ - / only, not starting with /aws or /ssm), got {prefix!r}"
         )
-    region = check_region(args["region"])
-    ami_parameter = args.get("ami_parameter", DEFAULT_AMI_PARAMETER)
-    if not is_parameter_path(ami_parameter):
-        raise ValueError(f"ami_parameter must be an SSM parameter name starting with '/', got {ami_parameter!r}")
-
-    tags = args.get("tags", {})
-    if not isinstance(tags, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and not k.lower().startswith("aws:") for k, v in tags.items()
-    ):
-        raise ValueError(f"tags must map strings to strings (keys not starting with 'aws:'), got {tags!r}")
-
+    _check_arn(
+        "parameter_kms_key_arn",
+        args.get("parameter_kms_key_arn"),
+        _KMS_KEY_ARN_RE,
+        "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    )
+    writers = args["parameter_writer_arns"]
+    if isinstance(writers, str) or not _is_plain_list(writers):
+        raise ValueError(f"parameter_writer_arns must be a list of IAM role or user ARNs, got {writers!r}")
+    for writer in writers:
+        if not isinstance(writer, str) or not _IAM_PRINCIPAL_ARN_RE.match(writer):
+            raise ValueError(
+                "parameter_writer_arns entries must be IAM role or user ARNs such as "
+                f"'arn:aws:iam::123456789012:role/deploy', got {writer!r}"
+            )
+    if writers and args.get("parameter_kms_key_arn") is not None:
+        raise ValueError(
+            "parameter_writer_arns applies to the key the component creates; with parameter_kms_key_arn, "
+            "grant writers in that key's own policy"
+        )
     _check_pem("full_chain_pem", args["full_chain_pem"], "-----BEGIN CERTIFICATE-----")
     _check_pem("ca_bundle_pem", args["ca_bundle_pem"], "-----BEGIN CERTIFICATE-----")
     _check_pem("private_key_pem", args["private_key_pem"], "PRIVATE KEY-----")
 
+
+def _monitoring_rules(args: Mapping[str, Any]) -> int:
+    name = args["backend_name"]
+    if not isinstance(name, str) or not _BACKEND_NAME_RE.match(name):
+        raise ValueError(
+            "backend_name must be 1 to 64 letters, digits, '-' or '_' (it defaults to parameter_prefix "
+            f"with '/' turned into '-'), got {name!r}"
+        )
+    _check_arn(
+        "alarm_topic_arn", args.get("alarm_topic_arn"), _SNS_TOPIC_ARN_RE, "arn:aws:sns:us-east-1:123456789012:ops"
+    )
+    return _check_int(args, "certificate_alarm_days", 1, 365)
+
+
+def _host_image_rules(args: Mapping[str, Any]) -> tuple[str, str]:
+    region = check_region(args["region"])
+    ami_parameter = args["ami_parameter"]
+    if not is_parameter_path(ami_parameter):
+        raise ValueError(f"ami_parameter must be an SSM parameter name starting with '/', got {ami_parameter!r}")
+    return region, ami_parameter
+
+
+def _tag_rules(args: Mapping[str, Any]) -> dict[str, str]:
+    tags = args["tags"]
+    if not isinstance(tags, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and not k.lower().startswith("aws:") for k, v in tags.items()
+    ):
+        raise ValueError(f"tags must map strings to strings (keys not starting with 'aws:'), got {tags!r}")
+    return dict(tags)
+
+
+def _validate(raw: Mapping[str, Any]) -> _Settings:
+    """Raises ValueError naming the argument and what is allowed, before any resource exists."""
+    args = _normalise(raw)
+    internal = _check_bool(args, "internal")
+    ingress_cidrs = _check_cidrs(args["ingress_cidrs"], internal)
+    _network_rules(args)
+    fleet = _fleet_rules(args)
+    _listener_rules(args)
+    _parameter_rules(args)
+    alarm_days = _monitoring_rules(args)
+    region, ami_parameter = _host_image_rules(args)
     return _Settings(
         internal=internal,
         ingress_cidrs=ingress_cidrs,
-        peer_security_group_ids=tuple(peers),
-        host_count=host_count,
-        instance_type=instance_type,
-        backend_port=backend_port,
-        health_check_path=health_check_path,
-        http_redirect=http_redirect,
-        listener_certificate_arn=certificate_arn,
-        listener_domain_name=domain_name,
-        private_ca_arn=private_ca_arn,
-        parameter_prefix=prefix,
+        peer_security_group_ids=tuple(args["peer_security_group_ids"]),
+        fleet=fleet,
+        instance_type=args["instance_type"],
+        backend_port=_check_int(args, "backend_port", 1, 65535),
+        health_check_path=args["health_check_path"],
+        http_redirect=_check_bool(args, "http_redirect"),
+        listener_certificate_arn=args.get("listener_certificate_arn"),
+        listener_domain_name=args.get("listener_domain_name"),
+        private_ca_arn=args.get("private_ca_arn"),
+        parameter_prefix=args["parameter_prefix"],
+        parameter_kms_key_arn=args.get("parameter_kms_key_arn"),
+        parameter_writer_arns=tuple(args["parameter_writer_arns"]),
+        backend_name=args["backend_name"],
+        certificate_alarm_days=alarm_days,
+        alarm_topic_arn=args.get("alarm_topic_arn"),
         region=region,
         ami_parameter=ami_parameter,
-        tags=dict(tags),
+        tags=_tag_rules(args),
     )
+
+
+def _render_boot_script(args: Mapping[str, Any], settings: _Settings, parameters: HostParameters) -> str:
+    """The hosts' user data: parameter names, nginx block, trust-ca script; never key material."""
+    server_block = render_server_block(
+        server_names=args["server_names"],
+        certificate_path=CERTIFICATE_PATH,
+        private_key_path=PRIVATE_KEY_PATH,
+        port=settings.backend_port,
+        health_check_path=settings.health_check_path,
+    )
+    return render_user_data(
+        region=settings.region,
+        parameters=parameters,
+        server_block=server_block,
+        trust_ca_script=TRUST_CA_SCRIPT_PATH.read_text(encoding="utf-8"),
+    )
+
+
+def _statement(sid: str, principal: Any, actions: Sequence[str], condition: Any = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"AWS": principal},
+        "Action": list(actions),
+        "Resource": "*",
+    }
+    if condition is not None:
+        statement["Condition"] = condition
+    return statement
+
+
+def _parameter_condition(parameter_arns: Sequence[str], region: str) -> dict[str, Any]:
+    """Only through SSM in this region, only for these parameters (SSM's encryption context)."""
+    return {
+        "StringEquals": {
+            PARAMETER_ARN_CONTEXT: sorted(parameter_arns),
+            "kms:ViaService": f"ssm.{region}.amazonaws.com",
+        }
+    }
+
+
+def _key_policy(
+    *, partition: str, account: str, region: str, names: Sequence[str], writers: Sequence[str], host_role_arn: str
+) -> str:
+    """The parameter key's policy: administrators manage it, writers write, hosts decrypt; nobody else uses it.
+
+    No statement gives the account `kms:*` (the AWS default): that would let any IAM policy in the account
+    grant kms:Decrypt on the key, which is what the AWS-managed aws/ssm key allows today.
+    """
+    parameter_arns = [f"arn:{partition}:ssm:{region}:{account}:parameter{name}" for name in names]
+    condition = _parameter_condition(parameter_arns, region)
+    statements = [
+        _statement("KeyAdministration", f"arn:{partition}:iam::{account}:root", KEY_ADMINISTRATION_ACTIONS),
+        _statement("DeployerWritesTheParameters", sorted(set(writers)), PARAMETER_WRITER_ACTIONS[:3], condition),
+        _statement("HostsReadTheirParameters", host_role_arn, ["kms:Decrypt"], condition),
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _host_policy(parameter_arns: Sequence[str], key_arn: str, region: str) -> str:
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadTlsParameters",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": sorted(parameter_arns),
+        },
+        {
+            "Sid": "DecryptTlsParameters",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": key_arn,
+            "Condition": _parameter_condition(parameter_arns, region),
+        },
+        {
+            # PutMetricData has no resource-level permissions; the namespace condition key narrows it.
+            # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html
+            "Sid": "ReportCertificateDays",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": CERTIFICATE_METRIC_NAMESPACE}},
+        },
+        {"Sid": "SessionManager", "Effect": "Allow", "Action": list(SESSION_MANAGER_ACTIONS), "Resource": "*"},
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 class EncryptedBackend(pulumi.ComponentResource):
@@ -325,10 +601,15 @@ class EncryptedBackend(pulumi.ComponentResource):
     - the load balancer, an HTTPS target group with an HTTPS health check, an HTTPS listener (TLS 1.3 policy)
       and optionally an HTTP listener that only redirects to HTTPS;
     - optionally an ACM private certificate for the listener, issued by `private_ca_arn`;
-    - three SSM SecureString parameters: `<prefix>/full-chain`, `<prefix>/private-key`, `<prefix>/ca-bundle`;
-    - an IAM role and instance profile for the hosts: ssm:GetParameter on those three parameters only, plus
-      Session Manager;
-    - `host_count` EC2 instances (IMDSv2 only, encrypted gp3 root volume) and their target group attachments.
+    - a customer-managed KMS key (rotation on, 30-day deletion window) and its alias, unless
+      `parameter_kms_key_arn` is given;
+    - three SSM SecureString parameters under that key: `<prefix>/full-chain`, `<prefix>/private-key`,
+      `<prefix>/ca-bundle`;
+    - an IAM role and instance profile for the hosts: ssm:GetParameter on those three parameters only,
+      kms:Decrypt of them only, cloudwatch:PutMetricData in the `PcaBackend` namespace only, Session Manager;
+    - a launch template (IMDSv2 only, encrypted gp3 root volume, the boot script as user data) and an Auto
+      Scaling group of `host_count` hosts registered with the target group, rolled by instance refresh;
+    - a CloudWatch alarm on the lowest `CertificateDaysToExpiry` any host reports.
     """
 
     alb_dns_name: pulumi.Output[str]
@@ -341,10 +622,14 @@ class EncryptedBackend(pulumi.ComponentResource):
     """Security group of the load balancer."""
     backend_security_group_id: pulumi.Output[str]
     """Security group of the hosts; add it to another fleet's peer list to let it call these hosts."""
-    host_ids: pulumi.Output[list[str]]
-    """EC2 instance ids of the hosts."""
+    auto_scaling_group_name: pulumi.Output[str]
+    """Name of the hosts' Auto Scaling group."""
     parameter_names: pulumi.Output[dict[str, str]]
     """Names of the SSM parameters, keyed full_chain, private_key and ca_bundle."""
+    parameter_key_arn: pulumi.Output[str]
+    """ARN of the KMS key the parameters are encrypted with."""
+    certificate_alarm_arn: pulumi.Output[str]
+    """ARN of the certificate-expiry alarm."""
     listener_arn: pulumi.Output[str]
     """ARN of the HTTPS listener."""
     host_role_arn: pulumi.Output[str]
@@ -358,102 +643,33 @@ class EncryptedBackend(pulumi.ComponentResource):
             private_key=f"{settings.parameter_prefix}/private-key",
             ca_bundle=f"{settings.parameter_prefix}/ca-bundle",
         )
-        server_block = render_server_block(
-            server_names=args["server_names"],
-            certificate_path=CERTIFICATE_PATH,
-            private_key_path=PRIVATE_KEY_PATH,
-            port=settings.backend_port,
-            health_check_path=settings.health_check_path,
-        )
-        user_data = render_user_data(
-            region=settings.region,
-            parameters=parameters,
-            server_block=server_block,
-            trust_ca_script=TRUST_CA_SCRIPT_PATH.read_text(encoding="utf-8"),
-        )
+        user_data = _render_boot_script(args, settings, parameters)
 
         super().__init__("pca-backend:index:EncryptedBackend", name, None, opts)
         self._name = name
         self._settings = settings
 
         alb_group, backend_group = self._security_groups(args["vpc_id"])
-        load_balancer = aws.lb.LoadBalancer(
-            f"{name}-alb",
-            load_balancer_type="application",
-            internal=settings.internal,
-            subnets=args["alb_subnet_ids"],
-            security_groups=[alb_group.id],
-            drop_invalid_header_fields=True,
-            tags=self._tags(f"{name}-alb"),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        target_group = aws.lb.TargetGroup(
-            f"{name}-targets",
-            vpc_id=args["vpc_id"],
-            target_type="instance",
-            protocol="HTTPS",
-            port=settings.backend_port,
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                enabled=True,
-                protocol="HTTPS",
-                port="traffic-port",
-                path=settings.health_check_path,
-                matcher="200",
-            ),
-            tags=self._tags(f"{name}-targets"),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        listener = aws.lb.Listener(
-            f"{name}-https",
-            load_balancer_arn=load_balancer.arn,
-            port=443,
-            protocol="HTTPS",
-            ssl_policy=LISTENER_SSL_POLICY,
-            certificate_arn=self._listener_certificate_arn(),
-            default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)],
-            tags=self._tags(f"{name}-https"),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        if settings.http_redirect:
-            aws.lb.Listener(
-                f"{name}-http-redirect",
-                load_balancer_arn=load_balancer.arn,
-                port=80,
-                protocol="HTTP",
-                default_actions=[
-                    aws.lb.ListenerDefaultActionArgs(
-                        type="redirect",
-                        redirect=aws.lb.ListenerDefaultActionRedirectArgs(
-                            protocol="HTTPS", port="443", status_code="HTTP_301"
-                        ),
-                    )
-                ],
-                tags=self._tags(f"{name}-http-redirect"),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-
+        load_balancer, target_group, listener = self._load_balancer(args, alb_group)
+        role = self._host_role()
+        key_arn = self._parameter_key(parameters, role)
         stored = self._parameters(
             parameters,
+            key_arn=key_arn,
             full_chain_pem=args["full_chain_pem"],
             private_key_pem=args["private_key_pem"],
             ca_bundle_pem=args["ca_bundle_pem"],
         )
-        role, role_policy, profile = self._host_role(stored)
-        instances = self._hosts(
+        role_policy, profile = self._host_permissions(role, stored, key_arn)
+        group = self._hosts(
             args["host_subnet_ids"],
             backend_group=backend_group,
+            target_group=target_group,
             profile=profile,
             user_data=user_data,
             depends_on=[*stored, role_policy],
         )
-        for index, instance in enumerate(instances):
-            aws.lb.TargetGroupAttachment(
-                f"{name}-target-{index}",
-                target_group_arn=target_group.arn,
-                target_id=instance.id,
-                port=settings.backend_port,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        alarm = self._certificate_alarm()
 
         self.alb_dns_name = load_balancer.dns_name
         self.https_url = (
@@ -464,7 +680,7 @@ class EncryptedBackend(pulumi.ComponentResource):
         self.target_group_arn = target_group.arn
         self.alb_security_group_id = alb_group.id
         self.backend_security_group_id = backend_group.id
-        self.host_ids = pulumi.Output.all(*[instance.id for instance in instances])
+        self.auto_scaling_group_name = group.name
         self.parameter_names = pulumi.Output.from_input(
             {
                 "full_chain": parameters.full_chain,
@@ -472,6 +688,8 @@ class EncryptedBackend(pulumi.ComponentResource):
                 "ca_bundle": parameters.ca_bundle,
             }
         )
+        self.parameter_key_arn = pulumi.Output.from_input(key_arn)
+        self.certificate_alarm_arn = alarm.arn
         self.listener_arn = listener.arn
         self.host_role_arn = role.arn
         self.register_outputs(
@@ -481,8 +699,10 @@ class EncryptedBackend(pulumi.ComponentResource):
                 "target_group_arn": self.target_group_arn,
                 "alb_security_group_id": self.alb_security_group_id,
                 "backend_security_group_id": self.backend_security_group_id,
-                "host_ids": self.host_ids,
+                "auto_scaling_group_name": self.auto_scaling_group_name,
                 "parameter_names": self.parameter_names,
+                "parameter_key_arn": self.parameter_key_arn,
+                "certificate_alarm_arn": self.certificate_alarm_arn,
                 "listener_arn": self.listener_arn,
                 "host_role_arn": self.host_role_arn,
             }
@@ -491,25 +711,32 @@ class EncryptedBackend(pulumi.ComponentResource):
     def _tags(self, resource_name: str, **extra: str) -> dict[str, str]:
         return {**self._settings.tags, **extra, "Name": resource_name}
 
+    def _child(self, **options: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **options)
+
     def _security_groups(self, vpc_id: pulumi.Input[str]) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
         """The ALB and backend groups. Rules are standalone resources: the groups refer to each other."""
-        name, settings = self._name, self._settings
-        child = pulumi.ResourceOptions(parent=self)
+        name = self._name
         alb_group = aws.ec2.SecurityGroup(
             f"{name}-alb-sg",
             vpc_id=vpc_id,
             description="pca-backend load balancer: HTTPS from the allowed networks",
             tags=self._tags(f"{name}-alb-sg", **{"pca-backend:role": "alb"}),
-            opts=child,
+            opts=self._child(),
         )
         backend_group = aws.ec2.SecurityGroup(
             f"{name}-backend-sg",
             vpc_id=vpc_id,
             description="pca-backend hosts: TLS from the load balancer, the fleet and its peers",
             tags=self._tags(f"{name}-backend-sg", **{"pca-backend:role": "backend"}),
-            opts=child,
+            opts=self._child(),
         )
+        self._alb_rules(alb_group, backend_group)
+        self._backend_rules(alb_group, backend_group)
+        return alb_group, backend_group
 
+    def _alb_rules(self, alb_group: aws.ec2.SecurityGroup, backend_group: aws.ec2.SecurityGroup) -> None:
+        name, settings = self._name, self._settings
         listener_ports = [443, 80] if settings.http_redirect else [443]
         for port in listener_ports:
             for index, network in enumerate(settings.ingress_cidrs):
@@ -523,7 +750,7 @@ class EncryptedBackend(pulumi.ComponentResource):
                     cidr_ipv4=str(network) if is_ipv4 else None,
                     cidr_ipv6=None if is_ipv4 else str(network),
                     description=f"Port {port} from {network}",
-                    opts=child,
+                    opts=self._child(),
                 )
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-alb-out-backend",
@@ -533,9 +760,11 @@ class EncryptedBackend(pulumi.ComponentResource):
             to_port=settings.backend_port,
             referenced_security_group_id=backend_group.id,
             description="Traffic and health checks to the hosts",
-            opts=child,
+            opts=self._child(),
         )
 
+    def _backend_rules(self, alb_group: aws.ec2.SecurityGroup, backend_group: aws.ec2.SecurityGroup) -> None:
+        name, settings = self._name, self._settings
         sources: list[tuple[str, pulumi.Input[str], str]] = [
             ("alb", alb_group.id, "From the load balancer"),
             ("self", backend_group.id, "Host to host within the fleet"),
@@ -553,7 +782,7 @@ class EncryptedBackend(pulumi.ComponentResource):
                 to_port=settings.backend_port,
                 referenced_security_group_id=source,
                 description=description,
-                opts=child,
+                opts=self._child(),
             )
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-backend-out-https",
@@ -562,8 +791,8 @@ class EncryptedBackend(pulumi.ComponentResource):
             from_port=443,
             to_port=443,
             cidr_ipv4="0.0.0.0/0",
-            description="HTTPS to SSM endpoints, package repositories and other fleets",
-            opts=child,
+            description="HTTPS to SSM endpoints, CloudWatch, package repositories and other fleets",
+            opts=self._child(),
         )
         if settings.backend_port != 443:
             aws.vpc.SecurityGroupEgressRule(
@@ -574,9 +803,58 @@ class EncryptedBackend(pulumi.ComponentResource):
                 to_port=settings.backend_port,
                 referenced_security_group_id=backend_group.id,
                 description="Host to host within the fleet",
-                opts=child,
+                opts=self._child(),
             )
-        return alb_group, backend_group
+
+    def _load_balancer(
+        self, args: Mapping[str, Any], alb_group: aws.ec2.SecurityGroup
+    ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, aws.lb.Listener]:
+        name, settings = self._name, self._settings
+        load_balancer = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            internal=settings.internal,
+            subnets=args["alb_subnet_ids"],
+            security_groups=[alb_group.id],
+            drop_invalid_header_fields=True,
+            tags=self._tags(f"{name}-alb"),
+            opts=self._child(),
+        )
+        target_group = aws.lb.TargetGroup(
+            f"{name}-targets",
+            vpc_id=args["vpc_id"],
+            target_type="instance",
+            protocol="HTTPS",
+            port=settings.backend_port,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                enabled=True, protocol="HTTPS", port="traffic-port", path=settings.health_check_path, matcher="200"
+            ),
+            tags=self._tags(f"{name}-targets"),
+            opts=self._child(),
+        )
+        listener = aws.lb.Listener(
+            f"{name}-https",
+            load_balancer_arn=load_balancer.arn,
+            port=443,
+            protocol="HTTPS",
+            ssl_policy=LISTENER_SSL_POLICY,
+            certificate_arn=self._listener_certificate_arn(),
+            default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)],
+            tags=self._tags(f"{name}-https"),
+            opts=self._child(),
+        )
+        if settings.http_redirect:
+            redirect = aws.lb.ListenerDefaultActionRedirectArgs(protocol="HTTPS", port="443", status_code="HTTP_301")
+            aws.lb.Listener(
+                f"{name}-http-redirect",
+                load_balancer_arn=load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[aws.lb.ListenerDefaultActionArgs(type="redirect", redirect=redirect)],
+                tags=self._tags(f"{name}-http-redirect"),
+                opts=self._child(),
+            )
+        return load_balancer, target_group, listener
 
     def _listener_certificate_arn(self) -> pulumi.Input[str]:
         settings = self._settings
@@ -589,19 +867,82 @@ class EncryptedBackend(pulumi.ComponentResource):
             domain_name=settings.listener_domain_name,
             certificate_authority_arn=settings.private_ca_arn,
             tags=self._tags(f"{self._name}-listener-cert"),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self._child(),
         )
         return certificate.arn
+
+    def _host_role(self) -> aws.iam.Role:
+        name = self._name
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        return aws.iam.Role(
+            f"{name}-host-role",
+            assume_role_policy=json.dumps(trust),
+            description="pca-backend hosts: read their TLS parameters, report certificate expiry, Session Manager",
+            tags=self._tags(f"{name}-host-role"),
+            opts=self._child(),
+        )
+
+    def _parameter_key(self, names: HostParameters, role: aws.iam.Role) -> pulumi.Input[str]:
+        """ARN of the key that encrypts the parameters: the given one, or a new customer-managed key.
+
+        With the AWS-managed aws/ssm key, every principal of the account allowed ssm:GetParameter on a
+        parameter can decrypt it; this key's policy names who may (see `_key_policy`).
+        """
+        settings = self._settings
+        if settings.parameter_kms_key_arn is not None:
+            return settings.parameter_kms_key_arn
+        invoke = pulumi.InvokeOptions(parent=self)
+        caller = aws.get_caller_identity_output(opts=invoke)
+        writers: list[pulumi.Input[str]] = list(settings.parameter_writer_arns)
+        if not writers:
+            # For an assumed role, the role itself (the session's ARN changes with every session).
+            writers = [aws.iam.get_session_context_output(arn=caller.arn, opts=invoke).issuer_arn]
+        policy = pulumi.Output.all(
+            partition=aws.get_partition_output(opts=invoke).partition,
+            account=caller.account_id,
+            writers=writers,
+            host_role_arn=role.arn,
+        ).apply(
+            lambda values: _key_policy(
+                region=settings.region,
+                names=[names.full_chain, names.private_key, names.ca_bundle],
+                **values,
+            )
+        )
+        key = aws.kms.Key(
+            f"{self._name}-parameter-key",
+            description=f"pca-backend {settings.backend_name}: TLS parameters under {settings.parameter_prefix}",
+            key_usage="ENCRYPT_DECRYPT",
+            customer_master_key_spec="SYMMETRIC_DEFAULT",
+            enable_key_rotation=True,
+            deletion_window_in_days=KEY_DELETION_WINDOW_DAYS,
+            policy=policy,
+            tags=self._tags(f"{self._name}-parameter-key"),
+            opts=self._child(),
+        )
+        aws.kms.Alias(
+            f"{self._name}-parameter-key-alias",
+            name=f"alias/pca-backend/{settings.backend_name}",
+            target_key_id=key.key_id,
+            opts=self._child(),
+        )
+        return key.arn
 
     def _parameters(
         self,
         names: HostParameters,
         *,
+        key_arn: pulumi.Input[str],
         full_chain_pem: pulumi.Input[str],
         private_key_pem: pulumi.Input[str],
         ca_bundle_pem: pulumi.Input[str],
     ) -> list[aws.ssm.Parameter]:
-        """SecureString parameters (encrypted with the account's aws/ssm key) the hosts read."""
+        """SecureString parameters, encrypted with the parameter key, that the hosts read."""
         values: list[tuple[str, str, pulumi.Input[str], str, str]] = [
             ("full-chain", names.full_chain, full_chain_pem, "Intelligent-Tiering", "certificate and chain"),
             # Secret whatever the caller passed: the key must never show in state or previews in the clear.
@@ -615,126 +956,140 @@ class EncryptedBackend(pulumi.ComponentResource):
                 f"{self._name}-{suffix}",
                 name=parameter_name,
                 type="SecureString",
+                key_id=key_arn,
                 value=value,
                 tier=tier,
                 description=f"pca-backend: nginx TLS {what} (read by the hosts' sync timer)",
                 tags=self._tags(f"{self._name}-{suffix}"),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self._child(),
             )
             for suffix, parameter_name, value, tier, what in values
         ]
 
-    def _host_role(
-        self, stored: list[aws.ssm.Parameter]
-    ) -> tuple[aws.iam.Role, aws.iam.RolePolicy, aws.iam.InstanceProfile]:
-        """The hosts' role: read exactly the three parameters, plus Session Manager. No managed policy:
-        AmazonSSMManagedInstanceCore would allow ssm:GetParameter(s) on every parameter."""
-        name = self._name
-        child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-host-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            description="pca-backend hosts: read their TLS parameters, Session Manager",
-            tags=self._tags(f"{name}-host-role"),
-            opts=child,
+    def _host_permissions(
+        self, role: aws.iam.Role, stored: list[aws.ssm.Parameter], key_arn: pulumi.Input[str]
+    ) -> tuple[aws.iam.RolePolicy, aws.iam.InstanceProfile]:
+        """Read exactly the three parameters, report the certificate metric, Session Manager. No managed
+        policy: AmazonSSMManagedInstanceCore would allow ssm:GetParameter(s) on every parameter."""
+        name, region = self._name, self._settings.region
+        policy = pulumi.Output.all(key_arn, *[parameter.arn for parameter in stored]).apply(
+            lambda values: _host_policy(values[1:], values[0], region)
         )
-        policy = pulumi.Output.all(*[parameter.arn for parameter in stored]).apply(
-            lambda arns: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "ReadTlsParameters",
-                            "Effect": "Allow",
-                            "Action": "ssm:GetParameter",
-                            "Resource": sorted(arns),
-                        },
-                        {
-                            "Sid": "SessionManager",
-                            "Effect": "Allow",
-                            "Action": list(SESSION_MANAGER_ACTIONS),
-                            "Resource": "*",
-                        },
-                    ],
-                }
-            )
-        )
-        role_policy = aws.iam.RolePolicy(f"{name}-host-policy", role=role.id, policy=policy, opts=child)
+        role_policy = aws.iam.RolePolicy(f"{name}-host-policy", role=role.id, policy=policy, opts=self._child())
         profile = aws.iam.InstanceProfile(
-            f"{name}-host-profile", role=role.name, tags=self._tags(f"{name}-host-profile"), opts=child
+            f"{name}-host-profile", role=role.name, tags=self._tags(f"{name}-host-profile"), opts=self._child()
         )
-        return role, role_policy, profile
+        return role_policy, profile
+
+    def _launch_template(
+        self, *, backend_group: aws.ec2.SecurityGroup, profile: aws.iam.InstanceProfile, user_data: str
+    ) -> aws.ec2.LaunchTemplate:
+        """Every host's definition. A changed boot script or AMI is a new version (the template itself stays)."""
+        name, settings = self._name, self._settings
+        ami = aws.ssm.get_parameter_output(name=settings.ami_parameter, opts=pulumi.InvokeOptions(parent=self))
+        return aws.ec2.LaunchTemplate(
+            f"{name}-hosts",
+            description="pca-backend host: nginx serving the Private CA certificate from SSM",
+            # Read at each `pulumi up`: a new Amazon Linux release in the parameter is a new version, rolled
+            # out by the group's instance refresh. insecure_value: an AMI id is not a secret.
+            image_id=ami.insecure_value,
+            instance_type=settings.instance_type,
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            vpc_security_group_ids=[backend_group.id],
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=ROOT_DEVICE_NAME,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        encrypted="true", volume_type="gp3", delete_on_termination="true"
+                    ),
+                )
+            ],
+            # ip-name: hosts are ip-10-0-1-23.<region>.compute.internal (ec2.internal in us-east-1), the names
+            # the backend certificate's EC2 wildcard covers, so host-to-host TLS verifies.
+            private_dns_name_options=aws.ec2.LaunchTemplatePrivateDnsNameOptionsArgs(hostname_type="ip-name"),
+            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            user_data=base64.b64encode(user_data.encode()).decode(),
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume", tags=self._tags(f"{name}-host"))
+            ],
+            update_default_version=True,
+            tags=self._tags(f"{name}-hosts"),
+            opts=self._child(),
+        )
 
     def _hosts(
         self,
         host_subnet_ids: pulumi.Input[Sequence[str]],
         *,
         backend_group: aws.ec2.SecurityGroup,
+        target_group: aws.lb.TargetGroup,
         profile: aws.iam.InstanceProfile,
         user_data: str,
         depends_on: list[pulumi.Resource],
-    ) -> list[aws.ec2.Instance]:
+    ) -> aws.autoscaling.Group:
+        name, fleet = self._name, self._settings.fleet
+        template = self._launch_template(backend_group=backend_group, profile=profile, user_data=user_data)
+        return aws.autoscaling.Group(
+            f"{name}-hosts",
+            vpc_zone_identifiers=host_subnet_ids,
+            desired_capacity=fleet.desired,
+            min_size=fleet.minimum,
+            max_size=fleet.maximum,
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
+                id=template.id,
+                # A pinned version number (not $Latest): a new one is a change the group rolls out.
+                version=template.latest_version.apply(lambda version: str(int(version))),
+            ),
+            target_group_arns=[target_group.arn],
+            # A host that fails the load balancer's HTTPS health check is replaced, not only one whose EC2
+            # status check fails.
+            health_check_type="ELB",
+            health_check_grace_period=HEALTH_CHECK_GRACE_SECONDS,
+            # A new launch template version (boot script, AMI) always starts a refresh; "tag" also rolls the
+            # hosts when the tags they are launched with change.
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=fleet.min_healthy_percent,
+                    max_healthy_percentage=fleet.max_healthy_percent,
+                ),
+                triggers=["tag"],
+            ),
+            tags=[
+                aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
+                for key, value in self._tags(f"{name}-host").items()
+            ],
+            opts=self._child(depends_on=depends_on),
+        )
+
+    def _certificate_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        """Fires when the lowest days-to-expiry any host reports drops below the threshold, or nobody reports."""
         name, settings = self._name, self._settings
-        ami = aws.ssm.get_parameter_output(name=settings.ami_parameter, opts=pulumi.InvokeOptions(parent=self))
-        instances = []
-        for index in range(settings.host_count):
-            subnet_id: pulumi.Input[str]
-            if _is_plain_list(host_subnet_ids):
-                subnet_id = host_subnet_ids[index % len(host_subnet_ids)]  # type: ignore[index,arg-type]
-            else:
-                # A list known only at deployment: apply computes the id, the instance is created here.
-                subnet_id = pulumi.Output.from_input(host_subnet_ids).apply(partial(_round_robin, index=index))
-            instances.append(
-                aws.ec2.Instance(
-                    f"{name}-host-{index}",
-                    # insecure_value: an AMI id is not a secret (`value` would mark it as one).
-                    ami=ami.insecure_value,
-                    instance_type=settings.instance_type,
-                    subnet_id=subnet_id,
-                    vpc_security_group_ids=[backend_group.id],
-                    iam_instance_profile=profile.name,
-                    metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-                        http_endpoint="enabled",
-                        http_tokens="required",
-                        http_put_response_hop_limit=1,
-                    ),
-                    root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                        encrypted=True, volume_type="gp3", delete_on_termination=True
-                    ),
-                    user_data=user_data,
-                    # The user data holds parameter names only, so certificate rotation never changes it;
-                    # it changes when the bootstrap itself does (script, nginx block, names). cloud-init runs
-                    # user data at first boot only: an in-place update would stop and start the host and
-                    # apply nothing, so a new host is the honest way to apply a new bootstrap.
-                    user_data_replace_on_change=True,
-                    monitoring=True,
-                    tags=self._tags(f"{name}-host-{index}"),
-                    volume_tags=self._tags(f"{name}-host-{index}"),
-                    opts=pulumi.ResourceOptions(
-                        parent=self,
-                        depends_on=depends_on,
-                        # The AMI parameter moves with every Amazon Linux release; following it would replace
-                        # every host on a routine `pulumi up`. Roll hosts to a new AMI deliberately
-                        # (`pulumi up --replace <urn>`).
-                        ignore_changes=["ami"],
-                    ),
-                )
-            )
-        return instances
-
-
-def _round_robin(subnet_ids: Sequence[str], index: int) -> str:
-    if not subnet_ids:
-        raise ValueError("host_subnet_ids must list at least one subnet id")
-    return subnet_ids[index % len(subnet_ids)]
+        actions = [settings.alarm_topic_arn] if settings.alarm_topic_arn is not None else []
+        return aws.cloudwatch.MetricAlarm(
+            f"{name}-certificate-expiry",
+            alarm_description=(
+                f"pca-backend {settings.backend_name}: a host serves a certificate that expires in less than "
+                f"{settings.certificate_alarm_days} days, or no host has reported for an hour. Run `pulumi up` "
+                "(it renews the certificate) and check the hosts' pca-backend-tls-sync journal."
+            ),
+            namespace=CERTIFICATE_METRIC_NAMESPACE,
+            metric_name=CERTIFICATE_METRIC_NAME,
+            dimensions={"Backend": settings.backend_name},
+            statistic="Minimum",
+            # Hosts report every 15 minutes: an hour holds about four reports from each.
+            period=3600,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            threshold=settings.certificate_alarm_days,
+            comparison_operator="LessThanThreshold",
+            # No report at all means no host runs its sync: nothing then proves the served certificate is valid.
+            treat_missing_data="breaching",
+            alarm_actions=actions,
+            ok_actions=actions,
+            tags=self._tags(f"{name}-certificate-expiry"),
+            opts=self._child(),
+        )

@@ -6,7 +6,9 @@ so the `mocks` fixture installs them for one test and restores the previous runt
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +29,8 @@ ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 AMI_ID = "ami-0abc1234def567890"
 CA_ARN = f"arn:aws:acm-pca:{REGION}:{ACCOUNT}:certificate-authority/11111111-2222-3333-4444-555555555555"
+DEPLOYER_SESSION_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy/gha-run-1234"
+DEPLOYER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ci/deploy"
 LISTENER_CERT_ARN = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
 # Fake PEMs with recognisable bodies: a body found anywhere it should not be is a leak.
@@ -54,8 +58,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["dns_name"] = f"{args.name}.{REGION}.elb.amazonaws.com"
         elif args.typ == "aws:ec2/securityGroup:SecurityGroup":
             resource_id = f"sg-{args.name}"
-        elif args.typ == "aws:ec2/instance:Instance":
-            resource_id = f"i-{args.name}"
+        elif args.typ == "aws:kms/key:Key":
+            resource_id = f"key-{args.name}"
+            outputs.update(arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{resource_id}", key_id=resource_id)
+        elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            resource_id = f"lt-{args.name}"
+            # AWS numbers versions; a stand-in that changes exactly when the boot script does.
+            outputs["latest_version"] = zlib.crc32(args.inputs["userData"].encode()) % 1000
+        elif args.typ == "aws:autoscaling/group:Group":
+            outputs["name"] = f"{args.name}-asg"
         else:
             outputs.setdefault("arn", f"arn:aws:mock:{REGION}:{ACCOUNT}:{args.typ}/{args.name}")
         outputs.setdefault("name", args.name)
@@ -69,7 +80,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             result = {"id": name, "name": name, "type": "String", "value": AMI_ID, "insecureValue": AMI_ID}
             return result, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test", "userId": "x"}, []
+            return {"accountId": ACCOUNT, "arn": DEPLOYER_SESSION_ARN, "userId": "x", "id": ACCOUNT}, []
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
+        if args.token == "aws:iam/getSessionContext:getSessionContext":
+            assert args.args["arn"] == DEPLOYER_SESSION_ARN
+            return {"arn": DEPLOYER_SESSION_ARN, "issuerArn": DEPLOYER_ROLE_ARN, "id": "x"}, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
     def of_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
@@ -171,10 +187,12 @@ def test_target_group_and_health_check_are_https(mocks: RecordingMocks) -> None:
     assert health["protocol"] == "HTTPS", urn
     assert health["path"] == "/ready", urn
     assert health["matcher"] == "200", urn
-    attachments = mocks.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
-    assert len(attachments) == 3, urn
-    assert {a.inputs["targetId"] for a in attachments} == {f"i-tg-host-{i}" for i in range(3)}, urn
-    assert all(a.inputs["port"] == 8443 for a in attachments), urn
+    # The hosts register through their Auto Scaling group, on the target group's port.
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert group.inputs["targetGroupArns"] == [
+        f"arn:aws:mock:{REGION}:{ACCOUNT}:aws:lb/targetGroup:TargetGroup/tg-targets"
+    ]
+    assert not mocks.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment"), urn
 
 
 def test_https_listener_uses_tls13_policy_and_forwards(mocks: RecordingMocks) -> None:
@@ -284,50 +302,108 @@ def test_internet_facing_alb_may_be_open_to_the_world(mocks: RecordingMocks) -> 
     assert [r.inputs["securityGroupId"] for r in open_rules] == ["sg-public-alb-sg"], urn
 
 
-def test_instances_imdsv2_encrypted_root_and_user_data(mocks: RecordingMocks) -> None:
+def test_launch_template_imdsv2_encrypted_root_and_user_data(mocks: RecordingMocks) -> None:
     urn = _deploy("host", _args())
 
-    instances = sorted(mocks.of_type("aws:ec2/instance:Instance"), key=lambda i: i.name)
-    assert len(instances) == 3, urn
-    assert [i.inputs["subnetId"] for i in instances] == ["subnet-a2", "subnet-b2", "subnet-a2"], urn
-    for instance in instances:
-        inputs = instance.inputs
-        assert inputs["ami"] == AMI_ID, urn
-        assert inputs["instanceType"] == "t3.small", urn
-        assert inputs["vpcSecurityGroupIds"] == ["sg-host-backend-sg"], urn
-        assert inputs["iamInstanceProfile"] == "host-host-profile", urn
-        assert inputs["metadataOptions"] == {
-            "httpEndpoint": "enabled",
-            "httpTokens": "required",
-            "httpPutResponseHopLimit": 1,
-        }, urn
-        assert inputs["rootBlockDevice"]["encrypted"] is True, urn
-        assert inputs["rootBlockDevice"]["volumeType"] == "gp3", urn
-        assert inputs["monitoring"] is True, urn
-        user_data = inputs["userData"]
-        assert user_data.startswith("#!/bin/bash\n"), urn
-        assert len(user_data.encode()) < USER_DATA_LIMIT_BYTES, urn
-        for name in (
-            "/pca-backend/test/full-chain",
-            "/pca-backend/test/private-key",
-            "/pca-backend/test/ca-bundle",
-        ):
-            assert name in user_data, urn
-        assert "server_name api.internal.example;" in user_data, urn
-        assert "readonly REGION=eu-west-1" in user_data, urn
+    assert not mocks.of_type("aws:ec2/instance:Instance"), f"{urn}: hosts come from the Auto Scaling group"
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    inputs = template.inputs
+    assert inputs["imageId"] == AMI_ID, urn
+    assert inputs["instanceType"] == "t3.small", urn
+    assert inputs["vpcSecurityGroupIds"] == ["sg-host-backend-sg"], urn
+    assert inputs["iamInstanceProfile"] == {
+        "arn": f"arn:aws:mock:{REGION}:{ACCOUNT}:aws:iam/instanceProfile:InstanceProfile/host-host-profile"
+    }, urn
+    assert inputs["metadataOptions"] == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": 1,
+    }, urn
+    (root,) = inputs["blockDeviceMappings"]
+    assert root["deviceName"] == "/dev/xvda", urn
+    assert root["ebs"] == {"encrypted": "true", "volumeType": "gp3", "deleteOnTermination": "true"}, urn
+    assert inputs["privateDnsNameOptions"] == {"hostnameType": "ip-name"}, f"{urn}: names under the EC2 wildcard"
+    assert inputs["monitoring"] == {"enabled": True}, urn
+    assert inputs["updateDefaultVersion"] is True, urn
+    assert "keyName" not in inputs, f"{urn}: no SSH key; Session Manager instead"
+    user_data = base64.b64decode(inputs["userData"]).decode()
+    assert user_data.startswith("#!/bin/bash\n"), urn
+    assert len(user_data.encode()) < USER_DATA_LIMIT_BYTES, urn
+    for name in ("/pca-backend/test/full-chain", "/pca-backend/test/private-key", "/pca-backend/test/ca-bundle"):
+        assert name in user_data, urn
+    assert "server_name api.internal.example;" in user_data, urn
+    assert "readonly REGION=eu-west-1" in user_data, urn
     (ami_call,) = [c for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"]
     assert ami_call.args["name"] == DEFAULT_AMI_PARAMETER, urn
 
 
-@pulumi.runtime.test
-def test_subnet_ids_may_be_an_output(mocks: RecordingMocks) -> None:
+def test_auto_scaling_group_sizes_health_checks_and_refresh(mocks: RecordingMocks) -> None:
+    urn = _deploy("asg", _args(host_count=3, host_min_count=2, host_max_count=6, min_healthy_percent=50))
+
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    inputs = group.inputs
+    assert (inputs["minSize"], inputs["desiredCapacity"], inputs["maxSize"]) == (2, 3, 6), urn
+    assert inputs["vpcZoneIdentifiers"] == ["subnet-a2", "subnet-b2"], f"{urn}: spread over the host subnets"
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    version = str(zlib.crc32(template.inputs["userData"].encode()) % 1000)
+    assert inputs["launchTemplate"] == {"id": "lt-asg-hosts", "version": version}, f"{urn}: a pinned version"
+    assert inputs["healthCheckType"] == "ELB", urn
+    assert inputs["healthCheckGracePeriod"] == 300, urn
+    assert inputs["instanceRefresh"] == {
+        "strategy": "Rolling",
+        "preferences": {"minHealthyPercentage": 50, "maxHealthyPercentage": 150},
+        "triggers": ["tag"],
+    }, urn
+    assert "launchConfiguration" not in inputs, urn
+    tags = {tag["key"]: tag for tag in inputs["tags"]}
+    assert tags["team"] == {"key": "team", "value": "platform", "propagateAtLaunch": True}, urn
+
+
+def test_fleet_defaults_keep_every_host_serving_during_a_refresh(mocks: RecordingMocks) -> None:
+    urn = _deploy("one", _args(host_count=1))
+
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert (group.inputs["minSize"], group.inputs["desiredCapacity"], group.inputs["maxSize"]) == (1, 1, 1), urn
+    # 100/200: a replacement comes up and passes health checks before the old host goes.
+    preferences = group.inputs["instanceRefresh"]["preferences"]
+    assert preferences == {"minHealthyPercentage": 100, "maxHealthyPercentage": 200}, urn
+
+
+def _fleet_resources(mocks: RecordingMocks, **overrides: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    mocks.resources.clear()
+    _deploy("roll", _args(**overrides))
+    return {(r.typ, r.name): dict(r.inputs) for r in mocks.resources}
+
+
+def test_a_new_boot_script_is_a_new_template_version_not_new_resources(mocks: RecordingMocks) -> None:
+    """Only the launch template's user data and the group's template version change: the group rolls the
+    hosts (instance refresh) instead of anything replacing them all at once."""
+    before = _fleet_resources(mocks, health_check_path="/healthz")
+    after = _fleet_resources(mocks, health_check_path="/ready")
+
+    assert set(before) == set(after), "the same resources, under the same names"
+    changed = {key for key in before if before[key] != after[key]}
+    template = ("aws:ec2/launchTemplate:LaunchTemplate", "roll-hosts")
+    group = ("aws:autoscaling/group:Group", "roll-hosts")
+    target_group = ("aws:lb/targetGroup:TargetGroup", "roll-targets")
+    assert changed == {template, group, target_group}, changed
+    assert {k for k in before[template] if before[template][k] != after[template][k]} == {"userData"}
+    assert {k for k in before[group] if before[group][k] != after[group][k]} == {"launchTemplate"}
+    assert before[group]["launchTemplate"]["id"] == after[group]["launchTemplate"]["id"]
+    assert before[group]["launchTemplate"]["version"] != after[group]["launchTemplate"]["version"]
+    assert before[group]["instanceRefresh"]["strategy"] == "Rolling"
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_subnet_ids_may_be_an_output(mocks: RecordingMocks, count: int) -> None:
     def args() -> EncryptedBackendArgs:
         subnets = pulumi.Output.from_input(["subnet-x", "subnet-y"])
-        return _args(host_subnet_ids=subnets, alb_subnet_ids=subnets, host_count=3)
+        return _args(host_subnet_ids=subnets, alb_subnet_ids=subnets, host_count=count)
 
     urn = _deploy("outsub", args)
-    instances = sorted(mocks.of_type("aws:ec2/instance:Instance"), key=lambda i: i.name)
-    assert [i.inputs["subnetId"] for i in instances] == ["subnet-x", "subnet-y", "subnet-x"], urn
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert group.inputs["vpcZoneIdentifiers"] == ["subnet-x", "subnet-y"], urn
+    assert group.inputs["desiredCapacity"] == count, urn
 
 
 def test_key_material_only_in_the_private_key_parameter(mocks: RecordingMocks) -> None:
@@ -389,11 +465,24 @@ def test_host_policy_reads_only_the_three_parameters(mocks: RecordingMocks) -> N
                 readers.append(statement)
                 assert "*" not in _dump(resources), f"{urn}: {action} on {resources}"
                 assert sorted(resources) == expected, urn
-        if "*" in resources:
+        if "*" in resources and actions == ["cloudwatch:PutMetricData"]:
+            # The only metric write: one namespace.
+            assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "PcaBackend"}}, urn
+        elif "*" in resources:
             assert all(
                 a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:", "ec2messages:")) for a in actions
             ), urn
     assert readers, f"{urn}: no statement lets the hosts read their parameters"
+    (decrypt,) = [s for s in document["Statement"] if "kms:Decrypt" in s["Action"]]
+    assert decrypt["Action"] == "kms:Decrypt", urn
+    assert decrypt["Resource"] == f"arn:aws:kms:{REGION}:{ACCOUNT}:key/key-iam-parameter-key", urn
+    assert decrypt["Condition"] == {
+        "StringEquals": {
+            "kms:EncryptionContext:PARAMETER_ARN": expected,
+            "kms:ViaService": f"ssm.{REGION}.amazonaws.com",
+        }
+    }, urn
+    assert [s for s in document["Statement"] if "cloudwatch:PutMetricData" in _dump(s["Action"])], urn
 
     (profile,) = mocks.of_type("aws:iam/instanceProfile:InstanceProfile")
     assert profile.inputs["role"] == role.inputs.get("name", "iam-host-role"), urn
@@ -423,13 +512,15 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
     backend = EncryptedBackend("out", _args(host_count=2))
 
     def check(values: list[Any]) -> None:
-        urn, dns, url, tg, alb_sg, backend_sg, hosts, names, listener, role = values
+        urn, dns, url, tg, alb_sg, backend_sg, group, names, listener, role, key, alarm = values
         assert dns == f"out-alb.{REGION}.elb.amazonaws.com", urn
         assert url == f"https://{dns}", urn
         assert tg.endswith("out-targets"), urn
         assert alb_sg == "sg-out-alb-sg", urn
         assert backend_sg == "sg-out-backend-sg", urn
-        assert hosts == ["i-out-host-0", "i-out-host-1"], urn
+        assert group == "out-hosts-asg", urn
+        assert key == f"arn:aws:kms:{REGION}:{ACCOUNT}:key/key-out-parameter-key", urn
+        assert alarm.endswith("out-certificate-expiry"), urn
         assert names == {
             "full_chain": "/pca-backend/test/full-chain",
             "private_key": "/pca-backend/test/private-key",
@@ -449,10 +540,12 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         backend.target_group_arn,
         backend.alb_security_group_id,
         backend.backend_security_group_id,
-        backend.host_ids,
+        backend.auto_scaling_group_name,
         backend.parameter_names,
         backend.listener_arn,
         backend.host_role_arn,
+        backend.parameter_key_arn,
+        backend.certificate_alarm_arn,
     ).apply(check)
 
 
@@ -493,6 +586,27 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         ({"tags": {"aws:reserved": "x"}}, "tags"),
         ({"internal": "yes"}, "internal"),
         ({"http_redirect": 1}, "http_redirect"),
+        ({"host_count": 101}, "host_count must be an integer from 1 to 100"),
+        ({"host_count": 3, "host_min_count": 4}, r"host_min_count must be at most host_count \(3\)"),
+        ({"host_count": 3, "host_max_count": 2}, r"host_max_count must be at least host_count \(3\)"),
+        ({"host_min_count": -1}, "host_min_count must be an integer from 0 to 100"),
+        ({"host_max_count": 101}, "host_max_count must be an integer from 1 to 100"),
+        ({"min_healthy_percent": 101}, "min_healthy_percent must be an integer from 0 to 100"),
+        ({"min_healthy_percent": -1}, "min_healthy_percent must be an integer from 0 to 100"),
+        ({"parameter_kms_key_arn": "alias/mine"}, "parameter_kms_key_arn must be an ARN"),
+        ({"parameter_writer_arns": ["arn:aws:sts::123456789012:assumed-role/x/y"]}, "parameter_writer_arns"),
+        ({"parameter_writer_arns": "arn:aws:iam::123456789012:role/x"}, "parameter_writer_arns must be a list"),
+        (
+            {
+                "parameter_writer_arns": [DEPLOYER_ROLE_ARN],
+                "parameter_kms_key_arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/abcd-1234",
+            },
+            "grant writers in that key's own policy",
+        ),
+        ({"backend_name": "a/b"}, "backend_name must be 1 to 64 letters"),
+        ({"backend_name": "x" * 65}, "backend_name"),
+        ({"certificate_alarm_days": 0}, "certificate_alarm_days must be an integer from 1 to 365"),
+        ({"alarm_topic_arn": "ops-topic"}, "alarm_topic_arn must be an ARN"),
     ],
 )
 def test_bad_args_raise_before_any_resource(mocks: RecordingMocks, overrides: dict[str, Any], message: str) -> None:
@@ -508,3 +622,111 @@ def test_missing_required_argument_is_named(mocks: RecordingMocks) -> None:
     with pytest.raises(ValueError, match="region"):
         EncryptedBackend("missing", args)  # type: ignore[arg-type]
     assert mocks.resources == []
+
+
+def _key_policy(mocks: RecordingMocks) -> dict[str, Any]:
+    (key,) = mocks.of_type("aws:kms/key:Key")
+    return json.loads(key.inputs["policy"])
+
+
+def test_parameters_are_encrypted_with_a_customer_managed_key(mocks: RecordingMocks) -> None:
+    urn = _deploy("kms", _args())
+
+    (key,) = mocks.of_type("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True, urn
+    assert key.inputs["deletionWindowInDays"] == 30, f"{urn}: a deleted key stays restorable"
+    assert key.inputs["keyUsage"] == "ENCRYPT_DECRYPT", urn
+    assert key.inputs["customerMasterKeySpec"] == "SYMMETRIC_DEFAULT", f"{urn}: SSM takes symmetric keys only"
+    (alias,) = mocks.of_type("aws:kms/alias:Alias")
+    assert alias.inputs == {"name": "alias/pca-backend/pca-backend-test", "targetKeyId": "key-kms-parameter-key"}
+    key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/key-kms-parameter-key"
+    for parameter in mocks.of_type("aws:ssm/parameter:Parameter"):
+        assert parameter.inputs["keyId"] == key_arn, f"{urn}: {parameter.name} under aws/ssm"
+
+
+def test_key_policy_lets_only_the_hosts_decrypt_and_the_deployer_write(mocks: RecordingMocks) -> None:
+    urn = _deploy("kms", _args())
+
+    statements = {s["Sid"]: s for s in _key_policy(mocks)["Statement"]}
+    assert set(statements) == {"KeyAdministration", "DeployerWritesTheParameters", "HostsReadTheirParameters"}
+    parameter_arns = sorted(
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/pca-backend/test/{suffix}"
+        for suffix in ("full-chain", "private-key", "ca-bundle")
+    )
+    only_these_parameters = {
+        "StringEquals": {
+            "kms:EncryptionContext:PARAMETER_ARN": parameter_arns,
+            "kms:ViaService": f"ssm.{REGION}.amazonaws.com",
+        }
+    }
+    admin = statements["KeyAdministration"]
+    assert admin["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, urn
+    assert "kms:*" not in admin["Action"], f"{urn}: the account default would let IAM policies grant Decrypt"
+    for action in admin["Action"]:
+        assert not action.startswith(("kms:Decrypt", "kms:Encrypt", "kms:ReEncrypt", "kms:GenerateDataKey")), action
+    assert {"kms:Put*", "kms:ScheduleKeyDeletion", "kms:Enable*", "kms:Describe*"} <= set(admin["Action"]), urn
+
+    writer = statements["DeployerWritesTheParameters"]
+    # The role behind the deploying session, not the session (its name changes with every run).
+    assert writer["Principal"] == {"AWS": [DEPLOYER_ROLE_ARN]}, urn
+    assert sorted(writer["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], urn
+    assert writer["Condition"] == only_these_parameters, urn
+
+    hosts = statements["HostsReadTheirParameters"]
+    assert hosts["Principal"] == {"AWS": f"arn:aws:mock:{REGION}:{ACCOUNT}:aws:iam/role:Role/kms-host-role"}, urn
+    assert hosts["Action"] == ["kms:Decrypt"], urn
+    assert hosts["Condition"] == only_these_parameters, urn
+    for statement in statements.values():
+        assert statement["Effect"] == "Allow", urn
+        assert statement["Principal"] != {"AWS": "*"}, urn
+
+
+def test_named_writers_replace_the_deploying_identity(mocks: RecordingMocks) -> None:
+    writers = [f"arn:aws:iam::{ACCOUNT}:role/preview", f"arn:aws:iam::{ACCOUNT}:role/deploy"]
+    urn = _deploy("writers", _args(parameter_writer_arns=writers))
+
+    statements = {s["Sid"]: s for s in _key_policy(mocks)["Statement"]}
+    assert statements["DeployerWritesTheParameters"]["Principal"] == {"AWS": sorted(writers)}, urn
+    assert not [c for c in mocks.calls if c.token == "aws:iam/getSessionContext:getSessionContext"], urn
+
+
+def test_an_existing_key_is_used_as_given(mocks: RecordingMocks) -> None:
+    existing = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    urn = _deploy("byok", _args(parameter_kms_key_arn=existing))
+
+    assert not mocks.of_type("aws:kms/key:Key"), urn
+    assert not mocks.of_type("aws:kms/alias:Alias"), urn
+    for parameter in mocks.of_type("aws:ssm/parameter:Parameter"):
+        assert parameter.inputs["keyId"] == existing, urn
+    (policy,) = mocks.of_type("aws:iam/rolePolicy:RolePolicy")
+    (decrypt,) = [s for s in json.loads(policy.inputs["policy"])["Statement"] if s["Action"] == "kms:Decrypt"]
+    assert decrypt["Resource"] == existing, urn
+
+
+def test_certificate_expiry_alarm(mocks: RecordingMocks) -> None:
+    urn = _deploy("alarm", _args(backend_name="payments-prod", certificate_alarm_days=10))
+
+    (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    inputs = alarm.inputs
+    assert (inputs["namespace"], inputs["metricName"]) == ("PcaBackend", "CertificateDaysToExpiry"), urn
+    assert inputs["dimensions"] == {"Backend": "payments-prod"}, urn
+    assert inputs["statistic"] == "Minimum", f"{urn}: the worst host decides"
+    assert inputs["threshold"] == 10, urn
+    assert inputs["comparisonOperator"] == "LessThanThreshold", urn
+    assert inputs["treatMissingData"] == "breaching", f"{urn}: silence is a problem too"
+    assert inputs["evaluationPeriods"] == 1, urn
+    assert inputs["period"] == 3600, urn
+    assert inputs.get("alarmActions", []) == [], urn
+    (alias,) = mocks.of_type("aws:kms/alias:Alias")
+    assert alias.inputs["name"] == "alias/pca-backend/payments-prod", urn
+
+
+def test_alarm_defaults_and_topic(mocks: RecordingMocks) -> None:
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:ops"
+    urn = _deploy("alarmdef", _args(alarm_topic_arn=topic))
+
+    (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert alarm.inputs["threshold"] == 14, urn
+    assert alarm.inputs["dimensions"] == {"Backend": "pca-backend-test"}, f"{urn}: named after the prefix"
+    assert alarm.inputs["alarmActions"] == [topic], urn
+    assert alarm.inputs["okActions"] == [topic], urn

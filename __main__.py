@@ -76,6 +76,16 @@ if settings.certificate is not None and settings.backend is not None:
             "parameter_prefix": settings.parameter_prefix,
             "region": settings.region,
             "ami_parameter": backend_settings.ami_parameter,
+            "host_min_count": backend_settings.host_min_count,
+            "host_max_count": backend_settings.host_max_count,
+            "min_healthy_percent": backend_settings.host_min_healthy_percent,
+            **(
+                {"parameter_kms_key_arn": backend_settings.parameter_kms_key_arn}
+                if backend_settings.parameter_kms_key_arn
+                else {"parameter_writer_arns": list(backend_settings.parameter_writer_arns)}
+            ),
+            "certificate_alarm_days": backend_settings.cert_expiry_alarm_days,
+            "alarm_topic_arn": backend_settings.cert_expiry_alarm_topic_arn,
         },
     )
 
@@ -88,5 +98,5 @@ if settings.certificate is not None and settings.backend is not None:
     pulumi.export("targetGroupArn", backend.target_group_arn)
     pulumi.export("albSecurityGroupId", backend.alb_security_group_id)
     pulumi.export("backendSecurityGroupId", backend.backend_security_group_id)
-    pulumi.export("hostIds", backend.host_ids)
+    pulumi.export("autoScalingGroupName", backend.auto_scaling_group_name)
     pulumi.export("parameterNames", backend.parameter_names)

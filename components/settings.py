@@ -25,6 +25,9 @@ _CA_ARN = re.compile(r"^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:\d{12}:certificate-aut
 _ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")
 _STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 _SG_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
 class SettingsError(ValueError):
@@ -96,6 +99,17 @@ class BackendSettings:
     alb_certificate_arn: str | None
     alb_domain_name: str | None
     ami_parameter: str
+    host_min_count: int
+    """The Auto Scaling group's minimum size (hostCount is its desired capacity)."""
+    host_max_count: int
+    host_min_healthy_percent: int
+    """Share of hostCount an instance refresh keeps in service."""
+    parameter_kms_key_arn: str | None
+    """An existing KMS key for the TLS parameters; None: the stack creates one."""
+    parameter_writer_arns: tuple[str, ...]
+    """Who the created key lets write the parameters; empty: the identity running `pulumi up`."""
+    cert_expiry_alarm_days: int
+    cert_expiry_alarm_topic_arn: str | None
 
 
 @dataclass(frozen=True)
@@ -207,7 +221,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, project: str, region: 
     ca = _parse_ca(read, stack=stack, project=project)
     backend_enabled = read.boolean("backendEnabled", True)
     certificate = _parse_certificate(read, ca) if backend_enabled else None
-    backend = _parse_backend(read, ca) if backend_enabled else None
+    backend = _parse_backend(read, ca, certificate) if backend_enabled and certificate else None
 
     endpoint_url = read.string("awsEndpointUrl")
     if endpoint_url and not re.match(r"^https?://[^\s/]+(:\d+)?/?$", endpoint_url):
@@ -338,7 +352,7 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
     )
 
 
-def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
+def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettings) -> BackendSettings:
     network_cidr = read.string("networkCidr")
     vpc_id = read.string("vpcId")
     alb_subnets = read.strings("albSubnetIds", lambda s: s.startswith("subnet-"), "a subnet ID (subnet-...)")
@@ -388,6 +402,7 @@ def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
     health_path = read.string("healthCheckPath", "/healthz") or "/healthz"
     if not re.match(r"^/[A-Za-z0-9._~/-]*$", health_path):
         read.problem("healthCheckPath", f"{health_path!r} must be an absolute URL path such as /healthz")
+    host_count = read.integer("hostCount", 2, 1, 50)
     return BackendSettings(
         network_cidr=network_cidr,
         vpc_id=vpc_id or "",
@@ -396,14 +411,69 @@ def _parse_backend(read: _Reader, ca: CaSettings) -> BackendSettings:
         alb_internal=internal,
         alb_ingress_cidrs=cidrs,
         peer_security_group_ids=read.strings("peerSecurityGroupIds", _is_security_group_id, "a security group ID"),
-        host_count=read.integer("hostCount", 2, 1, 50),
+        host_count=host_count,
         instance_type=read.string("instanceType", "t3.micro") or "t3.micro",
         http_redirect=read.boolean("httpRedirect", True),
         health_check_path=health_path,
         alb_certificate_arn=certificate_arn,
         alb_domain_name=domain_name,
         ami_parameter=read.string("amiParameter", AL2023_AMI_PARAMETER) or AL2023_AMI_PARAMETER,
+        **_parse_fleet(read, host_count),
+        **_parse_parameter_key(read),
+        **_parse_expiry_alarm(read, certificate),
     )
+
+
+def _parse_fleet(read: _Reader, host_count: int) -> dict[str, Any]:
+    """The Auto Scaling group around hostCount: min <= hostCount <= max (0 means hostCount)."""
+    minimum = read.integer("hostMinCount", 0, 0, 50) or host_count
+    maximum = read.integer("hostMaxCount", 0, 0, 50) or host_count
+    if minimum > host_count:
+        read.problem("hostMinCount", f"is {minimum} but must be at most hostCount ({host_count}); 0 means hostCount")
+    if maximum < host_count:
+        read.problem("hostMaxCount", f"is {maximum} but must be at least hostCount ({host_count}); 0 means hostCount")
+    return {
+        "host_min_count": minimum,
+        "host_max_count": maximum,
+        # AWS's range for an instance refresh's MinHealthyPercentage.
+        "host_min_healthy_percent": read.integer("hostMinHealthyPercent", 100, 0, 100),
+    }
+
+
+def _parse_parameter_key(read: _Reader) -> dict[str, Any]:
+    key_arn = read.string("parameterKmsKeyArn")
+    if key_arn and not _KMS_KEY_ARN.match(key_arn):
+        read.problem(
+            "parameterKmsKeyArn", f"{key_arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)"
+        )
+    writers = read.strings(
+        "parameterWriterArns", lambda arn: bool(_IAM_PRINCIPAL_ARN.match(arn)), "an IAM role or user ARN"
+    )
+    if key_arn and writers:
+        read.problem(
+            "parameterWriterArns",
+            "only applies to the key the stack creates; grant writers in parameterKmsKeyArn's policy",
+        )
+    return {"parameter_kms_key_arn": key_arn, "parameter_writer_arns": writers}
+
+
+def _parse_expiry_alarm(read: _Reader, certificate: CertificateSettings) -> dict[str, Any]:
+    """certExpiryAlarmDays must fall inside the renewal window: a fleet waiting for its next `pulumi up` in
+    that window is healthy. 0 (the default) means 14, or half the window when that is shorter."""
+    window = certificate.renew_before_days or certificate.validity_days // 3
+    days = read.integer("certExpiryAlarmDays", 0, 0, 365)
+    if days and days >= window:
+        read.problem(
+            "certExpiryAlarmDays",
+            f"is {days} but must be less than the renewal window ({window} days, certRenewBeforeDays or a third of "
+            "certValidityDays): certificates waiting in that window for the next pulumi up would raise the alarm",
+        )
+    topic = read.string("certExpiryAlarmTopicArn")
+    if topic and not _SNS_TOPIC_ARN.match(topic):
+        read.problem(
+            "certExpiryAlarmTopicArn", f"{topic!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"
+        )
+    return {"cert_expiry_alarm_days": days or min(14, max(1, window // 2)), "cert_expiry_alarm_topic_arn": topic}
 
 
 def load_settings() -> Settings:
@@ -422,7 +492,9 @@ def load_settings() -> Settings:
 
 
 #: The settings that are lists (`type: array` in Pulumi.yaml).
-LIST_KEYS = frozenset({"certNames", "albSubnetIds", "hostSubnetIds", "albIngressCidrs", "peerSecurityGroupIds"})
+LIST_KEYS = frozenset(
+    {"certNames", "albSubnetIds", "hostSubnetIds", "albIngressCidrs", "peerSecurityGroupIds", "parameterWriterArns"}
+)
 
 #: Every project setting. Tests check that Pulumi.yaml declares exactly these.
 CONFIG_KEYS = (
@@ -466,6 +538,13 @@ CONFIG_KEYS = (
     "albCertificateArn",
     "albDomainName",
     "amiParameter",
+    "hostMinCount",
+    "hostMaxCount",
+    "hostMinHealthyPercent",
+    "parameterKmsKeyArn",
+    "parameterWriterArns",
+    "certExpiryAlarmDays",
+    "certExpiryAlarmTopicArn",
     "awsEndpointUrl",
     "parameterPrefix",
 )

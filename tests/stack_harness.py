@@ -175,6 +175,8 @@ class _Mocks(RecordingMocks):
             outputs.update(dnsName=f"internal-{name}-123.us-east-1.elb.amazonaws.com", arn=f"arn:aws:elb:{name}")
         elif typ == "aws:acm/certificate:Certificate":
             outputs.update(arn=f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/{name}")
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            outputs.update(latestVersion=1)
         elif typ == "aws:ssm/parameter:Parameter":
             outputs.update(arn=f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter{inputs.get('name', name)}")
         else:
@@ -186,6 +188,8 @@ class _Mocks(RecordingMocks):
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/mock", "userId": "mock", "id": ACCOUNT}
+        if token == "aws:iam/getSessionContext:getSessionContext":
+            return {"arn": args.get("arn"), "issuerArn": args.get("arn"), "id": args.get("arn")}
         if token == "aws:index/getRegion:getRegion":
             return {"name": "us-east-1", "region": "us-east-1", "id": "us-east-1"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":

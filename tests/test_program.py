@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import importlib
 import json
@@ -49,7 +50,7 @@ BACKEND_OUTPUTS = {
     "targetGroupArn",
     "albSecurityGroupId",
     "backendSecurityGroupId",
-    "hostIds",
+    "autoScalingGroupName",
     "parameterNames",
 }
 CONTRACT = {
@@ -236,21 +237,75 @@ def test_backend_forwards_https_to_https_targets(run: StackRun) -> None:
         actions = redirect.inputs["defaultActions"]
         assert [action["type"] for action in actions] == ["redirect"], f"{redirect.urn}: HTTP may only redirect"
         assert actions[0]["redirect"]["protocol"] == "HTTPS", redirect.urn
-    assert len(run.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")) == run.config["pca-backend:hostCount"]
+    group = run.one("aws:autoscaling/group:Group")
+    assert group.inputs["targetGroupArns"] == [
+        target_group.inputs.get("arn", f"arn:aws:mock:us-east-1:123456789012:{target_group.name}")
+    ]
+    assert group.inputs["desiredCapacity"] == run.config["pca-backend:hostCount"], group.urn
 
 
 def test_backend_hosts_are_hardened(run: StackRun) -> None:
-    hosts = run.of_type("aws:ec2/instance:Instance")
-    expected = run.config["pca-backend:hostCount"] if run.config["pca-backend:backendEnabled"] else 0
-    assert len(hosts) == expected, run.stack
-    for host in hosts:
-        assert host.inputs["ami"] == MOCK_AMI, f"{host.urn}: AMI from the public SSM parameter"
-        assert host.inputs["metadataOptions"]["httpTokens"] == "required", f"{host.urn}: IMDSv2"
-        assert host.inputs["rootBlockDevice"]["encrypted"] is True, host.urn
-        assert "keyName" not in host.inputs, f"{host.urn}: no SSH key; Session Manager instead"
-        user_data = host.inputs["userData"]
-        assert "PRIVATE KEY" not in user_data, f"{host.urn}: key material in user data"
+    assert not run.of_type("aws:ec2/instance:Instance"), f"{run.stack}: hosts come from the Auto Scaling group"
+    templates = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert len(templates) == (1 if run.config["pca-backend:backendEnabled"] else 0), run.stack
+    for template in templates:
+        assert template.inputs["imageId"] == MOCK_AMI, f"{template.urn}: AMI from the public SSM parameter"
+        assert template.inputs["metadataOptions"]["httpTokens"] == "required", f"{template.urn}: IMDSv2"
+        assert template.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true", template.urn
+        assert "keyName" not in template.inputs, f"{template.urn}: no SSH key; Session Manager instead"
+        user_data = base64.b64decode(template.inputs["userData"]).decode()
+        assert "PRIVATE KEY" not in user_data, f"{template.urn}: key material in user data"
         assert f"{run.config['pca-backend:parameterPrefix'] or '/pca-backend/' + run.stack}/private-key" in user_data
+
+
+def test_host_fleet_rolls_within_the_configured_sizes(run: StackRun) -> None:
+    if not run.config["pca-backend:backendEnabled"]:
+        assert not run.of_type("aws:autoscaling/group:Group"), run.stack
+        return
+    count = run.config["pca-backend:hostCount"]
+    group = run.one("aws:autoscaling/group:Group")
+    assert group.inputs["minSize"] == (run.config["pca-backend:hostMinCount"] or count), group.urn
+    assert group.inputs["maxSize"] == (run.config["pca-backend:hostMaxCount"] or count), group.urn
+    assert group.inputs["healthCheckType"] == "ELB", group.urn
+    refresh = group.inputs["instanceRefresh"]
+    assert refresh["strategy"] == "Rolling", group.urn
+    assert refresh["preferences"]["minHealthyPercentage"] == run.config["pca-backend:hostMinHealthyPercent"]
+    template = run.one("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.urn in group.dependencies, f"{group.urn} launches from the template"
+
+
+def test_parameters_use_the_backend_key(run: StackRun) -> None:
+    if not run.config["pca-backend:backendEnabled"]:
+        assert not run.of_type("aws:kms/key:Key"), run.stack
+        return
+    key = run.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True, key.urn
+    assert key.inputs["deletionWindowInDays"] == 30, key.urn
+    statements = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
+    # The mocked deployer is an IAM user: the session context passes it through.
+    assert statements["DeployerWritesTheParameters"]["Principal"] == {"AWS": ["arn:aws:iam::123456789012:user/mock"]}
+    hosts = statements["HostsReadTheirParameters"]
+    assert hosts["Action"] == ["kms:Decrypt"], key.urn
+    assert "kms:EncryptionContext:PARAMETER_ARN" in hosts["Condition"]["StringEquals"], key.urn
+    for parameter in run.of_type("aws:ssm/parameter:Parameter"):
+        assert parameter.inputs["keyId"] == f"arn:aws:mock:us-east-1:123456789012:{key.name}", parameter.urn
+        assert key.urn in parameter.dependencies, parameter.urn
+
+
+def test_certificate_expiry_alarm_per_backend(run: StackRun) -> None:
+    alarms = run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    if not run.config["pca-backend:backendEnabled"]:
+        assert not alarms, run.stack
+        return
+    (alarm,) = alarms
+    prefix = run.config["pca-backend:parameterPrefix"] or f"/pca-backend/{run.stack}"
+    assert alarm.inputs["dimensions"] == {"Backend": prefix.strip("/").replace("/", "-")}, alarm.urn
+    assert (alarm.inputs["namespace"], alarm.inputs["metricName"]) == ("PcaBackend", "CertificateDaysToExpiry")
+    assert alarm.inputs["statistic"] == "Minimum", alarm.urn
+    validity = run.config["pca-backend:certValidityDays"] or 90
+    expected = run.config["pca-backend:certExpiryAlarmDays"] or min(14, max(1, validity // 3 // 2))
+    assert alarm.inputs["threshold"] == expected, alarm.urn
+    assert alarm.inputs["threshold"] < validity // 3, f"{alarm.urn}: inside the renewal window"
 
 
 def test_host_role_reads_only_its_parameters(run: StackRun) -> None:
@@ -259,6 +314,8 @@ def test_host_role_reads_only_its_parameters(run: StackRun) -> None:
     prefix = run.config["pca-backend:parameterPrefix"] or f"/pca-backend/{run.stack}"
     policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     reads = [s for s in policy["Statement"] if any("ssm:GetParameter" in a for a in _actions(s))]
+    (metrics,) = [s for s in policy["Statement"] if "cloudwatch:PutMetricData" in _actions(s)]
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "PcaBackend"}}, metrics
     assert len(reads) == 1, policy
     assert sorted(reads[0]["Resource"]) == sorted(
         f"arn:aws:ssm:us-east-1:123456789012:parameter{prefix}/{name}"

@@ -663,3 +663,81 @@ def test_every_problem_is_reported_at_once() -> None:
     assert sorted(keys) == sorted(
         ["aws:region", "caMode", "caCountry", "vpcId", "hostCount", "healthCheckPath", "awsEndpointUrl"]
     ), found
+
+
+# --- host fleet, parameter key, expiry alarm ---------------------------------------------------------------
+
+
+def test_fleet_key_and_alarm_defaults() -> None:
+    backend = parse(hostCount=3).backend
+    assert backend is not None
+    assert (backend.host_min_count, backend.host_count, backend.host_max_count) == (3, 3, 3)
+    assert backend.host_min_healthy_percent == 100
+    assert (backend.parameter_kms_key_arn, backend.parameter_writer_arns) == (None, ())
+    # 90-day certificates renew in their last 30 days; the alarm fires at 14.
+    assert backend.cert_expiry_alarm_days == 14
+    assert backend.cert_expiry_alarm_topic_arn is None
+
+
+@pytest.mark.parametrize(
+    ("validity", "renew_before", "alarm"),
+    [(90, 0, 14), (30, 0, 5), (60, 0, 10), (7, 0, 1), (90, 10, 5), (3, 0, 1)],
+)
+def test_alarm_days_default_to_inside_the_renewal_window(validity: int, renew_before: int, alarm: int) -> None:
+    backend = parse(certValidityDays=validity, certRenewBeforeDays=renew_before).backend
+    assert backend is not None
+    assert backend.cert_expiry_alarm_days == alarm
+
+
+def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    topic = "arn:aws:sns:eu-west-1:123456789012:pca-alarms"
+    backend = parse(
+        hostCount="3",
+        hostMinCount="2",
+        hostMaxCount="6",
+        hostMinHealthyPercent="50",
+        parameterKmsKeyArn=key,
+        certExpiryAlarmDays="20",
+        certExpiryAlarmTopicArn=topic,
+    ).backend
+    assert backend is not None
+    assert (backend.host_min_count, backend.host_max_count, backend.host_min_healthy_percent) == (2, 6, 50)
+    assert backend.parameter_kms_key_arn == key
+    assert (backend.cert_expiry_alarm_days, backend.cert_expiry_alarm_topic_arn) == (20, topic)
+    writers = ["arn:aws:iam::123456789012:role/deploy", "arn:aws:iam::123456789012:role/ci/preview"]
+    named = parse(parameterWriterArns=writers).backend
+    assert named is not None
+    assert named.parameter_writer_arns == tuple(writers)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "allowed"),
+    [
+        ({"hostCount": 3, "hostMinCount": 4}, "hostMinCount", "is 4 but must be at most hostCount (3)"),
+        ({"hostCount": 3, "hostMaxCount": 2}, "hostMaxCount", "is 2 but must be at least hostCount (3)"),
+        ({"hostMaxCount": 51}, "hostMaxCount", "must be from 0 to 50"),
+        ({"hostMinHealthyPercent": 101}, "hostMinHealthyPercent", "must be from 0 to 100"),
+        ({"hostMinHealthyPercent": -5}, "hostMinHealthyPercent", "must be from 0 to 100"),
+        ({"parameterKmsKeyArn": "alias/aws/ssm"}, "parameterKmsKeyArn", "is not a KMS key ARN"),
+        (
+            {"parameterWriterArns": ["arn:aws:sts::123456789012:assumed-role/deploy/run-1"]},
+            "parameterWriterArns",
+            "is not an IAM role or user ARN",
+        ),
+        (
+            {
+                "parameterKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abcd",
+                "parameterWriterArns": ["arn:aws:iam::123456789012:role/deploy"],
+            },
+            "parameterWriterArns",
+            "only applies to the key the stack creates",
+        ),
+        ({"certExpiryAlarmDays": 30}, "certExpiryAlarmDays", "must be less than the renewal window (30 days"),
+        ({"certValidityDays": 30, "certExpiryAlarmDays": 14}, "certExpiryAlarmDays", "renewal window (10 days"),
+        ({"certExpiryAlarmDays": 400}, "certExpiryAlarmDays", "must be from 0 to 365"),
+        ({"certExpiryAlarmTopicArn": "pca-alarms"}, "certExpiryAlarmTopicArn", "is not an SNS topic ARN"),
+    ],
+)
+def test_fleet_key_and_alarm_rules(changes: dict[str, Any], key: str, allowed: str) -> None:
+    assert allowed in problem_of(key, **changes)

@@ -53,6 +53,8 @@ VPC_INGRESS_RULE_TYPE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRu
 EC2_RULE_TYPE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INSTANCE_TYPE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
+LAUNCH_CONFIGURATION_TYPE = "aws:ec2/launchConfiguration:LaunchConfiguration"
+AUTOSCALING_GROUP_TYPE = "aws:autoscaling/group:Group"
 VOLUME_TYPE = "aws:ebs/volume:Volume"
 PUBLIC_ACCESS_BLOCK_TYPE = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 BUCKET_TYPES = frozenset({"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"})
@@ -451,11 +453,13 @@ no_ssh_ingress = _policy(
 )
 
 
-# --- instances and volumes --------------------------------------------------------------------------------
+# --- instances, launch templates, Auto Scaling groups and volumes -----------------------------------------
+#
+# Hosts are checked wherever they are defined: an instance, a launch template, or a launch configuration.
 
 
 def _validate_imdsv2(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type not in (INSTANCE_TYPE, LAUNCH_TEMPLATE_TYPE):
+    if args.resource_type not in (INSTANCE_TYPE, LAUNCH_TEMPLATE_TYPE, LAUNCH_CONFIGURATION_TYPE):
         return
     if (
         args.resource_type == INSTANCE_TYPE
@@ -480,60 +484,119 @@ def _validate_imdsv2(args: ResourceValidationArgs, report_violation: ReportViola
 
 imdsv2_required = _policy(
     "imdsv2-required",
-    "EC2 instances and launch templates require IMDSv2 (metadata_options.http_tokens='required').",
+    "EC2 instances, launch templates and launch configurations require IMDSv2 "
+    "(metadata_options.http_tokens='required').",
     _validate_imdsv2,
 )
+
+
+def _instance_volume_gaps(props: Any, what: str) -> list[str]:
+    """Violations of an instance's or launch configuration's root and EBS block devices."""
+    gaps = []
+    root = _get(props, "rootBlockDevice")
+    if root is None and _known(_get(props, "launchTemplate")):
+        pass  # The launch template's block device mappings apply and are checked there.
+    elif _known(root) or root is None:
+        encrypted = _get(root, "encrypted")
+        if not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
+            gaps.append(
+                f"{what} root volume is not encrypted (root_block_device.encrypted is not True; "
+                "whether AWS encrypts it otherwise depends on an account setting). "
+                "Set root_block_device={'encrypted': True, ...}."
+            )
+    for index, device in enumerate(_items(_get(props, "ebsBlockDevices"))):
+        encrypted = _get(device, "encrypted")
+        if _known(device) and not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
+            name = _get(device, "deviceName")
+            gaps.append(
+                f"{what} EBS block device {index} ({name or 'unnamed'}) is not encrypted. "
+                "Set encrypted=True on every ebs_block_devices entry."
+            )
+    return gaps
+
+
+def _launch_template_volume_gaps(props: Any) -> list[str]:
+    mappings = _get(props, "blockDeviceMappings")
+    if _is_unknown(mappings):
+        return []
+    ebs_mappings = [(index, m) for index, m in enumerate(_items(mappings)) if _known(_get(m, "ebs"))]
+    if not ebs_mappings:
+        return [
+            "Launch template has no EBS block device mapping, so whether its hosts' root volume is encrypted "
+            "depends on the AMI and an account setting. Map the root device with "
+            "block_device_mappings=[{'device_name': '/dev/xvda', 'ebs': {'encrypted': 'true', ...}}]."
+        ]
+    gaps = []
+    for index, mapping in ebs_mappings:
+        encrypted = _get(mapping, "ebs", "encrypted")
+        if not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
+            name = _get(mapping, "deviceName")
+            gaps.append(
+                f"Launch template block device mapping {index} ({name or 'unnamed'}) is not encrypted. "
+                "Set ebs={'encrypted': 'true', ...}."
+            )
+    return gaps
 
 
 def _validate_encrypted_volumes(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     props = args.props
     if args.resource_type == VOLUME_TYPE:
         encrypted = _get(props, "encrypted")
-        if not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
-            report_violation("EBS volume is not encrypted. Set encrypted=True.", None)
-        return
-    if args.resource_type == INSTANCE_TYPE:
-        root = _get(props, "rootBlockDevice")
-        if root is None and _known(_get(props, "launchTemplate")):
-            pass  # The launch template's block device mappings apply and are checked there.
-        elif _known(root) or root is None:
-            encrypted = _get(root, "encrypted")
-            if not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
-                report_violation(
-                    "Instance root volume is not encrypted (root_block_device.encrypted is not True; "
-                    "whether AWS encrypts it otherwise depends on an account setting). "
-                    "Set root_block_device={'encrypted': True, ...}.",
-                    None,
-                )
-        for index, device in enumerate(_items(_get(props, "ebsBlockDevices"))):
-            encrypted = _get(device, "encrypted")
-            if _known(device) and not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
-                name = _get(device, "deviceName")
-                report_violation(
-                    f"Instance EBS block device {index} ({name or 'unnamed'}) is not encrypted. "
-                    "Set encrypted=True on every ebs_block_devices entry.",
-                    None,
-                )
-        return
-    if args.resource_type == LAUNCH_TEMPLATE_TYPE:
-        for index, mapping in enumerate(_items(_get(props, "blockDeviceMappings"))):
-            ebs = _get(mapping, "ebs")
-            if not _known(ebs):
-                continue  # Instance-store or virtual device: nothing to encrypt here.
-            encrypted = _get(ebs, "encrypted")
-            if not _is_unknown(encrypted) and _as_bool(encrypted) is not True:
-                name = _get(mapping, "deviceName")
-                report_violation(
-                    f"Launch template block device mapping {index} ({name or 'unnamed'}) is not encrypted. "
-                    "Set ebs={'encrypted': 'true', ...}.",
-                    None,
-                )
+        gaps = (
+            []
+            if _is_unknown(encrypted) or _as_bool(encrypted) is True
+            else ["EBS volume is not encrypted. Set encrypted=True."]
+        )
+    elif args.resource_type == INSTANCE_TYPE:
+        gaps = _instance_volume_gaps(props, "Instance")
+    elif args.resource_type == LAUNCH_CONFIGURATION_TYPE:
+        gaps = _instance_volume_gaps(props, "Launch configuration")
+    elif args.resource_type == LAUNCH_TEMPLATE_TYPE:
+        gaps = _launch_template_volume_gaps(props)
+    else:
+        gaps = []
+    for message in gaps:
+        report_violation(message, None)
 
 
 encrypted_volumes = _policy(
     "ebs-volumes-encrypted",
-    "Instance root and EBS block devices, launch template EBS mappings and EBS volumes are encrypted.",
+    "Instance and launch configuration root and EBS block devices, launch template EBS mappings (a template "
+    "must map at least one) and EBS volumes are encrypted.",
     _validate_encrypted_volumes,
+)
+
+
+def _validate_autoscaling_group(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != AUTOSCALING_GROUP_TYPE:
+        return
+    props = args.props
+    if _known(_get(props, "launchConfiguration")):
+        report_violation(
+            "Auto Scaling group launches from a launch configuration, which AWS no longer develops and which "
+            "cannot roll hosts through a launch template version. Use launch_template={'id': ..., 'version': ...}.",
+            None,
+        )
+    targets = _get(props, "targetGroupArns")
+    serves_traffic = _is_unknown(targets) or any(True for _ in _items(targets))
+    health_check_type = _get(props, "healthCheckType")
+    if serves_traffic and not _is_unknown(health_check_type) and str(health_check_type or "EC2").upper() != "ELB":
+        shown = (
+            "not set (AWS then uses EC2 status checks only)" if health_check_type is None else repr(health_check_type)
+        )
+        report_violation(
+            f"Auto Scaling group behind a load balancer has health_check_type {shown}: a host whose HTTPS health "
+            "check fails would stay in service, and an instance refresh would count it healthy. "
+            "Set health_check_type='ELB' with a health_check_grace_period.",
+            None,
+        )
+
+
+autoscaling_groups_behind_load_balancers = _policy(
+    "autoscaling-groups-elb-health-checked",
+    "Auto Scaling groups launch from launch templates (checked by the IMDSv2 and volume policies), and those "
+    "attached to target groups replace hosts that fail the load balancer's health check (health_check_type ELB).",
+    _validate_autoscaling_group,
 )
 
 
@@ -740,6 +803,7 @@ RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     no_ssh_ingress,
     imdsv2_required,
     encrypted_volumes,
+    autoscaling_groups_behind_load_balancers,
     s3_public_access_block_strict,
     no_public_s3_acls,
     ssm_parameters_secure_string,

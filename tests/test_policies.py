@@ -27,6 +27,8 @@ VPC_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EC2_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INSTANCE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+LAUNCH_CONFIGURATION = "aws:ec2/launchConfiguration:LaunchConfiguration"
+ASG = "aws:autoscaling/group:Group"
 VOLUME = "aws:ebs/volume:Volume"
 PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 BUCKET = "aws:s3/bucketV2:BucketV2"
@@ -296,6 +298,63 @@ def test_volumes_and_launch_template_mappings():
     assert run(guardrails.encrypted_volumes, LAUNCH_TEMPLATE, good) == []
     bad = {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"volumeSize": 8}}]}
     assert run(guardrails.encrypted_volumes, LAUNCH_TEMPLATE, bad)
+
+
+def test_launch_template_without_an_ebs_mapping_fails():
+    """Hosts from a template without a root mapping get whatever encryption the AMI and account default give."""
+    messages = run(guardrails.encrypted_volumes, LAUNCH_TEMPLATE, {"metadataOptions": {"httpTokens": "required"}})
+    assert_one(messages, "no EBS block device mapping")
+    instance_store_only = {"blockDeviceMappings": [{"deviceName": "/dev/sdb", "virtualName": "ephemeral0"}]}
+    assert_one(run(guardrails.encrypted_volumes, LAUNCH_TEMPLATE, instance_store_only), "/dev/xvda")
+    unknown = {"blockDeviceMappings": UNKNOWN_STRING_VALUE}
+    assert run(guardrails.encrypted_volumes, LAUNCH_TEMPLATE, unknown) == []
+
+
+GOOD_LAUNCH_CONFIGURATION = {
+    "metadataOptions": {"httpTokens": "required"},
+    "rootBlockDevice": {"encrypted": True},
+}
+
+
+def test_launch_configuration_hosts_are_checked_like_instances():
+    assert run(guardrails.imdsv2_required, LAUNCH_CONFIGURATION, GOOD_LAUNCH_CONFIGURATION) == []
+    assert run(guardrails.encrypted_volumes, LAUNCH_CONFIGURATION, GOOD_LAUNCH_CONFIGURATION) == []
+    assert_one(run(guardrails.imdsv2_required, LAUNCH_CONFIGURATION, {}), "http_tokens")
+    bad_root = GOOD_LAUNCH_CONFIGURATION | {"rootBlockDevice": {"volumeSize": 8}}
+    assert_one(run(guardrails.encrypted_volumes, LAUNCH_CONFIGURATION, bad_root), "Launch configuration root volume")
+
+
+GOOD_GROUP = {
+    "launchTemplate": {"id": "lt-1", "version": "3"},
+    "targetGroupArns": ["arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/backend/1"],
+    "healthCheckType": "ELB",
+    "healthCheckGracePeriod": 300,
+}
+
+
+def test_autoscaling_group_behind_a_load_balancer_passes():
+    assert run(guardrails.autoscaling_groups_behind_load_balancers, ASG, GOOD_GROUP) == []
+    # Not behind a load balancer: EC2 status checks are all there is.
+    batch = {"launchTemplate": {"id": "lt-1"}, "healthCheckType": "EC2"}
+    assert run(guardrails.autoscaling_groups_behind_load_balancers, ASG, batch) == []
+    unknown = GOOD_GROUP | {"healthCheckType": UNKNOWN_STRING_VALUE}
+    assert run(guardrails.autoscaling_groups_behind_load_balancers, ASG, unknown) == []
+
+
+@pytest.mark.parametrize(
+    ("props", "needle"),
+    [
+        ({k: v for k, v in GOOD_GROUP.items() if k != "healthCheckType"}, "not set"),
+        (GOOD_GROUP | {"healthCheckType": "EC2"}, "'EC2'"),
+        (GOOD_GROUP | {"targetGroupArns": UNKNOWN_STRING_VALUE, "healthCheckType": "EC2"}, "health_check_type"),
+        (
+            {k: v for k, v in GOOD_GROUP.items() if k != "launchTemplate"} | {"launchConfiguration": "lc-1"},
+            "launch configuration",
+        ),
+    ],
+)
+def test_autoscaling_group_violations(props: dict[str, Any], needle: str):
+    assert_one(run(guardrails.autoscaling_groups_behind_load_balancers, ASG, props), needle)
 
 
 # --- S3 ---------------------------------------------------------------------------------------------------

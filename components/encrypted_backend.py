@@ -115,6 +115,8 @@ PARAMETER_WRITER_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt",
 PARAMETER_ARN_CONTEXT = "kms:EncryptionContext:PARAMETER_ARN"
 #: A deleted key can be restored (CancelKeyDeletion) for this many days, the most KMS allows.
 KEY_DELETION_WINDOW_DAYS = 30
+# Cost of the key: $1/month, plus $1/month per rotated generation of key material KMS keeps, and $0.03 per
+# 10,000 requests beyond the account's free 20,000 a month (https://aws.amazon.com/kms/pricing/).
 
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")

@@ -592,6 +592,22 @@ def _host_policy(parameter_arns: Sequence[str], key_arn: str, region: str) -> st
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+#: The component's outputs (class annotations below), registered when it is built.
+_OUTPUTS = (
+    "alb_dns_name",
+    "https_url",
+    "target_group_arn",
+    "alb_security_group_id",
+    "backend_security_group_id",
+    "auto_scaling_group_name",
+    "parameter_names",
+    "parameter_key_arn",
+    "certificate_alarm_arn",
+    "listener_arn",
+    "host_role_arn",
+)
+
+
 class EncryptedBackend(pulumi.ComponentResource):
     """An application load balancer forwarding HTTPS to nginx hosts that serve a Private CA certificate.
 
@@ -694,21 +710,7 @@ class EncryptedBackend(pulumi.ComponentResource):
         self.certificate_alarm_arn = alarm.arn
         self.listener_arn = listener.arn
         self.host_role_arn = role.arn
-        self.register_outputs(
-            {
-                "alb_dns_name": self.alb_dns_name,
-                "https_url": self.https_url,
-                "target_group_arn": self.target_group_arn,
-                "alb_security_group_id": self.alb_security_group_id,
-                "backend_security_group_id": self.backend_security_group_id,
-                "auto_scaling_group_name": self.auto_scaling_group_name,
-                "parameter_names": self.parameter_names,
-                "parameter_key_arn": self.parameter_key_arn,
-                "certificate_alarm_arn": self.certificate_alarm_arn,
-                "listener_arn": self.listener_arn,
-                "host_role_arn": self.host_role_arn,
-            }
-        )
+        self.register_outputs({output: getattr(self, output) for output in _OUTPUTS})
 
     def _tags(self, resource_name: str, **extra: str) -> dict[str, str]:
         return {**self._settings.tags, **extra, "Name": resource_name}

@@ -730,3 +730,10 @@ def test_alarm_defaults_and_topic(mocks: RecordingMocks) -> None:
     assert alarm.inputs["dimensions"] == {"Backend": "pca-backend-test"}, f"{urn}: named after the prefix"
     assert alarm.inputs["alarmActions"] == [topic], urn
     assert alarm.inputs["okActions"] == [topic], urn
+
+
+def test_every_declared_output_is_registered() -> None:
+    from components import encrypted_backend
+
+    declared = {name for name, kind in EncryptedBackend.__annotations__.items() if "Output" in str(kind)}
+    assert set(encrypted_backend._OUTPUTS) == declared

@@ -253,6 +253,10 @@ def test_backend_hosts_are_hardened(run: StackRun) -> None:
         assert template.inputs["metadataOptions"]["httpTokens"] == "required", f"{template.urn}: IMDSv2"
         assert template.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true", template.urn
         assert "keyName" not in template.inputs, f"{template.urn}: no SSH key; Session Manager instead"
+        # Hosts named ip-<address>.ec2.internal, which the certificate's EC2 wildcard covers: host to host verifies.
+        assert template.inputs["privateDnsNameOptions"] == {"hostnameType": "ip-name"}, template.urn
+        (certificate,) = run.of_type(CERTIFICATE_TYPE)
+        assert "*.ec2.internal" in certificate.inputs["subject_alternative_names"], certificate.urn
         user_data = base64.b64decode(template.inputs["userData"]).decode()
         assert "PRIVATE KEY" not in user_data, f"{template.urn}: key material in user data"
         assert f"{run.config['pca-backend:parameterPrefix'] or '/pca-backend/' + run.stack}/private-key" in user_data

@@ -568,7 +568,8 @@ def _host_policy(parameter_arns: Sequence[str], key_arn: str, region: str) -> st
         {
             "Sid": "ReadTlsParameters",
             "Effect": "Allow",
-            "Action": "ssm:GetParameter",
+            # The sync reads all three in one GetParameters call (one consistent set); GetParameter for one.
+            "Action": ["ssm:GetParameter", "ssm:GetParameters"],
             "Resource": sorted(parameter_arns),
         },
         {

@@ -473,6 +473,7 @@ def test_host_policy_reads_only_the_three_parameters(mocks: RecordingMocks) -> N
                 a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:", "ec2messages:")) for a in actions
             ), urn
     assert readers, f"{urn}: no statement lets the hosts read their parameters"
+    assert {a for s in readers for a in s["Action"]} == {"ssm:GetParameter", "ssm:GetParameters"}, urn
     (decrypt,) = [s for s in document["Statement"] if "kms:Decrypt" in s["Action"]]
     assert decrypt["Action"] == "kms:Decrypt", urn
     assert decrypt["Resource"] == f"arn:aws:kms:{REGION}:{ACCOUNT}:key/key-iam-parameter-key", urn

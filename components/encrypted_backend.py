@@ -111,7 +111,7 @@ KEY_ADMINISTRATION_ACTIONS = (
 # PutParameter, and Decrypt on GetParameter --with-decryption; the encryption context is always
 # {"PARAMETER_ARN": "<the parameter's ARN>"}.
 # https://docs.aws.amazon.com/kms/latest/developerguide/services-parameter-store.html
-PARAMETER_WRITER_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey")
+PARAMETER_WRITER_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt")
 PARAMETER_ARN_CONTEXT = "kms:EncryptionContext:PARAMETER_ARN"
 #: A deleted key can be restored (CancelKeyDeletion) for this many days, the most KMS allows.
 KEY_DELETION_WINDOW_DAYS = 30
@@ -557,7 +557,7 @@ def _key_policy(
     condition = _parameter_condition(parameter_arns, region)
     statements = [
         _statement("KeyAdministration", f"arn:{partition}:iam::{account}:root", KEY_ADMINISTRATION_ACTIONS),
-        _statement("DeployerWritesTheParameters", sorted(set(writers)), PARAMETER_WRITER_ACTIONS[:3], condition),
+        _statement("DeployerWritesTheParameters", sorted(set(writers)), PARAMETER_WRITER_ACTIONS, condition),
         _statement("HostsReadTheirParameters", host_role_arn, ["kms:Decrypt"], condition),
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements})

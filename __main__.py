@@ -79,6 +79,7 @@ if settings.certificate is not None and settings.backend is not None:
             "host_min_count": backend_settings.host_min_count,
             "host_max_count": backend_settings.host_max_count,
             "min_healthy_percent": backend_settings.host_min_healthy_percent,
+            "root_volume_gib": backend_settings.host_root_volume_gib,
             "parameter_kms_key_arn": backend_settings.parameter_kms_key_arn,
             "parameter_writer_arns": list(backend_settings.parameter_writer_arns),
             "certificate_alarm_days": backend_settings.cert_expiry_alarm_days,

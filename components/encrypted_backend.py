@@ -157,6 +157,9 @@ class EncryptedBackendArgs(TypedDict):
     hosts come up and pass health checks before old ones go."""
     instance_type: str
     """EC2 instance type of the hosts, for example 't3.small'."""
+    root_volume_gib: NotRequired[int]
+    """Size of the hosts' encrypted gp3 root volume in GiB (8 to 16384; at least the AMI's). Default: the
+    AMI's own size."""
     backend_port: NotRequired[int]
     """Port nginx serves TLS on (the target group port). Default 443."""
     health_check_path: NotRequired[str]
@@ -233,6 +236,7 @@ class _Settings:
     peer_security_group_ids: tuple[pulumi.Input[str], ...]
     fleet: _Fleet
     instance_type: str
+    root_volume_gib: int | None
     backend_port: int
     health_check_path: str
     http_redirect: bool
@@ -487,6 +491,7 @@ def _validate(raw: Mapping[str, Any]) -> _Settings:
         peer_security_group_ids=tuple(args["peer_security_group_ids"]),
         fleet=fleet,
         instance_type=args["instance_type"],
+        root_volume_gib=_check_int(args, "root_volume_gib", 8, 16384) if "root_volume_gib" in args else None,
         backend_port=_check_int(args, "backend_port", 1, 65535),
         health_check_path=args["health_check_path"],
         http_redirect=_check_bool(args, "http_redirect"),
@@ -1008,7 +1013,10 @@ class EncryptedBackend(pulumi.ComponentResource):
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                     device_name=ROOT_DEVICE_NAME,
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        encrypted="true", volume_type="gp3", delete_on_termination="true"
+                        encrypted="true",
+                        volume_type="gp3",
+                        volume_size=settings.root_volume_gib,
+                        delete_on_termination="true",
                     ),
                 )
             ],

@@ -104,6 +104,8 @@ class BackendSettings:
     host_max_count: int
     host_min_healthy_percent: int
     """Share of hostCount an instance refresh keeps in service."""
+    host_root_volume_gib: int | None
+    """Root volume size; None: the AMI's own."""
     parameter_kms_key_arn: str | None
     """An existing KMS key for the TLS parameters; None: the stack creates one."""
     parameter_writer_arns: tuple[str, ...]
@@ -437,7 +439,16 @@ def _parse_fleet(read: _Reader, host_count: int) -> dict[str, Any]:
         "host_max_count": maximum,
         # AWS's range for an instance refresh's MinHealthyPercentage.
         "host_min_healthy_percent": read.integer("hostMinHealthyPercent", 100, 0, 100),
+        "host_root_volume_gib": _root_volume_gib(read),
     }
+
+
+def _root_volume_gib(read: _Reader) -> int | None:
+    """hostRootVolumeGiB: 0 (the default) keeps the AMI's size; else 8 (Amazon Linux 2023's) to 16384 (gp3)."""
+    size = read.integer("hostRootVolumeGiB", 0, 0, 16384)
+    if 0 < size < 8:
+        read.problem("hostRootVolumeGiB", f"is {size} but must be 0 (the AMI's size) or from 8 to 16384")
+    return size or None
 
 
 def _parse_parameter_key(read: _Reader) -> dict[str, Any]:
@@ -541,6 +552,7 @@ CONFIG_KEYS = (
     "hostMinCount",
     "hostMaxCount",
     "hostMinHealthyPercent",
+    "hostRootVolumeGiB",
     "parameterKmsKeyArn",
     "parameterWriterArns",
     "certExpiryAlarmDays",

@@ -593,6 +593,7 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         ({"host_min_count": -1}, "host_min_count must be an integer from 0 to 100"),
         ({"host_max_count": 101}, "host_max_count must be an integer from 1 to 100"),
         ({"min_healthy_percent": 101}, "min_healthy_percent must be an integer from 0 to 100"),
+        ({"root_volume_gib": 4}, "root_volume_gib must be an integer from 8 to 16384"),
         ({"min_healthy_percent": -1}, "min_healthy_percent must be an integer from 0 to 100"),
         ({"parameter_kms_key_arn": "alias/mine"}, "parameter_kms_key_arn must be an ARN"),
         ({"parameter_writer_arns": ["arn:aws:sts::123456789012:assumed-role/x/y"]}, "parameter_writer_arns"),
@@ -738,3 +739,12 @@ def test_every_declared_output_is_registered() -> None:
 
     declared = {name for name, kind in EncryptedBackend.__annotations__.items() if "Output" in str(kind)}
     assert set(encrypted_backend._OUTPUTS) == declared
+
+
+def test_root_volume_size_only_when_asked(mocks: RecordingMocks) -> None:
+    urn = _deploy("disk", _args(root_volume_gib=20))
+
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    (root,) = template.inputs["blockDeviceMappings"]
+    assert root["ebs"]["volumeSize"] == 20, urn
+    assert root["ebs"]["encrypted"] == "true", urn

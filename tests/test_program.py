@@ -252,6 +252,8 @@ def test_backend_hosts_are_hardened(run: StackRun) -> None:
         assert template.inputs["imageId"] == MOCK_AMI, f"{template.urn}: AMI from the public SSM parameter"
         assert template.inputs["metadataOptions"]["httpTokens"] == "required", f"{template.urn}: IMDSv2"
         assert template.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true", template.urn
+        size = run.config["pca-backend:hostRootVolumeGiB"] or None
+        assert template.inputs["blockDeviceMappings"][0]["ebs"].get("volumeSize") == size, template.urn
         assert "keyName" not in template.inputs, f"{template.urn}: no SSH key; Session Manager instead"
         # Hosts named ip-<address>.ec2.internal, which the certificate's EC2 wildcard covers: host to host verifies.
         assert template.inputs["privateDnsNameOptions"] == {"hostnameType": "ip-name"}, template.urn

@@ -673,6 +673,7 @@ def test_fleet_key_and_alarm_defaults() -> None:
     assert backend is not None
     assert (backend.host_min_count, backend.host_count, backend.host_max_count) == (3, 3, 3)
     assert backend.host_min_healthy_percent == 100
+    assert backend.host_root_volume_gib is None, "the AMI's own size"
     assert (backend.parameter_kms_key_arn, backend.parameter_writer_arns) == (None, ())
     # 90-day certificates renew in their last 30 days; the alarm fires at 14.
     assert backend.cert_expiry_alarm_days == 14
@@ -703,6 +704,7 @@ def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
     ).backend
     assert backend is not None
     assert (backend.host_min_count, backend.host_max_count, backend.host_min_healthy_percent) == (2, 6, 50)
+    assert parse(hostRootVolumeGiB="16").backend.host_root_volume_gib == 16  # type: ignore[union-attr]
     assert backend.parameter_kms_key_arn == key
     assert (backend.cert_expiry_alarm_days, backend.cert_expiry_alarm_topic_arn) == (20, topic)
     writers = ["arn:aws:iam::123456789012:role/deploy", "arn:aws:iam::123456789012:role/ci/preview"]
@@ -719,6 +721,8 @@ def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
         ({"hostMaxCount": 51}, "hostMaxCount", "must be from 0 to 50"),
         ({"hostMinHealthyPercent": 101}, "hostMinHealthyPercent", "must be from 0 to 100"),
         ({"hostMinHealthyPercent": -5}, "hostMinHealthyPercent", "must be from 0 to 100"),
+        ({"hostRootVolumeGiB": 4}, "hostRootVolumeGiB", "is 4 but must be 0 (the AMI's size) or from 8 to 16384"),
+        ({"hostRootVolumeGiB": 20000}, "hostRootVolumeGiB", "must be from 0 to 16384"),
         ({"parameterKmsKeyArn": "alias/aws/ssm"}, "parameterKmsKeyArn", "is not a KMS key ARN"),
         (
             {"parameterWriterArns": ["arn:aws:sts::123456789012:assumed-role/deploy/run-1"]},

@@ -496,3 +496,12 @@ def test_ca_not_after_is_the_activated_certificates(run: StackRun) -> None:
     certificate = x509.load_certificates(run.outputs["caCertificatePem"])[0]
     assert run.outputs["caNotAfter"] == x509.iso_utc(x509.not_after(certificate)), run.stack
     assert run.outputs["caNotAfter"] != ZERO_TIME, f"{run.stack}: the CA resource's value before a refresh"
+
+
+def test_readme_documents_exactly_the_outputs_contract() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Stack outputs\n", 1)[1].split("\n## ", 1)[0]
+    documented = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    assert documented == set().union(*CONTRACT.values()), "README.md's output table differs from the contract"

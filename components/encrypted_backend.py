@@ -150,7 +150,9 @@ class EncryptedBackendArgs(TypedDict):
     host_min_count: NotRequired[int]
     """The group's minimum size (at most `host_count`). Default: `host_count`."""
     host_max_count: NotRequired[int]
-    """The group's maximum size (at least `host_count`, at most 100). Default: `host_count`."""
+    """The group's maximum size (at least `host_count`, at most 100). Default: room for the extra hosts an
+    instance refresh launches, `host_count` times (`min_healthy_percent` + 100, at most 200) percent,
+    rounded up; with no scaling policy the group still runs `host_count` hosts."""
     min_healthy_percent: NotRequired[int]
     """Share of `host_count` (0 to 100) an instance refresh keeps in service while it replaces hosts; the
     refresh may launch up to `min_healthy_percent + 100` percent (at most 200) meanwhile. Default 100: new
@@ -222,9 +224,13 @@ class _Fleet:
 
     @property
     def max_healthy_percent(self) -> int:
+        return self.max_healthy_for(self.min_healthy_percent)
+
+    @staticmethod
+    def max_healthy_for(min_healthy_percent: int) -> int:
         # AWS: 100 to 200, and at most 100 above the minimum (API_InstanceMaintenancePolicy, Amazon EC2
         # Auto Scaling API reference).
-        return min(200, self.min_healthy_percent + 100)
+        return min(200, min_healthy_percent + 100)
 
 
 @dataclass(frozen=True)
@@ -344,7 +350,6 @@ def _normalise(args: Mapping[str, Any]) -> dict[str, Any]:
     defaults: dict[str, Any] = {
         "peer_security_group_ids": (),
         "host_min_count": host_count,
-        "host_max_count": host_count,
         "min_healthy_percent": 100,
         "backend_port": 443,
         "health_check_path": "/healthz",
@@ -372,13 +377,14 @@ def _network_rules(args: Mapping[str, Any]) -> None:
 def _fleet_rules(args: Mapping[str, Any]) -> _Fleet:
     desired = _check_int(args, "host_count", 1, 100)
     minimum = _check_int(args, "host_min_count", 0, 100)
-    maximum = _check_int(args, "host_max_count", 1, 100)
     if minimum > desired:
         raise ValueError(f"host_min_count must be at most host_count ({desired}), got {minimum}")
-    if maximum < desired:
-        raise ValueError(f"host_max_count must be at least host_count ({desired}), got {maximum}")
     # AWS's range for an instance refresh's MinHealthyPercentage.
     min_healthy = _check_int(args, "min_healthy_percent", 0, 100)
+    headroom = -(-desired * _Fleet.max_healthy_for(min_healthy) // 100)
+    maximum = _check_int(args, "host_max_count", 1, 100, default=headroom)
+    if maximum < desired:
+        raise ValueError(f"host_max_count must be at least host_count ({desired}), got {maximum}")
     instance_type = args["instance_type"]
     if not isinstance(instance_type, str) or not _INSTANCE_TYPE_RE.match(instance_type):
         raise ValueError(f"instance_type must be an EC2 instance type such as 't3.small', got {instance_type!r}")

@@ -101,7 +101,8 @@ class BackendSettings:
     ami_parameter: str
     host_min_count: int
     """The Auto Scaling group's minimum size (hostCount is its desired capacity)."""
-    host_max_count: int
+    host_max_count: int | None
+    """None: the backend's default, room for the hosts an instance refresh adds."""
     host_min_healthy_percent: int
     """Share of hostCount an instance refresh keeps in service."""
     host_root_volume_gib: int | None
@@ -427,13 +428,14 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
 
 
 def _parse_fleet(read: _Reader, host_count: int) -> dict[str, Any]:
-    """The Auto Scaling group around hostCount: min <= hostCount <= max (0 means hostCount)."""
+    """The Auto Scaling group around hostCount: min <= hostCount <= max. hostMinCount 0 means hostCount;
+    hostMaxCount 0 leaves room for the hosts an instance refresh launches beside the old ones."""
     minimum = read.integer("hostMinCount", 0, 0, 50) or host_count
-    maximum = read.integer("hostMaxCount", 0, 0, 50) or host_count
+    maximum = read.integer("hostMaxCount", 0, 0, 100) or None
     if minimum > host_count:
         read.problem("hostMinCount", f"is {minimum} but must be at most hostCount ({host_count}); 0 means hostCount")
-    if maximum < host_count:
-        read.problem("hostMaxCount", f"is {maximum} but must be at least hostCount ({host_count}); 0 means hostCount")
+    if maximum is not None and maximum < host_count:
+        read.problem("hostMaxCount", f"is {maximum} but must be at least hostCount ({host_count})")
     return {
         "host_min_count": minimum,
         "host_max_count": maximum,

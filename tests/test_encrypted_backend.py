@@ -363,7 +363,8 @@ def test_fleet_defaults_keep_every_host_serving_during_a_refresh(mocks: Recordin
     urn = _deploy("one", _args(host_count=1))
 
     (group,) = mocks.of_type("aws:autoscaling/group:Group")
-    assert (group.inputs["minSize"], group.inputs["desiredCapacity"], group.inputs["maxSize"]) == (1, 1, 1), urn
+    # Room for the replacement beside the old host; without a scaling policy the group still runs one.
+    assert (group.inputs["minSize"], group.inputs["desiredCapacity"], group.inputs["maxSize"]) == (1, 1, 2), urn
     # 100/200: a replacement comes up and passes health checks before the old host goes.
     preferences = group.inputs["instanceRefresh"]["preferences"]
     assert preferences == {"minHealthyPercentage": 100, "maxHealthyPercentage": 200}, urn
@@ -748,3 +749,15 @@ def test_root_volume_size_only_when_asked(mocks: RecordingMocks) -> None:
     (root,) = template.inputs["blockDeviceMappings"]
     assert root["ebs"]["volumeSize"] == 20, urn
     assert root["ebs"]["encrypted"] == "true", urn
+
+
+@pytest.mark.parametrize(("count", "healthy", "maximum"), [(3, 100, 6), (3, 50, 5), (4, 0, 4), (50, 100, 100)])
+def test_default_maximum_leaves_room_for_the_refresh(
+    mocks: RecordingMocks, count: int, healthy: int, maximum: int
+) -> None:
+    urn = _deploy("room", _args(host_count=count, min_healthy_percent=healthy))
+
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert group.inputs["maxSize"] == maximum, urn
+    preferences = group.inputs["instanceRefresh"]["preferences"]
+    assert maximum == -(-count * preferences["maxHealthyPercentage"] // 100), urn

@@ -271,7 +271,8 @@ def test_host_fleet_rolls_within_the_configured_sizes(run: StackRun) -> None:
     count = run.config["pca-backend:hostCount"]
     group = run.one("aws:autoscaling/group:Group")
     assert group.inputs["minSize"] == (run.config["pca-backend:hostMinCount"] or count), group.urn
-    assert group.inputs["maxSize"] == (run.config["pca-backend:hostMaxCount"] or count), group.urn
+    max_healthy = min(200, run.config["pca-backend:hostMinHealthyPercent"] + 100)
+    assert group.inputs["maxSize"] == (run.config["pca-backend:hostMaxCount"] or -(-count * max_healthy // 100))
     assert group.inputs["healthCheckType"] == "ELB", group.urn
     refresh = group.inputs["instanceRefresh"]
     assert refresh["strategy"] == "Rolling", group.urn

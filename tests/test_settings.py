@@ -671,7 +671,7 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_fleet_key_and_alarm_defaults() -> None:
     backend = parse(hostCount=3).backend
     assert backend is not None
-    assert (backend.host_min_count, backend.host_count, backend.host_max_count) == (3, 3, 3)
+    assert (backend.host_min_count, backend.host_count, backend.host_max_count) == (3, 3, None)
     assert backend.host_min_healthy_percent == 100
     assert backend.host_root_volume_gib is None, "the AMI's own size"
     assert (backend.parameter_kms_key_arn, backend.parameter_writer_arns) == (None, ())
@@ -718,7 +718,7 @@ def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
     [
         ({"hostCount": 3, "hostMinCount": 4}, "hostMinCount", "is 4 but must be at most hostCount (3)"),
         ({"hostCount": 3, "hostMaxCount": 2}, "hostMaxCount", "is 2 but must be at least hostCount (3)"),
-        ({"hostMaxCount": 51}, "hostMaxCount", "must be from 0 to 50"),
+        ({"hostMaxCount": 101}, "hostMaxCount", "must be from 0 to 100"),
         ({"hostMinHealthyPercent": 101}, "hostMinHealthyPercent", "must be from 0 to 100"),
         ({"hostMinHealthyPercent": -5}, "hostMinHealthyPercent", "must be from 0 to 100"),
         ({"hostRootVolumeGiB": 4}, "hostRootVolumeGiB", "is 4 but must be 0 (the AMI's size) or from 8 to 16384"),

@@ -35,6 +35,11 @@ import pulumi_aws as aws
 from components import x509
 from components.host_bootstrap import (
     CERTIFICATE_PATH,
+    METRIC_DIMENSION,
+    METRIC_NAME,
+    METRIC_NAMESPACE,
+    METRIC_PUT_ACTION,
+    PARAMETER_READ_ACTION,
     PRIVATE_KEY_PATH,
     HostParameters,
     check_region,
@@ -59,10 +64,10 @@ DEFAULT_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-
 LISTENER_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 #: The trust-ca script the hosts run, embedded in their user data.
 TRUST_CA_SCRIPT_PATH = Path(__file__).resolve().parent.parent / "scripts" / "trust-ca"
-#: The metric every host's sync script reports (a fixed contract with components/host_bootstrap.py): the days
-#: left on the certificate nginx serves, with one dimension `Backend` = the backend's name.
-CERTIFICATE_METRIC_NAMESPACE = "PcaBackend"
-CERTIFICATE_METRIC_NAME = "CertificateDaysToExpiry"
+#: The metric every host's sync script reports (components/host_bootstrap.py renders it): the days left on the
+#: certificate nginx serves, with one dimension `Backend` = the backend's name.
+CERTIFICATE_METRIC_NAMESPACE = METRIC_NAMESPACE
+CERTIFICATE_METRIC_NAME = METRIC_NAME
 #: Root volume of the Amazon Linux 2023 AMIs.
 ROOT_DEVICE_NAME = "/dev/xvda"
 #: Seconds a new host has to install nginx and its certificate before failed ELB health checks count.
@@ -530,6 +535,8 @@ def _render_boot_script(args: Mapping[str, Any], settings: _Settings, parameters
         parameters=parameters,
         server_block=server_block,
         trust_ca_script=TRUST_CA_SCRIPT_PATH.read_text(encoding="utf-8"),
+        # The alarm's dimension: every host of this backend reports under the same name.
+        metric_backend=settings.backend_name,
     )
 
 
@@ -579,8 +586,8 @@ def _host_policy(parameter_arns: Sequence[str], key_arn: str, region: str) -> st
         {
             "Sid": "ReadTlsParameters",
             "Effect": "Allow",
-            # The sync reads all three in one GetParameters call (one consistent set); GetParameter for one.
-            "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+            # What the host sync calls: one GetParameters for all three (one consistent set).
+            "Action": PARAMETER_READ_ACTION,
             "Resource": sorted(parameter_arns),
         },
         {
@@ -595,7 +602,7 @@ def _host_policy(parameter_arns: Sequence[str], key_arn: str, region: str) -> st
             # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html
             "Sid": "ReportCertificateDays",
             "Effect": "Allow",
-            "Action": "cloudwatch:PutMetricData",
+            "Action": METRIC_PUT_ACTION,
             "Resource": "*",
             "Condition": {"StringEquals": {"cloudwatch:namespace": CERTIFICATE_METRIC_NAMESPACE}},
         },
@@ -1097,7 +1104,7 @@ class EncryptedBackend(pulumi.ComponentResource):
             ),
             namespace=CERTIFICATE_METRIC_NAMESPACE,
             metric_name=CERTIFICATE_METRIC_NAME,
-            dimensions={"Backend": settings.backend_name},
+            dimensions={METRIC_DIMENSION: settings.backend_name},
             statistic="Minimum",
             # Hosts report every 15 minutes: an hour holds about four reports from each.
             period=3600,

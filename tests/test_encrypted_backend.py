@@ -23,7 +23,7 @@ from components.encrypted_backend import (
     EncryptedBackend,
     EncryptedBackendArgs,
 )
-from components.host_bootstrap import USER_DATA_LIMIT_BYTES
+from components.host_bootstrap import USER_DATA_LIMIT_BYTES, render_user_data
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -474,7 +474,7 @@ def test_host_policy_reads_only_the_three_parameters(mocks: RecordingMocks) -> N
                 a.startswith(("ssm:UpdateInstanceInformation", "ssmmessages:", "ec2messages:")) for a in actions
             ), urn
     assert readers, f"{urn}: no statement lets the hosts read their parameters"
-    assert {a for s in readers for a in s["Action"]} == {"ssm:GetParameter", "ssm:GetParameters"}, urn
+    assert [s["Action"] for s in readers] == ["ssm:GetParameters"], f"{urn}: what the host sync calls, no more"
     (decrypt,) = [s for s in document["Statement"] if "kms:Decrypt" in s["Action"]]
     assert decrypt["Action"] == "kms:Decrypt", urn
     assert decrypt["Resource"] == f"arn:aws:kms:{REGION}:{ACCOUNT}:key/key-iam-parameter-key", urn
@@ -761,3 +761,22 @@ def test_default_maximum_leaves_room_for_the_refresh(
     assert group.inputs["maxSize"] == maximum, urn
     preferences = group.inputs["instanceRefresh"]["preferences"]
     assert maximum == -(-count * preferences["maxHealthyPercentage"] // 100), urn
+
+
+def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch) -> None:
+    from components import encrypted_backend
+
+    rendered: list[dict[str, Any]] = []
+
+    def recording_render(**kwargs: Any) -> str:
+        rendered.append(kwargs)
+        return render_user_data(**kwargs)
+
+    monkeypatch.setattr(encrypted_backend, "render_user_data", recording_render)
+    urn = _deploy("metric", _args(backend_name="orders-prod"))
+
+    (call,) = rendered
+    (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert alarm.inputs["dimensions"] == {"Backend": call["metric_backend"]} == {"Backend": "orders-prod"}, urn
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert base64.b64decode(template.inputs["userData"]).decode() == render_user_data(**call), urn

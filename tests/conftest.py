@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from botocore.retries.standard import ExponentialBackoff
 
-from tests.aws_emulator import FAKE_AWS_ENVIRONMENT, REAL_AWS_VARIABLES, RecordingProxy, moto_server
+from components.local.emulator import FAKE_AWS_ENVIRONMENT, REAL_AWS_VARIABLES, RecordingProxy, moto_server
 
 # --------------------------------------------------------------------------------------------------------
 # AWS emulator: moto's server in a subprocess (one per session) and a recording/fault-injecting proxy

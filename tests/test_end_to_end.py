@@ -35,10 +35,10 @@ import pytest
 from cryptography import x509
 
 from components.certificate import CertificateProvider
+from components.local.emulator import create_active_ca
 from components.local.nginx import running_nginx, tls_server_block, write_standalone_conf
 from components.local.process import free_port, require_binary
 from components.local.tls import make_pki
-from tests.aws_emulator import create_active_ca
 from tests.tls_fixtures import REPO, VERIFY_TLS, run
 
 LOCAL_BACKEND = REPO / "scripts" / "local-backend"

@@ -1,8 +1,9 @@
-"""A local AWS for tests: moto's server in a subprocess, a recording/fault-injecting proxy, CA set-up.
+"""A local AWS for tests and benches: moto's server in a subprocess, a recording/fault-injecting proxy, CA set-up.
 
 moto accepts but ignores much of what the provider sends (template, signing algorithm, validity, idempotency
 token), so tests assert on the *request* as `RecordingProxy` saw it rather than on moto's answer. The proxy
-also answers chosen calls with throttling, in-progress or 5xx errors, which moto never produces.
+also answers chosen calls with throttling, in-progress or 5xx errors, which moto never produces, and can
+enforce a per-operation request quota the way AWS does (`ThrottlingException` above it).
 
 moto quirks are corrected here, in the test layer, never in product code: moto reports every CA as
 `SHORT_LIVED_CERTIFICATE` whatever `UsageMode` asked, so the proxy rewrites `DescribeCertificateAuthority`
@@ -14,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -53,6 +55,9 @@ REAL_AWS_VARIABLES = (
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 )
+
+
+_CREDENTIAL = re.compile(r"Credential=([^/\s]+)/")
 
 
 def _answers(url: str) -> bool:
@@ -134,7 +139,11 @@ class RecordedRequest:
     status: int
     """HTTP status returned to the client."""
     injected: bool
-    """True when the proxy answered with an injected fault instead of forwarding to moto."""
+    """True when the proxy answered with an injected fault (or a quota refusal) instead of forwarding to moto."""
+    access_key_id: str = ""
+    """The access key the request was signed with (from its `Authorization` header)."""
+    at: float = 0.0
+    """`time.monotonic()` when the proxy answered."""
 
 
 @dataclass
@@ -143,6 +152,32 @@ class _Fault:
     status: int
     body: bytes
     remaining: int | None  # None: every matching call, until cleared
+
+
+_THROTTLED = _Fault("", 400, json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode(), None)
+
+
+@dataclass
+class _Quota:
+    """A token bucket: `per_second` requests a second, bursts up to `burst`, as AWS enforces its quotas."""
+
+    per_second: float
+    burst: float
+    tokens: float
+    refilled_at: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled_at) * self.per_second)
+        self.refilled_at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many concurrent clients: the default backlog (5) refuses connections
 
 
 @dataclass
@@ -156,6 +191,7 @@ class RecordingProxy:
     honour_usage_mode: bool = True
     requests: list[RecordedRequest] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
+    _quotas: dict[str, _Quota] = field(default_factory=dict)
     _usage_modes: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -169,8 +205,7 @@ class RecordingProxy:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> RecordingProxy:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="recording-proxy", daemon=True)
         self._thread.start()
         return self
@@ -233,19 +268,37 @@ class RecordingProxy:
             times=times,
         )
 
+    def respond(self, target: str, answer: dict[str, Any], *, times: int | None = 1) -> None:
+        """Answer the next `times` calls of `target` with `answer` (HTTP 200) instead of moto's."""
+        short = target if "." in target else f"ACMPrivateCA.{target}"
+        with self._lock:
+            self._faults.append(_Fault(short, 200, json.dumps(answer).encode(), times))
+
     def server_error(self, target: str, *, status: int = 503, times: int | None = 1) -> None:
         error_type = "ServiceUnavailable" if status == 503 else "InternalFailure"
         self.inject(target, error_type=error_type, message="Transient failure", status=status, times=times)
 
+    def quota(self, target: str, per_second: float, *, burst: float | None = None) -> None:
+        """Enforce a request quota on `target`: above it, answer ThrottlingException as AWS does.
+
+        A token bucket of `burst` requests (default: one second's worth, at least 1) refilled at `per_second`.
+        """
+        short = target if "." in target else f"ACMPrivateCA.{target}"
+        size = burst if burst is not None else max(1.0, per_second)
+        with self._lock:
+            self._quotas[short] = _Quota(per_second, size, size, time.monotonic())
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._quotas.clear()
 
     def reset(self) -> None:
-        """Forget recorded requests and pending faults (the UsageMode corrections stay)."""
+        """Forget recorded requests, pending faults and quotas (the UsageMode corrections stay)."""
         with self._lock:
             self.requests.clear()
             self._faults.clear()
+            self._quotas.clear()
 
     def _take_fault(self, target: str) -> _Fault | None:
         with self._lock:
@@ -254,11 +307,18 @@ class RecordingProxy:
                     if fault.remaining is not None:
                         fault.remaining -= 1
                     return fault
+            quota = self._quotas.get(target)
+            if quota is not None and not quota.take(time.monotonic()):
+                return _THROTTLED
         return None
 
-    def _record(self, target: str, body: dict[str, Any], status: int, injected: bool) -> None:
+    def _record(self, target: str, body: dict[str, Any], status: int, injected: bool, authorization: str) -> None:
+        signed_by = _CREDENTIAL.search(authorization)
+        request = RecordedRequest(
+            target, body, status, injected, signed_by.group(1) if signed_by else "", time.monotonic()
+        )
         with self._lock:
-            self.requests.append(RecordedRequest(target, body, status, injected))
+            self.requests.append(request)
 
     # -- moto corrections ----------------------------------------------------------------------------
 
@@ -298,9 +358,10 @@ class RecordingProxy:
                     body = json.loads(raw) if raw else {}
                 except ValueError:
                     body = {}
+                authorization = self.headers.get("Authorization", "")
                 fault = proxy._take_fault(target)
                 if fault is not None:
-                    proxy._record(target, body, fault.status, injected=True)
+                    proxy._record(target, body, fault.status, True, authorization)
                     self._reply(fault.status, {"Content-Type": "application/x-amz-json-1.1"}, fault.body)
                     return
                 connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port, timeout=60)
@@ -318,7 +379,7 @@ class RecordingProxy:
                 finally:
                     connection.close()
                 answer = proxy._correct(target, body, status, answer)
-                proxy._record(target, body, status, injected=False)
+                proxy._record(target, body, status, False, authorization)
                 self._reply(status, reply_headers, answer)
 
             def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:

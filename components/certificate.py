@@ -5,29 +5,30 @@ The provider does what operators otherwise do by hand with `openssl req` and `aw
 keeps the key a Pulumi secret, replaces the certificate before it expires, and revokes it when it is deleted.
 
 Pulumi stores this provider in the state, pickled, and runs that stored copy on `pulumi destroy`. So the
-provider object carries no state of its own (no client, no credential): every method builds its boto3 client
-from the default credential chain and the resource's `region` / `endpoint_url`.
+provider object carries no state of its own (no client, no credential). AWS is reached through
+`components.pca_client`, which keeps one client per region, endpoint and identity for the whole provider
+process; the identity is the stack's (`profile`, `assume_role_*` inputs: names and ARNs, never a credential).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+import secrets
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
-import boto3
 import pulumi
 import pulumi.dynamic
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import serialization
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from components import x509
-
-if TYPE_CHECKING:
-    from mypy_boto3_acm_pca import ACMPCAClient
+from components import pca_client, x509
+from components.pca_client import Target, error_code
 
 #: Pulumi's marker for a value not known until apply (a property of a resource that does not exist yet).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -36,6 +37,12 @@ DEFAULT_TEMPLATE = "EndEntityServerAuthCertificate/V1"
 DEFAULT_KEY_ALGORITHM = "EC_prime256v1"
 DEFAULT_VALIDITY_DAYS = 90
 SHORT_LIVED_MAX_DAYS = 7
+#: A century: far beyond any CA's life, and far from `datetime`'s limits.
+MAX_VALIDITY_DAYS = 36500
+#: X.509's upper bound on a common name (RFC 5280, ub-common-name).
+MAX_COMMON_NAME_LENGTH = 64
+DEFAULT_THROTTLE_RETRY_MINUTES = 10
+MAX_THROTTLE_RETRY_MINUTES = 120
 
 #: Inputs whose change means a different certificate: `diff` replaces on any of them.
 IDENTITY_INPUTS = (
@@ -47,6 +54,21 @@ IDENTITY_INPUTS = (
     "template_arn",
     "csr_pem",
 )
+#: Inputs that say how to manage the certificate, not what it is: `diff` updates them in place.
+SETTING_INPUTS = (
+    "renew_before_days",
+    "revoke_on_delete",
+    "region",
+    "endpoint_url",
+    "profile",
+    "assume_role_arn",
+    "assume_role_session_name",
+    "assume_role_external_id",
+    "throttle_retry_minutes",
+)
+_ROLE_INPUTS = ("assume_role_arn", "assume_role_session_name", "assume_role_external_id")
+#: How the provider reaches AWS; the CA is read again when one of them changes.
+ACCESS_INPUTS = ("ca_arn", "region", "endpoint_url", "profile", "assume_role_arn", "assume_role_session_name")
 #: Outputs; `private_key_pem` is a secret (see `Certificate`).
 OUTPUTS = (
     "certificate_arn",
@@ -65,13 +87,17 @@ _TEMPLATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm-pca:::template/(?P<name>[A-Za-z
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_]+/V\d+$")
 #: CA templates sign certificate authorities, never a server: refuse them here.
 _CA_TEMPLATE_PREFIXES = ("RootCACertificate", "SubordinateCACertificate")
+# IAM's patterns for AssumeRole (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 
-# Bounded waiting and retrying. AWS's default quotas are 25 IssueCertificate/s and 75 GetCertificate/s; an
-# unbounded retry loop can issue (and bill) thousands of certificates, so every loop here has a ceiling.
+# Bounded waiting: GetCertificate answers RequestInProgressException until the CA has issued.
 ISSUE_WAIT_SECONDS = 300.0
 POLL_INITIAL_DELAY = 0.5
 POLL_MAX_DELAY = 8.0
-_RETRY_CONFIG = BotoConfig(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+#: How long `check` trusts what it read of a CA: one read serves every certificate of a preview or `up`.
+CA_CACHE_SECONDS = 60.0
 
 
 class CertificateArgs(TypedDict):
@@ -80,7 +106,8 @@ class CertificateArgs(TypedDict):
     ca_arn: pulumi.Input[str]
     """ARN of the issuing AWS Private CA (it must be ACTIVE: depend on its activation)."""
     common_name: pulumi.Input[str]
-    """Subject common name; it is also put in the SANs, since TLS clients only look there."""
+    """Subject common name (at most 64 characters); it is also put in the SANs, since TLS clients only look
+    there."""
     subject_alternative_names: NotRequired[pulumi.Input[list[str]]]
     """More DNS names (a leading `*.` allowed) and IP addresses."""
     key_algorithm: NotRequired[pulumi.Input[str]]
@@ -99,20 +126,18 @@ class CertificateArgs(TypedDict):
     region: NotRequired[pulumi.Input[str | None]]
     """AWS region of the CA; defaults to the region in `ca_arn`."""
     endpoint_url: NotRequired[pulumi.Input[str | None]]
-    """ACM PCA endpoint override, for a local emulator. Credentials always come from the environment."""
-
-
-def _client(props: dict[str, Any]) -> ACMPCAClient:
-    return boto3.session.Session().client(
-        "acm-pca",
-        region_name=props.get("region") or None,
-        endpoint_url=props.get("endpoint_url") or None,
-        config=_RETRY_CONFIG,
-    )
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+    """ACM PCA endpoint override, for a local emulator."""
+    profile: NotRequired[pulumi.Input[str | None]]
+    """AWS shared-config profile to call AWS with (the stack's `aws:profile`); default: the credential chain."""
+    assume_role_arn: NotRequired[pulumi.Input[str | None]]
+    """Role to assume with those credentials (the stack's first `aws:assumeRoles` entry), e.g. to issue from
+    a CA shared from another account."""
+    assume_role_session_name: NotRequired[pulumi.Input[str | None]]
+    """Session name for the assumed role (default `pulumi-certificate-provider`)."""
+    assume_role_external_id: NotRequired[pulumi.Input[str | None]]
+    """External ID the role's trust policy asks for."""
+    throttle_retry_minutes: NotRequired[pulumi.Input[float | None]]
+    """How long a call AWS throttles is retried (default 10); other errors fail at once."""
 
 
 def _is_unknown(value: Any) -> bool:
@@ -136,6 +161,11 @@ def template_arn_for(template: str, partition: str = "aws") -> str:
     return f"arn:{partition}:acm-pca:::template/{name}"
 
 
+# ---------------------------------------------------------------------------------------------------------
+# AWS calls
+# ---------------------------------------------------------------------------------------------------------
+
+
 class _CertificateAuthority(TypedDict):
     key_algorithm: str
     usage_mode: str
@@ -143,9 +173,45 @@ class _CertificateAuthority(TypedDict):
     not_after: datetime | None
 
 
-def describe_ca(props: dict[str, Any]) -> _CertificateAuthority:
-    """What the certificate depends on from its CA: key algorithm, usage mode, state and expiry."""
-    ca = _client(props).describe_certificate_authority(CertificateAuthorityArn=props["ca_arn"])["CertificateAuthority"]
+_ca_lock = threading.Lock()
+_ca_locks: dict[tuple[Target, str], threading.Lock] = {}
+_ca_cache: dict[tuple[Target, str], tuple[float, _CertificateAuthority | Exception]] = {}
+
+
+def _throttle_budget(props: dict[str, Any]) -> float:
+    minutes = props.get("throttle_retry_minutes")
+    if not isinstance(minutes, int | float) or isinstance(minutes, bool) or minutes <= 0:
+        minutes = DEFAULT_THROTTLE_RETRY_MINUTES
+    return float(minutes) * 60
+
+
+def describe_ca(props: dict[str, Any], *, max_age: float = 0.0) -> _CertificateAuthority:
+    """What the certificate depends on from its CA: key algorithm, usage mode, state and expiry.
+
+    With `max_age`, an answer (or error) read less than that many seconds ago by this process is reused, and
+    concurrent callers for one CA wait for a single DescribeCertificateAuthority.
+    """
+    key = (Target.of(props), str(props["ca_arn"]))
+    with _ca_lock:
+        lock = _ca_locks.setdefault(key, threading.Lock())
+    with lock:
+        cached = _ca_cache.get(key)
+        if max_age > 0 and cached is not None and time.monotonic() - cached[0] < max_age:
+            outcome = cached[1]
+        else:
+            try:
+                outcome = _read_ca(key[0], key[1], 0 if max_age > 0 else _throttle_budget(props))
+            except (ClientError, BotoCoreError) as error:
+                outcome = error
+            _ca_cache[key] = (time.monotonic(), outcome)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def _read_ca(target: Target, ca_arn: str, throttle_budget: float) -> _CertificateAuthority:
+    answer = pca_client.call(target, "DescribeCertificateAuthority", throttle_budget, CertificateAuthorityArn=ca_arn)
+    ca = answer["CertificateAuthority"]
     not_after = ca.get("NotAfter")
     return {
         "key_algorithm": ca["CertificateAuthorityConfiguration"]["KeyAlgorithm"],
@@ -153,6 +219,13 @@ def describe_ca(props: dict[str, Any]) -> _CertificateAuthority:
         "status": ca.get("Status", ""),
         "not_after": not_after.astimezone(UTC) if not_after else None,
     }
+
+
+def forget_cached_cas() -> None:
+    """Forget what `check` read of CAs, as a new provider process would (tests and benches)."""
+    with _ca_lock:
+        _ca_cache.clear()
+        _ca_locks.clear()
 
 
 def validity_problem(validity_days: int, ca: _CertificateAuthority, now: datetime) -> str | None:
@@ -170,248 +243,19 @@ def validity_problem(validity_days: int, ca: _CertificateAuthority, now: datetim
     return None
 
 
-class CertificateProvider(pulumi.dynamic.ResourceProvider):
-    """CRUD for `Certificate` against ACM PCA. Stateless: see the module docstring."""
-
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        inputs = {key: value for key, value in news.items() if key != "__provider"}
-        failures: list[CheckFailure] = []
-
-        def fail(prop: str, reason: str) -> None:
-            failures.append(CheckFailure(prop, reason))
-
-        inputs.setdefault("subject_alternative_names", [])
-        inputs.setdefault("revoke_on_delete", True)
-        for key, default in (
-            ("key_algorithm", DEFAULT_KEY_ALGORITHM),
-            ("validity_days", DEFAULT_VALIDITY_DAYS),
-            ("template_arn", DEFAULT_TEMPLATE),
-        ):
-            if inputs.get(key) in (None, ""):
-                inputs[key] = default
-        for key in ("csr_pem", "region", "endpoint_url"):
-            inputs[key] = inputs.get(key) or None
-
-        ca_arn = inputs.get("ca_arn")
-        partition = "aws"
-        if not ca_arn:
-            fail("ca_arn", "ca_arn is required: the ARN of an ACM Private CA")
-        elif not _is_unknown(ca_arn):
-            match = _CA_ARN.match(str(ca_arn))
-            if not match:
-                fail(
-                    "ca_arn",
-                    f"ca_arn {ca_arn!r} is not a CA ARN "
-                    "(arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>)",
-                )
-            else:
-                partition = match["partition"]
-                if inputs["region"] is None:
-                    inputs["region"] = match["region"]
-                elif not _is_unknown(inputs["region"]) and inputs["region"] != match["region"]:
-                    fail(
-                        "region",
-                        f"region {inputs['region']!r} differs from the CA's region {match['region']!r}",
-                    )
-
-        common_name = inputs.get("common_name")
-        sans = inputs["subject_alternative_names"]
-        names: x509.SubjectNames | None = None
-        if not isinstance(sans, list) and not _is_unknown(sans):
-            fail("subject_alternative_names", "subject_alternative_names must be a list of names")
-        elif not _is_unknown(common_name) and not _is_unknown(sans):
-            if common_name is None or not str(common_name).strip():
-                fail("common_name", "common_name is required: a DNS name or an IP address")
-            else:
-                try:
-                    x509.SubjectNames.parse(str(common_name), [])
-                except ValueError as error:
-                    fail("common_name", f"common_name: {error}")
-                else:
-                    try:
-                        names = x509.SubjectNames.parse(str(common_name), [str(name) for name in sans])
-                    except ValueError as error:
-                        fail("subject_alternative_names", f"subject_alternative_names: {error}")
-                    else:
-                        cn = str(common_name).strip().rstrip(".").lower()
-                        inputs["common_name"] = cn
-                        inputs["subject_alternative_names"] = sorted(names.as_set() - {cn})
-
-        key_algorithm = inputs["key_algorithm"]
-        if not _is_unknown(key_algorithm) and key_algorithm not in x509.KEY_ALGORITHMS:
-            fail("key_algorithm", x509.unsupported_key_algorithm(key_algorithm))
-
-        for key in ("validity_days", "renew_before_days"):
-            value = inputs.get(key)
-            if _is_unknown(value) or (key == "renew_before_days" and value is None):
-                continue
-            if isinstance(value, float) and value.is_integer():
-                value = inputs[key] = int(value)
-            if not isinstance(value, int) or isinstance(value, bool):
-                fail(key, f"{key} must be a whole number of days, got {value!r}")
-        validity = inputs["validity_days"]
-        # Without a usable validity (unknown in a preview, or invalid) the default stays None, not missing.
-        inputs.setdefault("renew_before_days", None)
-        if inputs["renew_before_days"] is None and isinstance(validity, int):
-            inputs["renew_before_days"] = validity // 3
-        renew_before = inputs["renew_before_days"]
-        if isinstance(validity, int) and validity <= 0:
-            fail("validity_days", f"validity_days must be positive, got {validity}")
-        if isinstance(renew_before, int) and isinstance(validity, int) and not 0 <= renew_before < validity:
-            fail(
-                "renew_before_days",
-                f"renew_before_days must be at least 0 and less than validity_days ({validity}), got {renew_before}",
-            )
-
-        if not _is_unknown(inputs["template_arn"]):
-            try:
-                inputs["template_arn"] = template_arn_for(str(inputs["template_arn"]), partition)
-            except ValueError as error:
-                fail("template_arn", f"template_arn: {error}")
-
-        if not isinstance(inputs["revoke_on_delete"], bool) and not _is_unknown(inputs["revoke_on_delete"]):
-            fail("revoke_on_delete", "revoke_on_delete must be true or false")
-
-        csr_pem = inputs["csr_pem"]
-        if csr_pem is not None and not _is_unknown(csr_pem):
-            try:
-                csr = x509.parse_csr(str(csr_pem))
-            except ValueError as error:
-                fail("csr_pem", f"csr_pem is not usable: {error}")
-            else:
-                inputs["key_algorithm"] = csr.key_algorithm
-                if names is not None:
-                    problem = _csr_names_problem(csr, inputs["common_name"], names)
-                    if problem:
-                        fail("csr_pem", problem)
-
-        if not failures and not any(
-            _is_unknown(inputs[key]) for key in ("ca_arn", "validity_days", "region", "endpoint_url")
-        ):
-            ca_problem = self._ca_problem(inputs)
-            if ca_problem:
-                fail(*ca_problem)
-        return CheckResult(inputs, failures)
-
-    @staticmethod
-    def _ca_problem(inputs: dict[str, Any]) -> tuple[str, str] | None:
-        """Check the request against the CA itself, when the CA can be read (it may not exist yet)."""
-        try:
-            ca = describe_ca(inputs)
-        except ClientError as error:
-            if _error_code(error) == "ResourceNotFoundException":
-                return ("ca_arn", f"ca_arn {inputs['ca_arn']!r}: no such certificate authority")
-            # Not readable right now (permissions, a transient error): `create` checks again.
-            return None
-        problem = validity_problem(inputs["validity_days"], ca, datetime.now(UTC))
-        return ("validity_days", problem) if problem else None
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = [key for key in IDENTITY_INPUTS if olds.get(key) != news.get(key)]
-        renew_before = news.get("renew_before_days")
-        if olds.get("not_after") and isinstance(renew_before, int) and "not_after" not in replaces:
-            renew_at = x509.parse_iso_utc(olds["not_after"]) - timedelta(days=renew_before)
-            if datetime.now(UTC) >= renew_at:
-                replaces.append("not_after")
-        in_place = [
-            key
-            for key in ("renew_before_days", "revoke_on_delete", "region", "endpoint_url")
-            if olds.get(key) != news.get(key)
-        ]
-        return DiffResult(
-            changes=bool(replaces or in_place),
-            replaces=replaces,
-            stables=["certificate_arn"] if not replaces else [],
-            delete_before_replace=False,
-        )
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        client = _client(props)
-        ca = describe_ca(props)
-        problem = validity_problem(int(props["validity_days"]), ca, datetime.now(UTC))
-        if problem:
-            raise ValueError(problem)
-
-        key_pem = ""
-        csr_pem = props.get("csr_pem")
-        if not csr_pem:
-            names = x509.SubjectNames.parse(props["common_name"], props["subject_alternative_names"])
-            key = x509.generate_private_key(props["key_algorithm"])
-            key_pem = x509.private_key_pem(key)
-            csr_pem = x509.build_csr(key, props["common_name"], names)
-
-        request = {
-            "CertificateAuthorityArn": props["ca_arn"],
-            "Csr": csr_pem.encode(),
-            "SigningAlgorithm": x509.signing_algorithm_for(ca["key_algorithm"]),
-            "TemplateArn": props["template_arn"],
-            "Validity": {"Value": int(props["validity_days"]), "Type": "DAYS"},
-        }
-        # Same request, same token: a retried call (ours or botocore's) returns the first certificate
-        # instead of issuing and billing a second one.
-        token = hashlib.sha256(repr(sorted(request.items())).encode()).hexdigest()[:36]
-        certificate_arn = client.issue_certificate(**request, IdempotencyToken=token)["CertificateArn"]
-        outs = _fetch_certificate(client, props["ca_arn"], certificate_arn)
-        return CreateResult(certificate_arn, {**props, **outs, "private_key_pem": key_pem})
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            outs = _fetch_certificate(_client(props), props["ca_arn"], id_, wait=False)
-        except ClientError as error:
-            if _error_code(error) in ("ResourceNotFoundException", "RequestInProgressException"):
-                # Gone, or revoked (AWS answers revoked certificates as not found): let `refresh` drop it.
-                return ReadResult("", {})
-            raise
-        return ReadResult(id_, {**props, **outs})
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        # Only settings that do not change the certificate get here; identity changes replace.
-        return UpdateResult({**olds, **news, **{key: olds.get(key) for key in OUTPUTS}})
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        if not props.get("revoke_on_delete", True):
-            return
-        not_after = props.get("not_after")
-        if not_after and x509.parse_iso_utc(not_after) <= datetime.now(UTC):
-            return  # expired: no client accepts it any more, and CRLs drop expired entries anyway
-        try:
-            _client(props).revoke_certificate(
-                CertificateAuthorityArn=props["ca_arn"],
-                CertificateSerial=props["serial"],
-                RevocationReason="CESSATION_OF_OPERATION",
-            )
-        except ClientError as error:
-            # Already revoked, the certificate or CA gone, or the CA disabled or deleted: nothing left to do.
-            if _error_code(error) not in (
-                "RequestAlreadyProcessedException",
-                "ResourceNotFoundException",
-                "InvalidStateException",
-            ):
-                raise
-
-
-def _csr_names_problem(csr: x509.CsrInfo, common_name: str, names: x509.SubjectNames) -> str | None:
-    asked = names.as_set()
-    in_csr = set(csr.names)
-    if csr.common_name:
-        in_csr.add(csr.common_name.lower())
-    if csr.common_name is not None and csr.common_name.lower() != common_name:
-        return f"csr_pem has common name {csr.common_name!r} but common_name is {common_name!r}"
-    if in_csr != asked:
-        return f"csr_pem names {sorted(in_csr)} differ from common_name and subject_alternative_names {sorted(asked)}"
-    return None
-
-
-def _fetch_certificate(client: ACMPCAClient, ca_arn: str, certificate_arn: str, *, wait: bool = True) -> dict[str, str]:
+def _fetch_certificate(props: dict[str, Any], certificate_arn: str, *, wait: bool = True) -> dict[str, str]:
     """GetCertificate, waiting (bounded) while the CA is still issuing; the outputs derived from it."""
+    target, budget, arn = Target.of(props), _throttle_budget(props), certificate_arn
     deadline = time.monotonic() + ISSUE_WAIT_SECONDS
     delay = POLL_INITIAL_DELAY
     while True:
         try:
-            answer = client.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=certificate_arn)
+            answer = pca_client.call(
+                target, "GetCertificate", budget, CertificateAuthorityArn=props["ca_arn"], CertificateArn=arn
+            )
             break
         except ClientError as error:
-            if not wait or _error_code(error) != "RequestInProgressException":
+            if not wait or error_code(error) != "RequestInProgressException":
                 raise
             if time.monotonic() + delay > deadline:
                 raise TimeoutError(
@@ -430,6 +274,383 @@ def _fetch_certificate(client: ACMPCAClient, ca_arn: str, certificate_arn: str, 
         "serial": x509.colon_hex(leaf.serial_number),
         "not_after": x509.iso_utc(x509.not_after(leaf)),
     }
+
+
+def _revoke(props: dict[str, Any], serial: str) -> None:
+    pca_client.call(
+        Target.of(props),
+        "RevokeCertificate",
+        _throttle_budget(props),
+        CertificateAuthorityArn=props["ca_arn"],
+        CertificateSerial=serial,
+        RevocationReason="CESSATION_OF_OPERATION",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# check: a normaliser, then one rule per input (each yields (property, reason) and may normalise its input)
+# ---------------------------------------------------------------------------------------------------------
+
+Problems = Iterator[tuple[str, str]]
+
+
+def _normalised(news: dict[str, Any]) -> dict[str, Any]:
+    """The inputs with defaults filled in; what `diff`, `create` and `update` see."""
+    inputs = {key: value for key, value in news.items() if key != "__provider"}
+    inputs.setdefault("subject_alternative_names", [])
+    inputs.setdefault("revoke_on_delete", True)
+    for key, default in (
+        ("key_algorithm", DEFAULT_KEY_ALGORITHM),
+        ("validity_days", DEFAULT_VALIDITY_DAYS),
+        ("template_arn", DEFAULT_TEMPLATE),
+        ("throttle_retry_minutes", DEFAULT_THROTTLE_RETRY_MINUTES),
+    ):
+        if inputs.get(key) in (None, ""):
+            inputs[key] = default
+    for key in ("csr_pem", "region", "endpoint_url", "profile", *_ROLE_INPUTS):
+        inputs[key] = inputs.get(key) or None
+    for key in ("validity_days", "renew_before_days", "throttle_retry_minutes"):
+        value = inputs.get(key)
+        if isinstance(value, float) and value.is_integer():
+            inputs[key] = int(value)  # Pulumi's wire format carries numbers as floats: 30.0 is 30
+    inputs.setdefault("renew_before_days", None)
+    return inputs
+
+
+def _ca_arn_rule(inputs: dict[str, Any]) -> Problems:
+    ca_arn = inputs.get("ca_arn")
+    if not ca_arn:
+        yield "ca_arn", "ca_arn is required: the ARN of an ACM Private CA"
+        return
+    if _is_unknown(ca_arn):
+        return
+    match = _CA_ARN.match(str(ca_arn))
+    if not match:
+        yield (
+            "ca_arn",
+            (f"ca_arn {ca_arn!r} is not a CA ARN (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>)"),
+        )
+    elif inputs["region"] is None:
+        inputs["region"] = match["region"]
+    elif not _is_unknown(inputs["region"]) and inputs["region"] != match["region"]:
+        yield "region", f"region {inputs['region']!r} differs from the CA's region {match['region']!r}"
+
+
+def _names_rule(inputs: dict[str, Any]) -> Problems:
+    common_name, sans = inputs.get("common_name"), inputs["subject_alternative_names"]
+    if not isinstance(sans, list) and not _is_unknown(sans):
+        yield "subject_alternative_names", "subject_alternative_names must be a list of names"
+        return
+    if isinstance(sans, list) and None in sans:
+        yield (
+            "subject_alternative_names",
+            (
+                f"subject_alternative_names has an empty (null) entry at position {sans.index(None)}; "
+                "every entry must be a DNS name or an IP address"
+            ),
+        )
+        return
+    if _is_unknown(common_name) or _is_unknown(sans):
+        return
+    if common_name is None or not str(common_name).strip():
+        yield "common_name", "common_name is required: a DNS name or an IP address"
+        return
+    cn = str(common_name).strip().rstrip(".").lower()
+    if len(cn) > MAX_COMMON_NAME_LENGTH:
+        yield (
+            "common_name",
+            (
+                f"common_name {cn!r} is {len(cn)} characters; X.509 allows at most {MAX_COMMON_NAME_LENGTH} in a "
+                "common name: use a shorter common_name and put this name in subject_alternative_names"
+            ),
+        )
+        return
+    try:
+        x509.SubjectNames.parse(str(common_name), [])
+    except ValueError as error:
+        yield "common_name", f"common_name: {error}"
+        return
+    try:
+        names = x509.SubjectNames.parse(str(common_name), [str(name) for name in sans])
+    except ValueError as error:
+        yield "subject_alternative_names", f"subject_alternative_names: {error}"
+        return
+    inputs["common_name"] = cn
+    inputs["subject_alternative_names"] = sorted(names.as_set() - {cn})
+
+
+def _key_algorithm_rule(inputs: dict[str, Any]) -> Problems:
+    key_algorithm = inputs["key_algorithm"]
+    if not _is_unknown(key_algorithm) and key_algorithm not in x509.KEY_ALGORITHMS:
+        yield "key_algorithm", x509.unsupported_key_algorithm(key_algorithm)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _days_rule(inputs: dict[str, Any]) -> Problems:
+    validity, renew_before = inputs["validity_days"], inputs["renew_before_days"]
+    for key, value in (("validity_days", validity), ("renew_before_days", renew_before)):
+        if not _is_unknown(value) and value is not None and not _is_whole(value):
+            yield key, f"{key} must be a whole number of days, got {value!r}"
+    if not _is_whole(validity):
+        return
+    if validity <= 0:
+        yield "validity_days", f"validity_days must be positive, got {validity}"
+    elif validity > MAX_VALIDITY_DAYS:
+        yield "validity_days", f"validity_days must be at most {MAX_VALIDITY_DAYS} (a century), got {validity}"
+    if renew_before is None:
+        inputs["renew_before_days"] = renew_before = validity // 3
+    if _is_whole(renew_before) and not 0 <= renew_before < validity:
+        yield (
+            "renew_before_days",
+            (f"renew_before_days must be at least 0 and less than validity_days ({validity}), got {renew_before}"),
+        )
+
+
+def _template_rule(inputs: dict[str, Any]) -> Problems:
+    if _is_unknown(inputs["template_arn"]):
+        return
+    match = _CA_ARN.match(str(inputs.get("ca_arn") or ""))
+    try:
+        inputs["template_arn"] = template_arn_for(str(inputs["template_arn"]), match["partition"] if match else "aws")
+    except ValueError as error:
+        yield "template_arn", f"template_arn: {error}"
+
+
+def _revoke_on_delete_rule(inputs: dict[str, Any]) -> Problems:
+    if not isinstance(inputs["revoke_on_delete"], bool) and not _is_unknown(inputs["revoke_on_delete"]):
+        yield "revoke_on_delete", "revoke_on_delete must be true or false"
+
+
+def _csr_rule(inputs: dict[str, Any]) -> Problems:
+    csr_pem = inputs["csr_pem"]
+    if csr_pem is None or _is_unknown(csr_pem):
+        return
+    try:
+        csr = x509.parse_csr(str(csr_pem))
+    except ValueError as error:
+        yield "csr_pem", f"csr_pem is not usable: {error}"
+        return
+    inputs["key_algorithm"] = csr.key_algorithm
+    common_name, sans = inputs.get("common_name"), inputs["subject_alternative_names"]
+    if isinstance(common_name, str) and isinstance(sans, list) and not _is_unknown(sans):
+        asked = {common_name, *sans}
+        in_csr = {*csr.names, *([csr.common_name.lower()] if csr.common_name else [])}
+        if csr.common_name is not None and csr.common_name.lower() != common_name:
+            yield "csr_pem", f"csr_pem has common name {csr.common_name!r} but common_name is {common_name!r}"
+        elif in_csr != asked:
+            wanted = sorted(asked)
+            yield (
+                "csr_pem",
+                f"csr_pem names {sorted(in_csr)} differ from common_name and subject_alternative_names {wanted}",
+            )
+
+
+def _identity_rule(inputs: dict[str, Any]) -> Problems:
+    formats = (
+        ("profile", re.compile(r"^\S+$"), "an AWS profile name"),
+        ("assume_role_arn", ROLE_ARN, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+        ("assume_role_session_name", _SESSION_NAME, "2-64 letters, digits or +=,.@_-"),
+        ("assume_role_external_id", _EXTERNAL_ID, "2-1224 letters, digits or +=,.@:/_-"),
+    )
+    for key, pattern, what in formats:
+        value = inputs[key]
+        if value is not None and not _is_unknown(value) and not (isinstance(value, str) and pattern.match(value)):
+            yield key, f"{key} {value!r} is not {what}"
+    if inputs["assume_role_arn"] is None:
+        for key in ("assume_role_session_name", "assume_role_external_id"):
+            if inputs[key] is not None:
+                yield key, f"{key} is set but assume_role_arn is not: set the role to assume, or unset {key}"
+
+
+def _throttle_rule(inputs: dict[str, Any]) -> Problems:
+    minutes = inputs["throttle_retry_minutes"]
+    if _is_unknown(minutes):
+        return
+    number = isinstance(minutes, int | float) and not isinstance(minutes, bool)
+    if not number or not 0 < minutes <= MAX_THROTTLE_RETRY_MINUTES:
+        yield (
+            "throttle_retry_minutes",
+            (
+                f"throttle_retry_minutes must be a number of minutes above 0 and at most {MAX_THROTTLE_RETRY_MINUTES}, "
+                f"got {minutes!r}"
+            ),
+        )
+
+
+#: In order: the CA ARN sets the region and partition, the names are normalised before the CSR is compared.
+_RULES = (
+    _ca_arn_rule,
+    _names_rule,
+    _key_algorithm_rule,
+    _days_rule,
+    _template_rule,
+    _revoke_on_delete_rule,
+    _csr_rule,
+    _identity_rule,
+    _throttle_rule,
+)
+
+
+def _ca_problem(inputs: dict[str, Any]) -> tuple[str, str] | None:
+    """Check the request against the CA itself, when the CA can be read now (`create` checks again)."""
+    try:
+        ca = describe_ca(inputs, max_age=CA_CACHE_SECONDS)
+    except ClientError as error:
+        if error_code(error) == "ResourceNotFoundException":
+            return ("ca_arn", f"ca_arn {inputs['ca_arn']!r}: no such certificate authority")
+        return None  # access denied, throttled, a server error: not a verdict on the inputs
+    except BotoCoreError:
+        return None  # no credentials, unknown profile, endpoint unreachable
+    problem = validity_problem(inputs["validity_days"], ca, datetime.now(UTC))
+    return ("validity_days", problem) if problem else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the provider
+# ---------------------------------------------------------------------------------------------------------
+
+
+class CertificateProvider(pulumi.dynamic.ResourceProvider):
+    """CRUD for `Certificate` against ACM PCA. Stateless: see the module docstring."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = _normalised(news)
+        failures = [CheckFailure(prop, reason) for rule in _RULES for prop, reason in rule(inputs)]
+        if not failures and not any(_is_unknown(inputs.get(key)) for key in (*ACCESS_INPUTS, "validity_days")):
+            problem = _ca_problem(inputs)
+            if problem:
+                failures.append(CheckFailure(*problem))
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [key for key in IDENTITY_INPUTS if olds.get(key) != news.get(key)]
+        renew_before = news.get("renew_before_days")
+        if olds.get("not_after") and isinstance(renew_before, int) and "not_after" not in replaces:
+            renew_at = x509.parse_iso_utc(olds["not_after"]) - timedelta(days=renew_before)
+            if datetime.now(UTC) >= renew_at:
+                replaces.append("not_after")
+        in_place = [key for key in SETTING_INPUTS if olds.get(key) != news.get(key)]
+        return DiffResult(
+            changes=bool(replaces or in_place),
+            replaces=replaces,
+            stables=["certificate_arn"] if not replaces else [],
+            delete_before_replace=False,
+        )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        ca = describe_ca(props)
+        if ca["status"] != "ACTIVE":
+            raise ValueError(
+                f"the CA {props['ca_arn']} is {ca['status']}; it issues certificates only when ACTIVE "
+                "(activate it, or make the certificate depend on the CA's activation)"
+            )
+        problem = validity_problem(int(props["validity_days"]), ca, datetime.now(UTC))
+        if problem:
+            raise ValueError(problem)
+        key_pem, csr_pem = _key_and_csr(props)
+        # A fresh token per create(): every attempt inside this call (throttled, 5xx) reuses it, so AWS answers
+        # a retry with the first certificate; another create() with the same CSR must get a new certificate,
+        # not the one (maybe revoked since) that AWS would return for a token reused within 5 minutes.
+        certificate_arn = pca_client.call(
+            Target.of(props),
+            "IssueCertificate",
+            _throttle_budget(props),
+            CertificateAuthorityArn=props["ca_arn"],
+            Csr=csr_pem.encode(),
+            SigningAlgorithm=x509.signing_algorithm_for(ca["key_algorithm"]),
+            TemplateArn=props["template_arn"],
+            Validity={"Value": int(props["validity_days"]), "Type": "DAYS"},
+            IdempotencyToken=secrets.token_hex(16),
+        )["CertificateArn"]
+        outs = _collect_issued(props, certificate_arn, csr_pem)
+        return CreateResult(certificate_arn, {**props, **outs, "private_key_pem": key_pem})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            outs = _fetch_certificate(props, id_, wait=False)
+        except ClientError as error:
+            if error_code(error) == "ResourceNotFoundException":
+                return ReadResult("", {})  # AWS says it does not exist: let `refresh` drop it
+            if error_code(error) == "RequestInProgressException":
+                return ReadResult(id_, props)  # not an answer about the certificate: keep it as stored
+            raise
+        # GetCertificate returns issued, expired and revoked certificates alike: it exists.
+        return ReadResult(id_, {**props, **outs})
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        # Only settings that do not change the certificate get here; identity changes replace.
+        return UpdateResult({**olds, **news, **{key: olds.get(key) for key in OUTPUTS}})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        if not props.get("revoke_on_delete", True):
+            return
+        not_after = props.get("not_after")
+        if not_after and x509.parse_iso_utc(not_after) <= datetime.now(UTC):
+            return  # expired: no client accepts it any more, and CRLs drop expired entries anyway
+        try:
+            _revoke(props, props["serial"])
+        except ClientError as error:
+            if error_code(error) in ("RequestAlreadyProcessedException", "ResourceNotFoundException"):
+                return  # already revoked, or the certificate or its CA no longer exists
+            if error_code(error) != "InvalidStateException":
+                raise
+            _explain_invalid_state(id_, props, error)
+
+
+def _key_and_csr(props: dict[str, Any]) -> tuple[str, str]:
+    """`(private_key_pem, csr_pem)`: the supplied CSR (and no key), or a new key and its CSR."""
+    if props.get("csr_pem"):
+        return "", str(props["csr_pem"])
+    names = x509.SubjectNames.parse(props["common_name"], props["subject_alternative_names"])
+    key = x509.generate_private_key(props["key_algorithm"])
+    return x509.private_key_pem(key), x509.build_csr(key, props["common_name"], names)
+
+
+def _public_der(item: cx509.Certificate | cx509.CertificateSigningRequest) -> bytes:
+    return item.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _collect_issued(props: dict[str, Any], certificate_arn: str, csr_pem: str) -> dict[str, str]:
+    """Fetch what was just issued; if it cannot be used, revoke it before failing, so none is left valid."""
+    outs: dict[str, str] = {}
+    try:
+        outs = _fetch_certificate(props, certificate_arn)
+        leaf = x509.load_certificates(outs["certificate_pem"])[0]
+        if _public_der(leaf) != _public_der(cx509.load_pem_x509_csr(csr_pem.encode())):
+            raise ValueError(f"{certificate_arn} does not carry the public key of the CSR that was sent")
+    except Exception as error:
+        if not outs:
+            raise RuntimeError(
+                f"IssueCertificate issued {certificate_arn}, then fetching it failed ({error}); its serial is "
+                "unknown, so it was not revoked: revoke it once GetCertificate returns it "
+                "(aws acm-pca get-certificate, then aws acm-pca revoke-certificate)"
+            ) from error
+        try:
+            _revoke(props, outs["serial"])
+        except (ClientError, BotoCoreError) as revoke_error:
+            raise RuntimeError(
+                f"{error}; revoking {certificate_arn} (serial {outs['serial']}) failed too: {revoke_error}"
+            ) from error
+        raise RuntimeError(f"{error}; the certificate was revoked") from error
+    return outs
+
+
+def _explain_invalid_state(id_: str, props: dict[str, Any], error: ClientError) -> None:
+    """RevokeCertificate said the CA's state forbids it: fail if the certificate stays valid, else return."""
+    status = describe_ca(props)["status"]
+    if status in ("DELETED", "EXPIRED"):
+        return  # the CA no longer vouches for anything it issued
+    if status == "DISABLED":
+        raise RuntimeError(
+            f"cannot revoke {id_}: its CA {props['ca_arn']} is DISABLED and revocation needs the CA enabled. "
+            "Enable it (aws acm-pca update-certificate-authority --status ACTIVE) and run again, or set "
+            "revoke_on_delete: false on this certificate (pulumi up) to delete it without revoking; it then "
+            f"stays valid until {props.get('not_after')}"
+        ) from error
+    raise error
 
 
 class Certificate(pulumi.dynamic.Resource, module="pki", name="Certificate"):
@@ -461,6 +682,11 @@ class Certificate(pulumi.dynamic.Resource, module="pki", name="Certificate"):
             "revoke_on_delete": True,
             "region": None,
             "endpoint_url": None,
+            "profile": None,
+            "assume_role_arn": None,
+            "assume_role_session_name": None,
+            "assume_role_external_id": None,
+            "throttle_retry_minutes": DEFAULT_THROTTLE_RETRY_MINUTES,
             **args,
             **dict.fromkeys(OUTPUTS),
         }

@@ -1,6 +1,6 @@
 """`CertificateProvider` called directly, as Pulumi's dynamic-provider host calls it, against moto's server.
 
-Requests go through a `RecordingProxy` (tests/aws_emulator.py): moto ignores the template, signing algorithm,
+Requests go through a `RecordingProxy` (components/local/emulator.py): moto ignores the template, signing algorithm,
 validity and idempotency token, so those are asserted on what the provider *sent*; throttling, in-progress and
 5xx answers are injected by the proxy because moto never produces them.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from components import certificate
+from components import certificate, pca_client
 from components import x509 as pki
 from components.certificate import UNKNOWN, CertificateProvider
-from tests.aws_emulator import RecordingProxy, create_active_ca, pca_client
+from components.local.emulator import RecordingProxy, create_active_ca, free_port
+from components.local.emulator import pca_client as emulator_client
 
 ISSUE = "ACMPrivateCA.IssueCertificate"
 GET = "ACMPrivateCA.GetCertificate"
 REVOKE = "ACMPrivateCA.RevokeCertificate"
-#: botocore's `retries={"max_attempts": n}` counts retries: n + 1 calls in all.
-MAX_CALLS = certificate._RETRY_CONFIG.retries["max_attempts"] + 1  # type: ignore[attr-defined]
+DESCRIBE = "ACMPrivateCA.DescribeCertificateAuthority"
 
 provider = CertificateProvider()
 
@@ -42,10 +43,14 @@ provider = CertificateProvider()
 
 
 @pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch, fast_aws_retries: None) -> None:
-    """Polling and botocore back-off in milliseconds; the bounds (attempts, deadline) are unchanged."""
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polling and back-off in milliseconds (the bounds are unchanged); each test starts as a fresh provider
+    process does: no client, no learnt rate, nothing read of any CA."""
     monkeypatch.setattr(certificate, "POLL_INITIAL_DELAY", 0.01)
     monkeypatch.setattr(certificate, "POLL_MAX_DELAY", 0.02)
+    monkeypatch.setattr(pca_client, "TRANSIENT_BACKOFF", 0.001)
+    pca_client.forget()
+    certificate.forget_cached_cas()
 
 
 @pytest.fixture(scope="module")
@@ -210,18 +215,17 @@ def test_request_carries_validity_template_and_the_cas_signing_algorithm(
     assert 1 <= len(request["IdempotencyToken"]) <= 36  # the API's limit
 
 
-def test_idempotency_token_is_deterministic_for_the_same_request(
-    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]
-) -> None:
+def test_each_create_gets_its_own_idempotency_token(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    # AWS answers a token it saw in the last 5 minutes with that request's certificate (maybe revoked since):
+    # two creates with the same CSR (a replacement, a re-create after a failed up) need two tokens.
     csr_pem, _ = make_csr("app.internal.example.com", [cx509.DNSName("app.internal.example.com")])
     same = {"csr_pem": csr_pem, "subject_alternative_names": []}
     create(rsa_ca[0], pca_proxy, **same)
     create(rsa_ca[0], pca_proxy, **same)
-    create(rsa_ca[0], pca_proxy, **same, validity_days=30)
 
-    first, second, other_validity = (body["IdempotencyToken"] for body in pca_proxy.bodies(ISSUE))
-    assert first == second
-    assert other_validity != first
+    first, second = (body["IdempotencyToken"] for body in pca_proxy.bodies(ISSUE))
+    assert first != second
+    assert {body["Csr"] for body in pca_proxy.bodies(ISSUE)} == {base64.b64encode(csr_pem.encode()).decode()}
 
 
 def test_supplied_csr_is_signed_and_no_key_is_returned(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
@@ -250,9 +254,7 @@ def test_supplied_csr_is_signed_and_no_key_is_returned(pca_proxy: RecordingProxy
     assert base64.b64decode(request["Csr"]).decode() == csr_pem
 
 
-def test_read_returns_the_certificate_and_drops_it_once_revoked(
-    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]
-) -> None:
+def test_read_keeps_a_revoked_certificate(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
     # moto files a revocation under `format(serial, "X")` cut into pairs, which misplaces the colons when that
     # hex has an odd length ("ABC" -> "AB:C" where RevokeCertificate sends "0A:BC"): take a serial it can match.
     for _ in range(20):
@@ -264,7 +266,22 @@ def test_read_returns_the_certificate_and_drops_it_once_revoked(
     assert read.outs == outs
 
     provider.delete(certificate_arn, outs)
-    # moto answers GetCertificate on a revoked certificate with RequestInProgressException; AWS, not found.
+    # AWS's GetCertificate returns revoked certificates; moto answers RequestInProgressException instead.
+    # Neither means "gone": the certificate stays in the state.
+    assert provider.read(certificate_arn, outs).id == certificate_arn
+
+
+def test_read_keeps_a_certificate_on_request_in_progress(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    certificate_arn, outs = create(rsa_ca[0], pca_proxy)
+    pca_proxy.in_progress()
+    read = provider.read(certificate_arn, outs)
+    assert (read.id, read.outs) == (certificate_arn, outs)
+    assert [call.injected for call in pca_proxy.calls(GET)][-1] is True
+
+
+def test_read_drops_a_certificate_aws_says_does_not_exist(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    certificate_arn, outs = create(rsa_ca[0], pca_proxy)
+    pca_proxy.inject(GET, error_type="ResourceNotFoundException")
     assert provider.read(certificate_arn, outs).id == ""
 
 
@@ -282,9 +299,10 @@ def state(pca_proxy_session: RecordingProxy, rsa_ca: tuple[str, str]) -> dict[st
     return inputs | outputs
 
 
-def test_diff_without_changes(state: dict[str, Any]) -> None:
+def test_diff_without_changes(pca_proxy: RecordingProxy, state: dict[str, Any]) -> None:
     inputs = {key: value for key, value in state.items() if key not in certificate.OUTPUTS}
     result = provider.diff("arn", state, inputs)
+    assert pca_proxy.requests == []  # diff never calls AWS
     assert result.changes is False
     assert result.replaces == []
     assert result.delete_before_replace is False
@@ -313,7 +331,16 @@ def test_diff_replaces_on_each_identity_input(state: dict[str, Any], key: str, v
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("renew_before_days", 10), ("revoke_on_delete", False), ("endpoint_url", "http://127.0.0.1:1")],
+    [
+        ("renew_before_days", 10),
+        ("revoke_on_delete", False),
+        ("endpoint_url", "http://127.0.0.1:1"),
+        ("profile", "pki-issuer"),
+        ("assume_role_arn", "arn:aws:iam::111122223333:role/certificate-issuer"),
+        ("assume_role_session_name", "deploy"),
+        ("assume_role_external_id", "pki-external-id"),
+        ("throttle_retry_minutes", 30),
+    ],
 )
 def test_diff_updates_settings_in_place(state: dict[str, Any], key: str, value: Any) -> None:
     result = provider.diff("arn", state, {**state, key: value})
@@ -373,9 +400,7 @@ def test_delete_revokes_with_the_serial_and_ca(pca_proxy: RecordingProxy, rsa_ca
     assert len(pca_proxy.calls(REVOKE)) == 2
 
 
-@pytest.mark.parametrize(
-    "error_type", ["RequestAlreadyProcessedException", "ResourceNotFoundException", "InvalidStateException"]
-)
+@pytest.mark.parametrize("error_type", ["RequestAlreadyProcessedException", "ResourceNotFoundException"])
 def test_delete_is_quiet_when_nothing_is_left_to_revoke(
     pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], error_type: str
 ) -> None:
@@ -388,9 +413,32 @@ def test_delete_is_quiet_when_nothing_is_left_to_revoke(
 def test_delete_is_quiet_when_the_ca_was_deleted(pca_proxy: RecordingProxy) -> None:
     ca_arn, _ = create_active_ca(pca_proxy.endpoint_url, common_name="Deleted CA")
     certificate_arn, outs = create(ca_arn, pca_proxy)
-    pca_client(pca_proxy.endpoint_url).delete_certificate_authority(CertificateAuthorityArn=ca_arn)
+    emulator_client(pca_proxy.endpoint_url).delete_certificate_authority(CertificateAuthorityArn=ca_arn)
     provider.delete(certificate_arn, outs)  # moto: InvalidStateException
     assert pca_proxy.calls(REVOKE)[-1].status == 400
+
+
+def test_delete_under_a_disabled_ca_fails_and_says_how_to_proceed(pca_proxy: RecordingProxy) -> None:
+    ca_arn, _ = create_active_ca(pca_proxy.endpoint_url, common_name="Disabled CA")
+    certificate_arn, outs = create(ca_arn, pca_proxy)
+    emulator_client(pca_proxy.endpoint_url).update_certificate_authority(
+        CertificateAuthorityArn=ca_arn, Status="DISABLED"
+    )
+    with pytest.raises(RuntimeError) as raised:
+        provider.delete(certificate_arn, outs)
+    message = str(raised.value)
+    assert certificate_arn in message
+    assert "DISABLED" in message
+    assert "revocation needs the CA enabled" in message
+    assert "revoke_on_delete: false" in message
+    assert pca_proxy.calls(REVOKE)[-1].status == 400  # moto: InvalidStateException
+
+
+def test_delete_reports_an_invalid_state_of_an_active_ca(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    certificate_arn, outs = create(rsa_ca[0], pca_proxy)
+    pca_proxy.inject(REVOKE, error_type="InvalidStateException")
+    with pytest.raises(ClientError):
+        provider.delete(certificate_arn, outs)
 
 
 @pytest.mark.parametrize("error_type", ["AccessDeniedException", "ValidationException"])
@@ -465,22 +513,96 @@ def test_create_gives_up_after_issue_wait_seconds(
 ) -> None:
     monkeypatch.setattr(certificate, "ISSUE_WAIT_SECONDS", 0.3)
     pca_proxy.in_progress(times=None)
-    with pytest.raises(TimeoutError, match=r"certificate/.* was still being issued after 0 seconds"):
+    with pytest.raises(RuntimeError, match=r"certificate/.* was still being issued after 0 seconds") as raised:
         create(rsa_ca[0], pca_proxy)
+    # Its serial is only in the certificate, which never came: the error names the certificate to revoke.
+    assert "it was not revoked" in str(raised.value)
+    assert isinstance(raised.value.__cause__, TimeoutError)
     attempts = len(pca_proxy.calls(GET))
     assert 2 <= attempts <= 0.3 / 0.01 + 1  # polled, but never more often than the initial delay allows
     assert len(pca_proxy.calls(ISSUE)) == 1
 
 
 @pytest.mark.parametrize("target", [ISSUE, GET])
-def test_persistent_throttling_is_bounded(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], target: str) -> None:
+def test_persistent_throttling_is_bounded_by_time(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], target: str
+) -> None:
     pca_proxy.throttle(target, times=None)
+    inputs = checked(rsa_ca[0], pca_proxy, throttle_retry_minutes=0.03)  # 1.8 s
+    with pytest.raises((ClientError, RuntimeError)) as raised:
+        provider.create(inputs)
+    error = raised.value if isinstance(raised.value, ClientError) else raised.value.__cause__
+    assert isinstance(error, ClientError)
+    assert error.response["Error"]["Code"] == "ThrottlingException"
+    calls = pca_proxy.calls(target)
+    assert len(calls) > 9  # more than botocore's old fixed attempt count, for as long as the budget lasts
+    assert 1.5 <= calls[-1].at - calls[0].at < 5
+    assert len(pca_proxy.calls(ISSUE)) == (len(calls) if target == ISSUE else 1)
+    assert len({body["IdempotencyToken"] for body in pca_proxy.bodies(ISSUE)}) == 1
+
+
+@pytest.mark.parametrize("error_type", ["AccessDeniedException", "ValidationException", "LimitExceededException"])
+def test_other_errors_fail_at_once(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], error_type: str) -> None:
+    pca_proxy.inject(ISSUE, error_type=error_type, times=None)
     with pytest.raises(ClientError) as raised:
         create(rsa_ca[0], pca_proxy)
-    assert raised.value.response["Error"]["Code"] == "ThrottlingException"
-    assert len(pca_proxy.calls(target)) == MAX_CALLS == 9
-    assert len(pca_proxy.calls(ISSUE)) == (MAX_CALLS if target == ISSUE else 1)
-    assert len({body["IdempotencyToken"] for body in pca_proxy.bodies(ISSUE)}) == 1
+    assert raised.value.response["Error"]["Code"] == error_type
+    assert len(pca_proxy.calls(ISSUE)) == 1
+
+
+def test_concurrent_creates_under_a_persistent_quota_all_succeed(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]
+) -> None:
+    count = 16
+    inputs = [checked(rsa_ca[0], pca_proxy, common_name=f"host{index}.internal.example.com") for index in range(count)]
+    pca_proxy.reset()
+    pca_proxy.quota(ISSUE, 2.0, burst=1)  # far below the 25/s the provider starts from
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(provider.create, inputs))
+
+    assert len({result.id for result in results}) == count
+    issued = [call for call in pca_proxy.calls(ISSUE) if not call.injected]
+    assert len(issued) == count  # a fleet of N issues N certificates, never more
+    assert any(call.injected for call in pca_proxy.calls(ISSUE)), "the quota was never reached"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one client and one rate per process; one read of each CA per check burst
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_one_client_serves_every_call_of_every_resource(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+    real_client: Any = pca_client.boto3.session.Session.client
+
+    def counting_client(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
+        built.append(service)
+        return real_client(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(pca_client.boto3.session.Session, "client", counting_client)
+    first_arn, first = create(rsa_ca[0], pca_proxy, common_name="one.internal.example.com")
+    second_arn, second = create(rsa_ca[0], pca_proxy, common_name="two.internal.example.com")
+    provider.read(first_arn, first)
+    provider.delete(second_arn, second)
+    assert built == ["acm-pca"]
+    assert pca_client.client(pca_client.Target.of(first)) is pca_client.client(pca_client.Target.of(second))
+
+
+def test_create_makes_one_describe_one_issue_and_one_get(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    inputs = checked(rsa_ca[0], pca_proxy)
+    pca_proxy.reset()
+    provider.create(inputs)
+    assert [call.target for call in pca_proxy.requests] == [DESCRIBE, ISSUE, GET]
+
+
+def test_check_reads_a_shared_ca_once_for_many_certificates(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    props = [news(rsa_ca[0], pca_proxy, common_name=f"host{index}.internal.example.com") for index in range(40)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda one: provider.check({}, one), props))
+    assert all(result.failures == [] for result in results)
+    assert len(pca_proxy.calls(DESCRIBE)) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -574,7 +696,7 @@ def test_describe_ca_of_moto_server_does_not_echo_usage_mode(
     pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]
 ) -> None:
     """Why the proxy corrects UsageMode: moto reports SHORT_LIVED_CERTIFICATE for every CA."""
-    upstream = pca_client(pca_proxy.upstream).describe_certificate_authority(CertificateAuthorityArn=rsa_ca[0])
+    upstream = emulator_client(pca_proxy.upstream).describe_certificate_authority(CertificateAuthorityArn=rsa_ca[0])
     assert upstream["CertificateAuthority"]["UsageMode"] == "SHORT_LIVED_CERTIFICATE"
     proxied = certificate.describe_ca({"ca_arn": rsa_ca[0], "endpoint_url": pca_proxy.endpoint_url})
     assert proxied["usage_mode"] == "GENERAL_PURPOSE"
@@ -787,3 +909,164 @@ def test_check_tolerates_unknown_values_during_preview(
 def test_check_ignores_the_provider_marker(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
     inputs = checked(rsa_ca[0], pca_proxy, __provider="serialized-provider")
     assert "__provider" not in inputs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what only real AWS shows: CA states, unreadable CAs, certificates issued but unusable, name limits
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["DISABLED", "PENDING_CERTIFICATE"])
+def test_create_refuses_a_ca_that_is_not_active(pca_proxy: RecordingProxy, status: str) -> None:
+    # moto issues from any CA; AWS refuses with InvalidStateException. The provider refuses first, by name.
+    ca_arn, _ = create_active_ca(pca_proxy.endpoint_url, common_name=f"{status} CA")
+    inputs = checked(ca_arn, pca_proxy)
+    pca_proxy.reset()
+    pca_proxy.respond(
+        DESCRIBE,
+        {"CertificateAuthority": {"Status": status, "CertificateAuthorityConfiguration": {"KeyAlgorithm": "RSA_2048"}}},
+    )
+    with pytest.raises(ValueError, match=f"is {status}; it issues certificates only when ACTIVE"):
+        provider.create(inputs)
+    assert pca_proxy.calls(ISSUE) == []
+
+
+def test_create_revokes_a_certificate_it_cannot_use(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    _, other = create(rsa_ca[0], pca_proxy, common_name="other.internal.example.com")
+    pca_proxy.reset()
+    # GetCertificate hands back a certificate for another key than the CSR's: unusable, and valid until revoked.
+    pca_proxy.respond(
+        GET, {"Certificate": other["certificate_pem"], "CertificateChain": other["certificate_chain_pem"]}
+    )
+    with pytest.raises(RuntimeError, match=r"does not carry the public key of the CSR.*the certificate was revoked"):
+        create(rsa_ca[0], pca_proxy)
+    [revoked] = pca_proxy.bodies(REVOKE)
+    assert revoked["CertificateSerial"] == other["serial"]
+    assert len(pca_proxy.calls(ISSUE)) == 1
+
+
+@pytest.mark.parametrize("error_type", ["AccessDeniedException", "ThrottlingException", "InternalFailure"])
+def test_check_skips_the_ca_checks_when_aws_refuses_to_answer(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], error_type: str
+) -> None:
+    pca_proxy.inject(
+        DESCRIBE, error_type=error_type, status=500 if error_type == "InternalFailure" else 400, times=None
+    )
+    assert failures_of(news(rsa_ca[0], pca_proxy, validity_days=400)) == {}  # create() checks again
+
+
+def test_check_skips_the_ca_checks_without_credentials(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setattr("botocore.credentials.InstanceMetadataProvider.load", lambda _self: None)
+    monkeypatch.setattr("botocore.credentials.ContainerProvider.load", lambda _self: None)
+    assert failures_of(news(rsa_ca[0], pca_proxy)) == {}
+    assert pca_proxy.requests == []
+
+
+def test_check_skips_the_ca_checks_when_the_endpoint_is_unreachable(rsa_ca: tuple[str, str]) -> None:
+    props = {
+        "ca_arn": rsa_ca[0],
+        "common_name": "app.internal.example.com",
+        "endpoint_url": f"http://127.0.0.1:{free_port()}",
+    }
+    assert failures_of(props) == {}
+
+
+def test_check_refuses_a_common_name_longer_than_x509_allows(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]
+) -> None:
+    long_name = f"{'a' * 40}.{'b' * 20}.example.com"  # 73 characters, every label valid
+    failures = failures_of(news(rsa_ca[0], pca_proxy, common_name=long_name))
+    assert set(failures) == {"common_name"}
+    assert "73 characters" in failures["common_name"]
+    assert "at most 64" in failures["common_name"]
+    assert "subject_alternative_names" in failures["common_name"]
+    # ... while the same name is fine as an alternative name.
+    assert failures_of(news(rsa_ca[0], pca_proxy, subject_alternative_names=[long_name])) == {}
+
+
+@pytest.mark.parametrize("sans", [[None], ["api.internal.example.com", None]])
+def test_check_refuses_a_null_name(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], sans: list[Any]) -> None:
+    failures = failures_of(news(rsa_ca[0], pca_proxy, subject_alternative_names=sans))
+    assert set(failures) == {"subject_alternative_names"}
+    assert f"position {sans.index(None)}" in failures["subject_alternative_names"]
+
+
+@pytest.mark.parametrize("validity", [36501, 10**9, 1e300])
+def test_check_refuses_an_absurd_validity(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], validity: Any) -> None:
+    failures = failures_of(news(rsa_ca[0], pca_proxy, validity_days=validity))
+    assert set(failures) == {"validity_days"}
+    assert "validity_days must be at most 36500" in failures["validity_days"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "prop", "fragment"),
+    [
+        ({"assume_role_arn": "arn:aws:iam::123:role/x"}, "assume_role_arn", "is not an IAM role ARN"),
+        ({"assume_role_arn": "arn:aws:iam::123456789012:user/x"}, "assume_role_arn", "is not an IAM role ARN"),
+        ({"assume_role_session_name": "deploy"}, "assume_role_session_name", "assume_role_arn is not"),
+        ({"assume_role_external_id": "abc"}, "assume_role_external_id", "assume_role_arn is not"),
+        (
+            {"assume_role_arn": "arn:aws:iam::123456789012:role/x", "assume_role_session_name": "a b"},
+            "assume_role_session_name",
+            "2-64 letters",
+        ),
+        ({"profile": "two words"}, "profile", "is not an AWS profile name"),
+        ({"throttle_retry_minutes": 0}, "throttle_retry_minutes", "above 0 and at most 120"),
+        ({"throttle_retry_minutes": "5"}, "throttle_retry_minutes", "above 0 and at most 120"),
+        ({"throttle_retry_minutes": 121}, "throttle_retry_minutes", "above 0 and at most 120"),
+    ],
+)
+def test_check_refuses_bad_identity_and_budget_inputs(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], overrides: dict[str, Any], prop: str, fragment: str
+) -> None:
+    failures = failures_of(news(rsa_ca[0], pca_proxy, **overrides))
+    assert set(failures) == {prop}
+    assert fragment in failures[prop]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the stack's AWS identity: a profile, a role assumed through STS
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_calls_are_signed_with_the_assumed_roles_credentials(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]
+) -> None:
+    # moto keeps the role's account (the CA's) for the keys it hands out, so the CA is visible to the role.
+    role = {
+        "assume_role_arn": "arn:aws:iam::123456789012:role/certificate-issuer",
+        "assume_role_session_name": "pulumi-deploy",
+        "assume_role_external_id": "pki-external-id",
+    }
+    certificate_arn, outs = create(rsa_ca[0], pca_proxy, **role)
+    provider.delete(certificate_arn, outs)
+
+    pca_calls = [call for call in pca_proxy.requests if call.target.startswith("ACMPrivateCA.")]
+    assert [call.target for call in pca_calls] == [DESCRIBE, DESCRIBE, ISSUE, GET, REVOKE]
+    signers = {call.access_key_id for call in pca_calls}
+    assert len(signers) == 1
+    [signer] = signers
+    assert signer.startswith("ASIA")  # temporary credentials from STS, not the environment's "testing"
+    sts_calls = [call for call in pca_proxy.requests if call.target == ""]
+    assert len(sts_calls) == 1  # AssumeRole once, for every call of both operations
+    assert sts_calls[0].access_key_id == "testing"  # signed with the source credentials
+
+
+def test_calls_use_the_named_profile(
+    pca_proxy: RecordingProxy, rsa_ca: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[pki-issuer]\naws_access_key_id = AKIAPKIISSUER0000001\naws_secret_access_key = x\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    create(rsa_ca[0], pca_proxy, profile="pki-issuer")
+    assert {call.access_key_id for call in pca_proxy.calls(ISSUE)} == {"AKIAPKIISSUER0000001"}
+
+
+def test_an_unknown_profile_fails_create_but_not_check(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    inputs = checked(rsa_ca[0], pca_proxy, profile="no-such-profile")
+    with pytest.raises(Exception, match="no-such-profile"):
+        provider.create(inputs)

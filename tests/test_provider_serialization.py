@@ -18,9 +18,9 @@ import pulumi
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from components import certificate
+from components import certificate, pca_client
 from components.certificate import Certificate, CertificateProvider
-from tests.aws_emulator import FAKE_AWS_ENVIRONMENT, RecordingProxy, create_active_ca
+from components.local.emulator import FAKE_AWS_ENVIRONMENT, RecordingProxy, create_active_ca
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,6 +74,31 @@ def test_the_pickled_provider_holds_no_credential_or_endpoint(serialized: str) -
         *(value.lower().encode() for value in FAKE_AWS_ENVIRONMENT.values()),
     ]
     assert [word for word in forbidden if word in raw] == []
+
+
+def test_the_pickle_holds_no_client_or_credential_after_use(serialized: str, pca_proxy: RecordingProxy) -> None:
+    """The process-wide clients, rates and assumed-role credentials live in module globals, never in the pickle."""
+    ca_arn, _ = create_active_ca(pca_proxy.endpoint_url, common_name="Serialization Cache CA")
+    provider = CertificateProvider()
+    props = {
+        "ca_arn": ca_arn,
+        "common_name": "cached.internal.example.com",
+        "endpoint_url": pca_proxy.endpoint_url,
+        "assume_role_arn": "arn:aws:iam::123456789012:role/certificate-issuer",
+    }
+    checked = provider.check({}, props)
+    assert checked.failures == []
+    created = provider.create(checked.inputs)
+    assert pca_client._clients, "the create above built a shared client"
+    signer = pca_proxy.calls("IssueCertificate")[-1].access_key_id
+
+    after = serialize_provider(provider)
+    assert after == serialized
+    raw = base64.b64decode(after)
+    assert signer.encode() not in raw
+    assert b"certificate-issuer" not in raw
+    assert created.id.encode() not in raw
+    assert vars(provider) == {}
 
 
 def test_the_pickled_provider_works_in_a_fresh_process(serialized: str, pca_proxy: RecordingProxy) -> None:

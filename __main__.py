@@ -44,6 +44,12 @@ if settings.certificate is not None and settings.backend is not None:
             "template_arn": wanted.template,
             "region": settings.region,
             "endpoint_url": settings.endpoint_url,
+            # Issue as the stack's AWS identity (aws:profile, first aws:assumeRoles entry): names, no credential.
+            "profile": settings.aws_identity.profile,
+            "assume_role_arn": settings.aws_identity.assume_role_arn,
+            "assume_role_session_name": settings.aws_identity.assume_role_session_name,
+            "assume_role_external_id": settings.aws_identity.assume_role_external_id,
+            "throttle_retry_minutes": wanted.throttle_retry_minutes,
         },
     )
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from components import x509
-from components.certificate import DEFAULT_TEMPLATE, SHORT_LIVED_MAX_DAYS, template_arn_for
+from components.certificate import (
+    DEFAULT_TEMPLATE,
+    DEFAULT_THROTTLE_RETRY_MINUTES,
+    MAX_THROTTLE_RETRY_MINUTES,
+    ROLE_ARN,
+    SHORT_LIVED_MAX_DAYS,
+    template_arn_for,
+)
 from components.network import subnet_cidrs
 
 CA_MODES = ("root", "subordinate", "stack")
@@ -80,6 +87,19 @@ class CertificateSettings:
     validity_days: int
     renew_before_days: int | None
     template: str
+    throttle_retry_minutes: int = DEFAULT_THROTTLE_RETRY_MINUTES
+    """How long the provider retries calls AWS throttles (`certThrottleRetryMinutes`)."""
+
+
+@dataclass(frozen=True)
+class AwsIdentity:
+    """The stack's AWS identity, for the certificate provider: `aws:profile` and the first `aws:assumeRoles`
+    entry, so certificates are issued as the rest of the stack is deployed (names and ARNs, no credential)."""
+
+    profile: str | None = None
+    assume_role_arn: str | None = None
+    assume_role_session_name: str | None = None
+    assume_role_external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +147,7 @@ class Settings:
     parameter_prefix: str
     warnings: tuple[str, ...] = ()
     """Legal but risky combinations, for the program to log."""
+    aws_identity: AwsIdentity = AwsIdentity()
 
 
 def ec2_private_dns_wildcard(region: str) -> str:
@@ -214,9 +235,15 @@ def _is_world(cidr: str) -> bool:
     return _is_cidr(cidr) and ipaddress.ip_network(cidr).prefixlen == 0
 
 
-def parse_settings(raw: Mapping[str, Any], *, stack: str, project: str, region: str | None) -> Settings:
-    """Validate config (project keys without their namespace) into `Settings`, or raise `SettingsError`."""
+def parse_settings(
+    raw: Mapping[str, Any], *, stack: str, project: str, region: str | None, aws: Mapping[str, Any] | None = None
+) -> Settings:
+    """Validate config (project keys without their namespace) into `Settings`, or raise `SettingsError`.
+
+    `aws` holds the `aws:` provider settings that matter here: `profile` and `assumeRoles`.
+    """
     read = _Reader(raw)
+    aws_identity = _parse_aws_identity(read, aws or {})
     if not region:
         read.problem("aws:region", "is required (e.g. us-east-1)")
         region = "us-east-1"
@@ -243,7 +270,38 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, project: str, region: 
         endpoint_url=endpoint_url,
         parameter_prefix=prefix,
         warnings=tuple(read.warnings),
+        aws_identity=aws_identity,
     )
+
+
+def _parse_aws_identity(read: _Reader, aws: Mapping[str, Any]) -> AwsIdentity:
+    profile = aws.get("profile") or None
+    if profile is not None and not isinstance(profile, str):
+        read.problem("aws:profile", f"must be a profile name, got {profile!r}")
+        profile = None
+    roles = aws.get("assumeRoles") or []
+    if not isinstance(roles, list) or not all(isinstance(role, dict) for role in roles):
+        read.problem(
+            "aws:assumeRoles", f"must be a list of objects with roleArn (and sessionName, externalId), got {roles!r}"
+        )
+        return AwsIdentity(profile)
+    if not roles:
+        return AwsIdentity(profile)
+    if len(roles) > 1:
+        read.warnings.append(
+            f"aws:assumeRoles has {len(roles)} entries; the certificate provider assumes only the first "
+            f"({roles[0].get('roleArn')!r}), so it issues as that role, not as the last role of the chain"
+        )
+    first = {key: value or None for key, value in roles[0].items()}
+    role_arn, session_name, external_id = first.get("roleArn"), first.get("sessionName"), first.get("externalId")
+    if not isinstance(role_arn, str) or not ROLE_ARN.match(role_arn):
+        read.problem(
+            "aws:assumeRoles", f"roleArn {role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+        )
+    for key, value in (("sessionName", session_name), ("externalId", external_id)):
+        if value is not None and not isinstance(value, str):
+            read.problem("aws:assumeRoles", f"{key} must be a string, got {value!r}")
+    return AwsIdentity(profile, role_arn, session_name, external_id)
 
 
 def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
@@ -340,6 +398,9 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
         )
     # 0 (the default) leaves it to the provider: a third of the validity.
     renew_before = read.integer("certRenewBeforeDays", 0, 0, max(validity - 1, 0)) or None
+    throttle_minutes = read.integer(
+        "certThrottleRetryMinutes", DEFAULT_THROTTLE_RETRY_MINUTES, 1, MAX_THROTTLE_RETRY_MINUTES
+    )
     template = read.string("certTemplate", DEFAULT_TEMPLATE) or DEFAULT_TEMPLATE
     try:
         template_arn_for(template)
@@ -352,6 +413,7 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
         validity_days=validity,
         renew_before_days=renew_before,
         template=template,
+        throttle_retry_minutes=throttle_minutes,
     )
 
 
@@ -501,7 +563,9 @@ def load_settings() -> Settings:
         value = config.get_object(key) if key in LIST_KEYS else config.get(key)
         if value is not None:
             raw[key] = value
-    return parse_settings(raw, stack=stack, project=project, region=pulumi.Config("aws").get("region"))
+    aws_config = pulumi.Config("aws")
+    aws = {"profile": aws_config.get("profile"), "assumeRoles": aws_config.get_object("assumeRoles")}
+    return parse_settings(raw, stack=stack, project=project, region=aws_config.get("region"), aws=aws)
 
 
 #: The settings that are lists (`type: array` in Pulumi.yaml).
@@ -537,6 +601,7 @@ CONFIG_KEYS = (
     "certValidityDays",
     "certRenewBeforeDays",
     "certTemplate",
+    "certThrottleRetryMinutes",
     "networkCidr",
     "vpcId",
     "albSubnetIds",

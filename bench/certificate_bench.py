@@ -1,17 +1,22 @@
-"""What issuing a certificate costs the provider, per key algorithm, against a local moto server.
+"""What issuing certificates costs the provider, side by side with what it cannot go below, against local moto.
 
-For each key algorithm:
-- key + CSR generation (`x509.generate_private_key` + `x509.build_csr`), median of `--keygen-samples`;
-- one full `CertificateProvider.create()` (DescribeCertificateAuthority, key + CSR, IssueCertificate,
-  GetCertificate), median of `--create-samples`;
-- `--concurrency` creates at once in a thread pool (as Pulumi runs independent resources in parallel):
-  wall time and certificates per second.
+Three tables, from one run:
 
-moto signs with its own RSA-2048 key whatever the CA's algorithm, so the CA side is constant here; only the
-generated key varies. moto reports every CA as SHORT_LIVED_CERTIFICATE, so certificates ask for 7 days.
-Bounded: fixed sample counts, a per-create timeout, and `--max-seconds` overall. Prints a markdown table.
+1. `create()` against the raw floor, per key algorithm: the floor is the same key + CSR generation, then
+   IssueCertificate and GetCertificate with one boto3 client built beforehand. Runs are interleaved (floor,
+   create, create, floor, ...); medians and minimums, and their ratios. Each run's AWS calls are counted on
+   the clients (floor: IssueCertificate + GetCertificate; create: DescribeCertificateAuthority + the same two).
+2. A fleet of N concurrent `create()` calls through a proxy that enforces an IssueCertificate quota, at each
+   `--quotas` value (below moto's own ceiling of about 15/s here): the IssueCertificate rate achieved as a
+   share of the quota, failed creates, requests the proxy refused and let through, and duplicates (issued
+   certificates beyond N). Each quota starts as a fresh provider process does (no client, no learnt rate).
+3. AWS calls made by `check()` and by `diff()` for an unchanged stack of `--stack-size` certificates sharing
+   one CA, counted at the proxy.
 
-    uv run python bench/certificate_bench.py [--keygen-samples 10] [--create-samples 3] [--concurrency 20]
+moto signs with its own RSA-2048 key whatever the CA's algorithm and reports every CA as SHORT_LIVED_CERTIFICATE
+(the proxy corrects the latter), so only the generated key varies in table 1. Prints markdown tables.
+
+    uv run python bench/certificate_bench.py [--runs 15] [--fleet 100] [--quotas 2 5] [--stack-size 50]
 """
 
 from __future__ import annotations
@@ -21,117 +26,248 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-# Run as a file (`python bench/certificate_bench.py`): make the repository importable for the shared helpers.
+# Run as a file (`python bench/certificate_bench.py`): make the repository importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components import x509
+from botocore.exceptions import ClientError
+
+from components import certificate, pca_client, x509
 from components.certificate import CertificateProvider
-from tests.aws_emulator import FAKE_AWS_ENVIRONMENT, REAL_AWS_VARIABLES, create_active_ca, moto_server
+from components.local.emulator import (
+    FAKE_AWS_ENVIRONMENT,
+    REAL_AWS_VARIABLES,
+    RecordingProxy,
+    create_active_ca,
+    moto_server,
+)
+from components.local.emulator import (
+    pca_client as emulator_client,
+)
 
-CREATE_TIMEOUT_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class Row:
-    key_algorithm: str
-    keygen_ms: float
-    create_ms: float
-    concurrent_s: float
-    per_second: float
-    errors: int
-
-
-def _median_ms(action: Callable[[], object], samples: int, deadline: float) -> float:
-    timings: list[float] = []
-    for _ in range(samples):
-        if timings and time.monotonic() > deadline:
-            break
-        start = time.perf_counter()
-        action()
-        timings.append((time.perf_counter() - start) * 1000)
-    return statistics.median(timings)
+ISSUE = "ACMPrivateCA.IssueCertificate"
+COMMON_NAME = "bench.internal.example.com"
+NAMES = ["api.bench.internal.example.com", "10.0.0.10"]
 
 
-def _inputs(provider: CertificateProvider, ca_arn: str, endpoint: str, key_algorithm: str) -> dict[str, Any]:
-    checked = provider.check(
-        {},
-        {
-            "ca_arn": ca_arn,
-            "common_name": "bench.internal.example.com",
-            "subject_alternative_names": ["api.bench.internal.example.com", "10.0.0.10"],
-            "key_algorithm": key_algorithm,
-            "validity_days": 7,
-            "endpoint_url": endpoint,
-        },
-    )
+def _fresh_process() -> None:
+    """What a new provider process starts with: no client, no learnt rate, nothing read of any CA."""
+    pca_client.forget()
+    certificate.forget_cached_cas()
+
+
+def _inputs(provider: CertificateProvider, ca_arn: str, endpoint: str, **overrides: Any) -> dict[str, Any]:
+    props = {
+        "ca_arn": ca_arn,
+        "common_name": COMMON_NAME,
+        "subject_alternative_names": NAMES,
+        "validity_days": 7,
+        "endpoint_url": endpoint,
+        **overrides,
+    }
+    checked = provider.check({}, props)
     if checked.failures or checked.inputs is None:
         raise SystemExit(f"check failed: {[(f.property, f.reason) for f in checked.failures]}")
     return checked.inputs
 
 
-def measure(args: argparse.Namespace, endpoint: str, ca_arn: str, key_algorithm: str, deadline: float) -> Row:
+class _CallCounter:
+    """Counts the API calls a boto3 client makes (botocore's `before-call` event)."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls: Counter[str] = Counter()
+        client.meta.events.register("before-call.acm-pca", self._count)
+
+    def _count(self, model: Any, **_kwargs: Any) -> None:
+        self.calls[model.name] += 1
+
+    def take(self) -> dict[str, int]:
+        taken = dict(self.calls)
+        self.calls.clear()
+        return taken
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. create() against the floor
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _floor(client: Any, ca_arn: str, key_algorithm: str) -> None:
+    names = x509.SubjectNames.parse(COMMON_NAME, NAMES)
+    key = x509.generate_private_key(key_algorithm)
+    csr = x509.build_csr(key, COMMON_NAME, names)
+    arn = client.issue_certificate(
+        CertificateAuthorityArn=ca_arn,
+        Csr=csr.encode(),
+        SigningAlgorithm="SHA256WITHRSA",
+        TemplateArn="arn:aws:acm-pca:::template/EndEntityServerAuthCertificate/V1",
+        Validity={"Value": 7, "Type": "DAYS"},
+    )["CertificateArn"]
+    while True:
+        try:
+            client.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=arn)
+            return
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "RequestInProgressException":
+                raise
+            time.sleep(0.05)
+
+
+def floor_table(endpoint: str, ca_arn: str, algorithms: list[str], runs: int) -> list[str]:
+    _fresh_process()
     provider = CertificateProvider()
-    names = x509.SubjectNames.parse("bench.internal.example.com", ["10.0.0.10"])
+    floor_client = emulator_client(endpoint)
+    floor_calls = _CallCounter(floor_client)
+    rows = [
+        "| key algorithm | floor median (ms) | create() median (ms) | ratio of medians | floor min (ms) "
+        "| create() min (ms) | ratio of mins | calls per create() / floor | check |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for key_algorithm in algorithms:
+        inputs = _inputs(provider, ca_arn, endpoint, key_algorithm=key_algorithm)
+        provider.create(inputs)  # builds the shared client, as the floor's was built above
+        create_calls = _CallCounter(pca_client.client(pca_client.Target.of(inputs)))
+        timings: dict[str, list[float]] = {"floor": [], "create": []}
+        seen: dict[str, set[tuple[tuple[str, int], ...]]] = {"floor": set(), "create": set()}
+        actions: dict[str, tuple[Callable[[], object], _CallCounter]] = {
+            "floor": (partial(_floor, floor_client, ca_arn, key_algorithm), floor_calls),
+            "create": (partial(provider.create, inputs), create_calls),
+        }
+        for run in range(runs):
+            for name in ("floor", "create") if run % 2 == 0 else ("create", "floor"):
+                action, counter = actions[name]
+                counter.take()
+                start = time.perf_counter()
+                action()
+                timings[name].append((time.perf_counter() - start) * 1000)
+                seen[name].add(tuple(sorted(counter.take().items())))
+        floor_ms, create_ms = timings["floor"], timings["create"]
+        expected_floor = {(("GetCertificate", 1), ("IssueCertificate", 1))}
+        expected_create = {(("DescribeCertificateAuthority", 1), ("GetCertificate", 1), ("IssueCertificate", 1))}
+        ok = seen["floor"] == expected_floor and seen["create"] == expected_create
+        rows.append(
+            f"| {key_algorithm} | {statistics.median(floor_ms):.1f} | {statistics.median(create_ms):.1f} "
+            f"| {statistics.median(create_ms) / statistics.median(floor_ms):.2f}x | {min(floor_ms):.1f} "
+            f"| {min(create_ms):.1f} | {min(create_ms) / min(floor_ms):.2f}x | 3 / 2 "
+            f"| {'ok' if ok else f'UNEXPECTED CALLS {seen}'} |"
+        )
+    return rows
 
-    def keygen() -> None:
-        x509.build_csr(x509.generate_private_key(key_algorithm), "bench.internal.example.com", names)
 
-    keygen_ms = _median_ms(keygen, args.keygen_samples, deadline)
-    inputs = _inputs(provider, ca_arn, endpoint, key_algorithm)
-    create_ms = _median_ms(lambda: provider.create(inputs), args.create_samples, deadline)
+# ---------------------------------------------------------------------------------------------------------
+# 2. a fleet under a quota
+# ---------------------------------------------------------------------------------------------------------
 
-    errors = 0
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-        futures = [pool.submit(provider.create, inputs) for _ in range(args.concurrency)]
-        done, not_done = wait(futures, timeout=CREATE_TIMEOUT_SECONDS)
-        for future in not_done:
-            future.cancel()
-        errors = len(not_done) + sum(1 for future in done if future.exception() is not None)
-    concurrent_s = time.perf_counter() - start
-    issued = args.concurrency - errors
-    return Row(key_algorithm, keygen_ms, create_ms, concurrent_s, issued / concurrent_s, errors)
+
+def fleet_row(proxy: RecordingProxy, ca_arn: str, fleet: int, quota: float) -> str:
+    _fresh_process()
+    provider = CertificateProvider()
+    inputs = [
+        _inputs(provider, ca_arn, proxy.endpoint_url, common_name=f"host{index}.bench.internal.example.com")
+        for index in range(fleet)
+    ]
+    proxy.reset()
+    proxy.quota(ISSUE, quota)
+
+    def create(props: dict[str, Any]) -> str | None:
+        try:
+            return provider.create(props).id
+        except Exception:
+            return None
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=fleet) as pool:
+        created = list(pool.map(create, inputs))
+    wall = time.monotonic() - start
+    proxy.clear_faults()
+
+    issue_calls = proxy.calls(ISSUE)
+    accepted = [call for call in issue_calls if not call.injected]
+    refused = len(issue_calls) - len(accepted)
+    failures = sum(1 for arn in created if arn is None)
+    distinct = len({arn for arn in created if arn})
+    duplicates = len(accepted) - distinct
+    achieved = len(accepted) / wall
+    problems = []
+    if refused == 0:
+        problems.append("the quota was never reached")
+    if distinct + failures != fleet:
+        problems.append("two creates returned one certificate")
+    return (
+        f"| {quota:g}/s | {fleet} | {wall:.1f} | {achieved:.2f}/s | {achieved / quota:.0%} | {failures} "
+        f"| {len(accepted)} | {refused} | {duplicates} | {'; '.join(problems) or 'ok'} |"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. check() and diff() of an unchanged stack
+# ---------------------------------------------------------------------------------------------------------
+
+
+def preview_row(proxy: RecordingProxy, ca_arn: str, size: int) -> str:
+    _fresh_process()
+    provider = CertificateProvider()
+    news = [
+        {"ca_arn": ca_arn, "common_name": f"svc{index}.bench.internal.example.com", "endpoint_url": proxy.endpoint_url}
+        for index in range(size)
+    ]
+    proxy.reset()
+    with ThreadPoolExecutor(max_workers=16) as pool:  # the engine checks resources concurrently
+        checked = list(pool.map(lambda props: provider.check({}, props), news))
+    check_calls = len(proxy.requests)
+    describe_calls = len(proxy.calls("DescribeCertificateAuthority"))
+    proxy.reset()
+    olds = [
+        {**result.inputs, **dict.fromkeys(certificate.OUTPUTS, "x"), "not_after": "2999-01-01T00:00:00Z"}
+        for result in checked
+    ]
+    changed = sum(
+        bool(provider.diff("arn", old, result.inputs).changes) for old, result in zip(olds, checked, strict=True)
+    )
+    diff_calls = len(proxy.requests)
+    failures = sum(1 for result in checked if result.failures)
+    ok = describe_calls == check_calls and failures == 0 and changed == 0
+    return (
+        f"| {size} | 1 | {check_calls} | {diff_calls} | {changed} "
+        f"| {'ok' if ok else f'{failures} check failures, {changed} diffs with changes'} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keygen-samples", type=int, default=10, help="key+CSR generations per algorithm")
-    parser.add_argument("--create-samples", type=int, default=3, help="sequential create() calls per algorithm")
-    parser.add_argument("--concurrency", type=int, default=20, help="creates run at once per algorithm")
+    parser.add_argument("--runs", type=int, default=15, help="interleaved floor/create() runs per algorithm")
     parser.add_argument("--algorithms", nargs="+", default=list(x509.KEY_ALGORITHMS), choices=x509.KEY_ALGORITHMS)
-    parser.add_argument("--max-seconds", type=float, default=180.0, help="stop sampling after this long")
+    parser.add_argument("--fleet", type=int, default=100, help="concurrent creates per quota")
+    parser.add_argument("--quotas", nargs="+", type=float, default=[2.0, 5.0], help="IssueCertificate quotas (/s)")
+    parser.add_argument("--stack-size", type=int, default=50, help="certificates in the unchanged stack")
     args = parser.parse_args()
 
     for name in REAL_AWS_VARIABLES:
         os.environ.pop(name, None)
     os.environ.update(FAKE_AWS_ENVIRONMENT)  # never a real account: moto only
-    deadline = time.monotonic() + args.max_seconds
 
-    rows: list[Row] = []
-    with moto_server() as endpoint:
-        ca_arn, _ = create_active_ca(endpoint, common_name="Bench CA")
-        for key_algorithm in args.algorithms:
-            if time.monotonic() > deadline:
-                print(f"stopped at --max-seconds before {key_algorithm}", file=sys.stderr)
-                break
-            rows.append(measure(args, endpoint, ca_arn, key_algorithm, deadline))
-
-    print(
-        f"| Key algorithm | key + CSR, median (ms) | create(), median (ms) | "
-        f"{args.concurrency} concurrent creates (s) | certificates/s | errors |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for row in rows:
+    with moto_server() as endpoint, RecordingProxy(endpoint) as proxy:
+        ca_arn, _ = create_active_ca(proxy.endpoint_url, common_name="Bench CA")
+        print(f"## create() against the floor ({args.runs} interleaved runs each, moto direct)\n")
+        print("\n".join(floor_table(endpoint, ca_arn, args.algorithms, args.runs)))
+        print(f"\n## {args.fleet} concurrent creates under an IssueCertificate quota (throttling proxy)\n")
         print(
-            f"| {row.key_algorithm} | {row.keygen_ms:.1f} | {row.create_ms:.1f} | {row.concurrent_s:.2f} "
-            f"| {row.per_second:.1f} | {row.errors} |"
+            "| quota | creates | wall (s) | IssueCertificate accepted/s | share of quota | failed creates "
+            "| IssueCertificate reaching moto | refused (throttled) | duplicates | check |"
         )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for quota in args.quotas:
+            print(fleet_row(proxy, ca_arn, args.fleet, quota), flush=True)
+        print("\n## AWS calls for an unchanged stack (check() then diff() of every certificate)\n")
+        print("| certificates | CAs | calls in check() | calls in diff() | diffs with changes | check |")
+        print("|---:|---:|---:|---:|---:|---|")
+        print(preview_row(proxy, ca_arn, args.stack_size))
 
 
 if __name__ == "__main__":

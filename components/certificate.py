@@ -532,7 +532,11 @@ class CertificateProvider(pulumi.dynamic.ResourceProvider):
             renew_at = x509.parse_iso_utc(olds["not_after"]) - timedelta(days=renew_before)
             if datetime.now(UTC) >= renew_at:
                 replaces.append("not_after")
-        in_place = [key for key in SETTING_INPUTS if olds.get(key) != news.get(key)]
+        # State written before an input existed lacks it: the default is no change.
+        defaults = {"throttle_retry_minutes": DEFAULT_THROTTLE_RETRY_MINUTES, "revoke_on_delete": True}
+        in_place = [
+            key for key in SETTING_INPUTS if olds.get(key, defaults.get(key)) != news.get(key, defaults.get(key))
+        ]
         return DiffResult(
             changes=bool(replaces or in_place),
             replaces=replaces,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -347,6 +348,15 @@ def test_diff_updates_settings_in_place(state: dict[str, Any], key: str, value: 
     assert result.changes is True
     assert result.replaces == []
     assert result.stables == ["certificate_arn"]
+
+
+def test_diff_of_state_written_before_the_identity_and_budget_inputs(state: dict[str, Any]) -> None:
+    """A certificate created by an older provider has none of the new inputs: their defaults change nothing."""
+    new_inputs = ("profile", *certificate._ROLE_INPUTS, "throttle_retry_minutes")
+    older = {key: value for key, value in state.items() if key not in new_inputs}
+    inputs = {key: value for key, value in state.items() if key not in certificate.OUTPUTS}
+    assert inputs["throttle_retry_minutes"] == 10
+    assert provider.diff("arn", older, inputs).changes is False
 
 
 def test_diff_renews_inside_the_renewal_window(state: dict[str, Any]) -> None:
@@ -1070,3 +1080,15 @@ def test_an_unknown_profile_fails_create_but_not_check(pca_proxy: RecordingProxy
     inputs = checked(rsa_ca[0], pca_proxy, profile="no-such-profile")
     with pytest.raises(Exception, match="no-such-profile"):
         provider.create(inputs)
+
+
+def test_assumed_role_credentials_are_refreshable(pca_proxy: RecordingProxy) -> None:
+    """botocore refreshes them before they expire (an hour by default), so a long `pulumi up` keeps working."""
+    target = pca_client.Target(
+        "us-east-1", pca_proxy.endpoint_url, pca_client.Identity(role_arn="arn:aws:iam::123456789012:role/issuer")
+    )
+    credentials = pca_client._new_session(target).get_credentials()
+    assert isinstance(credentials, RefreshableCredentials)
+    assert credentials.method == "assume-role"
+    assert str(credentials.get_frozen_credentials().access_key).startswith("ASIA")
+    assert len([call for call in pca_proxy.requests if call.target == ""]) == 1  # AssumeRole, via the endpoint

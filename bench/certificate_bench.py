@@ -16,7 +16,7 @@ Three tables, from one run:
 moto signs with its own RSA-2048 key whatever the CA's algorithm and reports every CA as SHORT_LIVED_CERTIFICATE
 (the proxy corrects the latter), so only the generated key varies in table 1. Prints markdown tables.
 
-    uv run python bench/certificate_bench.py [--runs 15] [--fleet 100] [--quotas 2 5] [--stack-size 50]
+    .venv/bin/python bench/certificate_bench.py [--runs 15] [--fleet 100] [--quotas 2 5] [--stack-size 50]
 """
 
 from __future__ import annotations

@@ -274,12 +274,12 @@ def parse_settings(
     )
 
 
-def _parse_aws_identity(read: _Reader, aws: Mapping[str, Any]) -> AwsIdentity:
-    profile = aws.get("profile") or None
+def _parse_aws_identity(read: _Reader, provider_settings: Mapping[str, Any]) -> AwsIdentity:
+    profile = provider_settings.get("profile") or None
     if profile is not None and not isinstance(profile, str):
         read.problem("aws:profile", f"must be a profile name, got {profile!r}")
         profile = None
-    roles = aws.get("assumeRoles") or []
+    roles = provider_settings.get("assumeRoles") or []
     if not isinstance(roles, list) or not all(isinstance(role, dict) for role in roles):
         read.problem(
             "aws:assumeRoles", f"must be a list of objects with roleArn (and sessionName, externalId), got {roles!r}"

@@ -68,7 +68,7 @@ SETTING_INPUTS = (
 )
 _ROLE_INPUTS = ("assume_role_arn", "assume_role_session_name", "assume_role_external_id")
 #: How the provider reaches AWS; the CA is read again when one of them changes.
-ACCESS_INPUTS = ("ca_arn", "region", "endpoint_url", "profile", "assume_role_arn", "assume_role_session_name")
+ACCESS_INPUTS = ("ca_arn", "region", "endpoint_url", "profile", *_ROLE_INPUTS)
 #: Outputs; `private_key_pem` is a secret (see `Certificate`).
 OUTPUTS = (
     "certificate_arn",
@@ -461,7 +461,7 @@ def _identity_rule(inputs: dict[str, Any]) -> Problems:
             yield key, f"{key} {value!r} is not {what}"
     if inputs["assume_role_arn"] is None:
         for key in ("assume_role_session_name", "assume_role_external_id"):
-            if inputs[key] is not None:
+            if inputs[key] is not None and not _is_unknown(inputs[key]):
                 yield key, f"{key} is set but assume_role_arn is not: set the role to assume, or unset {key}"
 
 

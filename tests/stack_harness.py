@@ -2,7 +2,7 @@
 
 Config comes from `stacks/Pulumi.<stack>.yaml` merged over the `config:` defaults of `Pulumi.yaml`, as the CLI
 merges them. A monitor subclass records every RegisterResource request (type, name, inputs, parent,
-dependencies, additional secret outputs) so tests can hold the program to its promises, and the stack's
+dependencies, additional secret outputs, ignored changes) so tests can hold the program to its promises, and the stack's
 exports are resolved with their secretness.
 """
 
@@ -64,6 +64,8 @@ class Registration:
     dependencies: list[str]
     additional_secret_outputs: list[str]
     protect: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    """The `ignore_changes` option as the engine receives it (camelCase input names)."""
 
 
 @dataclass
@@ -214,7 +216,8 @@ class _Mocks(RecordingMocks):
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    """Records each registration with what only the request carries: parent, dependencies, secret outputs."""
+    """Records each registration with what only the request carries: parent, dependencies, secret outputs,
+    ignored changes."""
 
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
@@ -243,6 +246,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 dependencies=list(request.dependencies),
                 additional_secret_outputs=additional_secret_outputs,
                 protect=bool(getattr(request, "protect", False)),
+                ignore_changes=list(getattr(request, "ignoreChanges", [])),
             )
         )
 

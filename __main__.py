@@ -82,6 +82,7 @@ if settings.certificate is not None and settings.backend is not None:
             "parameter_prefix": settings.parameter_prefix,
             "region": settings.region,
             "ami_parameter": backend_settings.ami_parameter,
+            "ami_id": backend_settings.host_ami_id,
             "host_min_count": backend_settings.host_min_count,
             "host_max_count": backend_settings.host_max_count,
             "min_healthy_percent": backend_settings.host_min_healthy_percent,

@@ -13,9 +13,10 @@ being replaced.
 
 Hosts run in an Auto Scaling group launched from a launch template. A new boot script or AMI is a new
 launch template version, which the group rolls out through an instance refresh that keeps
-`min_healthy_percent` of the hosts in service. Each host reports the days left on the certificate it serves
-(CloudWatch metric `PcaBackend/CertificateDaysToExpiry`, dimension `Backend`); an alarm fires well before
-any served certificate expires.
+`min_healthy_percent` of the hosts in service. The AMI changes only when asked: it is `ami_id`, or the one
+`ami_parameter` named at the first deployment, kept from then on. Each host reports the days left on the
+certificate it serves (CloudWatch metric `PcaBackend/CertificateDaysToExpiry`, dimension `Backend`); an alarm
+fires well before any served certificate expires.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ _BACKEND_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _SNS_TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 _IAM_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+#: EC2 resource ids: the prefix, then 8 (older) or 17 hexadecimal digits.
+_AMI_ID_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 
 
 class EncryptedBackendArgs(TypedDict):
@@ -212,8 +215,14 @@ class EncryptedBackendArgs(TypedDict):
     """SNS topic the alarm notifies (on alarm and on recovery). Default: none."""
     region: str
     """AWS region of the stack; the hosts call SSM and CloudWatch there."""
+    ami_id: NotRequired[str]
+    """AMI of the hosts ('ami-' and 8 or 17 hex digits); `ami_parameter` is then not read. Changing it is how
+    the hosts move to a new AMI: a new launch template version, rolled out by instance refresh. Default: the
+    AMI `ami_parameter` names at the first deployment, kept from then on."""
     ami_parameter: NotRequired[str]
-    """SSM parameter holding the AMI id of the hosts. Default: the latest Amazon Linux 2023 (x86_64)."""
+    """SSM parameter naming the AMI when `ami_id` is not given; the AMI it names when the launch template is
+    created is kept (later releases published in it change nothing). Default: the latest Amazon Linux 2023
+    (x86_64)."""
     tags: NotRequired[Mapping[str, str]]
     """Tags added to every resource that takes tags."""
 
@@ -261,6 +270,7 @@ class _Settings:
     certificate_alarm_days: int
     alarm_topic_arn: pulumi.Input[str] | None
     region: str
+    ami_id: str | None
     ami_parameter: str
     tags: dict[str, str]
 
@@ -468,12 +478,18 @@ def _monitoring_rules(args: Mapping[str, Any]) -> int:
     return _check_int(args, "certificate_alarm_days", 1, 365)
 
 
-def _host_image_rules(args: Mapping[str, Any]) -> tuple[str, str]:
+def _host_image_rules(args: Mapping[str, Any]) -> tuple[str, str | None, str]:
     region = check_region(args["region"])
+    ami_id = args.get("ami_id")
+    if ami_id is not None and (not isinstance(ami_id, str) or not _AMI_ID_RE.match(ami_id)):
+        raise ValueError(
+            "ami_id must be an AMI id: 'ami-' followed by 8 or 17 lowercase hexadecimal digits, such as "
+            f"'ami-0123456789abcdef0', got {ami_id!r}"
+        )
     ami_parameter = args["ami_parameter"]
     if not is_parameter_path(ami_parameter):
         raise ValueError(f"ami_parameter must be an SSM parameter name starting with '/', got {ami_parameter!r}")
-    return region, ami_parameter
+    return region, ami_id, ami_parameter
 
 
 def _tag_rules(args: Mapping[str, Any]) -> dict[str, str]:
@@ -495,7 +511,7 @@ def _validate(raw: Mapping[str, Any]) -> _Settings:
     _listener_rules(args)
     _parameter_rules(args)
     alarm_days = _monitoring_rules(args)
-    region, ami_parameter = _host_image_rules(args)
+    region, ami_id, ami_parameter = _host_image_rules(args)
     return _Settings(
         internal=internal,
         ingress_cidrs=ingress_cidrs,
@@ -516,6 +532,7 @@ def _validate(raw: Mapping[str, Any]) -> _Settings:
         certificate_alarm_days=alarm_days,
         alarm_topic_arn=args.get("alarm_topic_arn"),
         region=region,
+        ami_id=ami_id,
         ami_parameter=ami_parameter,
         tags=_tag_rules(args),
     )
@@ -1009,13 +1026,22 @@ class EncryptedBackend(pulumi.ComponentResource):
     ) -> aws.ec2.LaunchTemplate:
         """Every host's definition. A changed boot script or AMI is a new version (the template itself stays)."""
         name, settings = self._name, self._settings
-        ami = aws.ssm.get_parameter_output(name=settings.ami_parameter, opts=pulumi.InvokeOptions(parent=self))
+        image_id: pulumi.Input[str]
+        if settings.ami_id is not None:
+            # Asked for: a changed ami_id is a new version, rolled out by the group's instance refresh.
+            image_id, ignore_changes = settings.ami_id, None
+        else:
+            # The public parameter moves with every Amazon Linux release (about every two weeks). Its value is
+            # used when the template is created; afterwards Pulumi keeps the image_id from state, so a later
+            # `pulumi up` does not roll the hosts, and a new boot script is a new version on the same AMI.
+            # https://www.pulumi.com/docs/iac/concepts/options/ignorechanges/
+            # insecure_value: an AMI id is not a secret.
+            ami = aws.ssm.get_parameter_output(name=settings.ami_parameter, opts=pulumi.InvokeOptions(parent=self))
+            image_id, ignore_changes = ami.insecure_value, ["image_id"]
         return aws.ec2.LaunchTemplate(
             f"{name}-hosts",
             description="pca-backend host: nginx serving the Private CA certificate from SSM",
-            # Read at each `pulumi up`: a new Amazon Linux release in the parameter is a new version, rolled
-            # out by the group's instance refresh. insecure_value: an AMI id is not a secret.
-            image_id=ami.insecure_value,
+            image_id=image_id,
             instance_type=settings.instance_type,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
             vpc_security_group_ids=[backend_group.id],
@@ -1043,7 +1069,7 @@ class EncryptedBackend(pulumi.ComponentResource):
             ],
             update_default_version=True,
             tags=self._tags(f"{name}-hosts"),
-            opts=self._child(),
+            opts=self._child(ignore_changes=ignore_changes),
         )
 
     def _hosts(

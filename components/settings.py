@@ -34,6 +34,7 @@ _STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 _SG_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+_AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
@@ -119,6 +120,8 @@ class BackendSettings:
     alb_certificate_arn: str | None
     alb_domain_name: str | None
     ami_parameter: str
+    host_ami_id: str | None
+    """The hosts' AMI; None: the one amiParameter names at the first deployment, kept from then on."""
     host_min_count: int
     """The Auto Scaling group's minimum size (hostCount is its desired capacity)."""
     host_max_count: int | None
@@ -483,10 +486,22 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
         alb_certificate_arn=certificate_arn,
         alb_domain_name=domain_name,
         ami_parameter=read.string("amiParameter", AL2023_AMI_PARAMETER) or AL2023_AMI_PARAMETER,
+        host_ami_id=_host_ami_id(read),
         **_parse_fleet(read, host_count),
         **_parse_parameter_key(read),
         **_parse_expiry_alarm(read, certificate),
     )
+
+
+def _host_ami_id(read: _Reader) -> str | None:
+    ami_id = read.string("hostAmiId")
+    if ami_id and not _AMI_ID.match(ami_id):
+        read.problem(
+            "hostAmiId",
+            f"{ami_id!r} is not an AMI id: 'ami-' followed by 8 or 17 lowercase hexadecimal digits, such as "
+            "ami-0123456789abcdef0; empty: the AMI amiParameter names at the first deployment, kept",
+        )
+    return ami_id
 
 
 def _parse_fleet(read: _Reader, host_count: int) -> dict[str, Any]:
@@ -616,6 +631,7 @@ CONFIG_KEYS = (
     "albCertificateArn",
     "albDomainName",
     "amiParameter",
+    "hostAmiId",
     "hostMinCount",
     "hostMaxCount",
     "hostMinHealthyPercent",

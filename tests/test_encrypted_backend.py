@@ -16,6 +16,7 @@ import pulumi
 import pulumi.runtime.settings as runtime_settings
 import pytest
 from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 
 from components.encrypted_backend import (
     DEFAULT_AMI_PARAMETER,
@@ -46,6 +47,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
         self.calls: list[pulumi.runtime.MockCallArgs] = []
+        #: The `ignore_changes` option of each resource, by (type, name), as the engine receives it (camelCase).
+        self.ignore_changes: dict[tuple[str, str], list[str]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.resources.append(args)
@@ -97,6 +100,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return matches[0]
 
 
+class _OptionsMonitor(MockMonitor):
+    """Keeps what `MockResourceArgs` leaves out: the resource options the engine would apply."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.recording.ignore_changes[(request.type, request.name)] = list(request.ignoreChanges)
+        return super().RegisterResource(request)
+
+
 @pytest.fixture
 def mocks() -> Iterator[RecordingMocks]:
     """Installs recording mocks for one test; restores the runtime settings and root resource after."""
@@ -114,7 +129,9 @@ def mocks() -> Iterator[RecordingMocks]:
     saved_root = runtime_settings.get_root_resource()
     runtime_settings.ROOT.set(None)
     recording = RecordingMocks()
-    pulumi.runtime.set_mocks(recording, project="pca-backend", stack="test", preview=False)
+    pulumi.runtime.set_mocks(
+        recording, project="pca-backend", stack="test", preview=False, monitor=_OptionsMonitor(recording)
+    )
     try:
         yield recording
     finally:
@@ -335,6 +352,43 @@ def test_launch_template_imdsv2_encrypted_root_and_user_data(mocks: RecordingMoc
     assert "readonly REGION=eu-west-1" in user_data, urn
     (ami_call,) = [c for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"]
     assert ami_call.args["name"] == DEFAULT_AMI_PARAMETER, urn
+
+
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+def test_the_parameters_ami_is_kept_after_the_first_deployment(mocks: RecordingMocks) -> None:
+    """The public parameter moves with every Amazon Linux release: only its first answer may reach the hosts.
+    Mocks cannot emulate the engine, so the option the engine applies is what is checked."""
+    urn = _deploy("pinned", _args())
+
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["imageId"] == AMI_ID, f"{urn}: the parameter's answer at creation"
+    ignoring = {key: option for key, option in mocks.ignore_changes.items() if option}
+    assert ignoring == {(LAUNCH_TEMPLATE, "pinned-hosts"): ["imageId"]}, (
+        f"{urn}: later answers must not change the AMI, and nothing else may ignore changes"
+    )
+
+
+def test_a_given_ami_id_is_used_as_is_and_applies_when_changed(mocks: RecordingMocks) -> None:
+    chosen = "ami-0fedcba9876543210"
+    urn = _deploy("chosen", _args(ami_id=chosen))
+
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["imageId"] == chosen, urn
+    assert [c.token for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"] == [], (
+        f"{urn}: no AMI lookup when the AMI is given"
+    )
+    assert mocks.ignore_changes[(LAUNCH_TEMPLATE, "chosen-hosts")] == [], f"{urn}: a changed ami_id must roll the hosts"
+
+
+@pytest.mark.parametrize(
+    "ami_id", ["ami-123", "ami-0123456789ABCDEF0", "0123456789abcdef0", "ami-0123456789abcdef", ""]
+)
+def test_a_bad_ami_id_is_refused_naming_the_argument(mocks: RecordingMocks, ami_id: str) -> None:
+    with pytest.raises(ValueError, match="ami_id must be an AMI id: 'ami-' followed by 8 or 17"):
+        EncryptedBackend("bad", _args(ami_id=ami_id))
+    assert mocks.resources == [], "a resource was registered before validation failed"
 
 
 def test_auto_scaling_group_sizes_health_checks_and_refresh(mocks: RecordingMocks) -> None:

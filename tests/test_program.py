@@ -18,6 +18,7 @@ from pulumi.runtime import settings as pulumi_settings
 
 import components
 from components import x509
+from tests import stack_harness
 from tests.policy_harness import RecordedResource, check_resources
 from tests.stack_harness import (
     CERTIFICATE_TYPE,
@@ -25,6 +26,7 @@ from tests.stack_harness import (
     MOCK_AMI,
     PKI_CA_ARN,
     STACKS,
+    Registration,
     StackRun,
     run_stack,
 )
@@ -250,6 +252,7 @@ def test_backend_hosts_are_hardened(run: StackRun) -> None:
     assert len(templates) == (1 if run.config["pca-backend:backendEnabled"] else 0), run.stack
     for template in templates:
         assert template.inputs["imageId"] == MOCK_AMI, f"{template.urn}: AMI from the public SSM parameter"
+        assert template.ignore_changes == ["imageId"], f"{template.urn}: kept; later releases must not roll the hosts"
         assert template.inputs["metadataOptions"]["httpTokens"] == "required", f"{template.urn}: IMDSv2"
         assert template.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true", template.urn
         size = run.config["pca-backend:hostRootVolumeGiB"] or None
@@ -384,6 +387,7 @@ def _run_expecting_error(stack: str, overrides: dict[str, Any]) -> tuple[str, St
         ("dev", {"pca-backend:albIngressCidrs": ["0.0.0.0/0"]}, ["albIngressCidrs", "0.0.0.0/0"]),
         ("dev", {"pca-backend:certKeyAlgorithm": "DSA_1024"}, ["certKeyAlgorithm", "EC_prime256v1"]),
         ("pki", {"pca-backend:caPermanentDeletionDays": 3}, ["caPermanentDeletionDays", "7 to 30"]),
+        ("dev", {"pca-backend:hostAmiId": "ami-latest"}, ["hostAmiId", "8 or 17"]),
     ],
 )
 def test_contradictory_settings_fail_before_any_resource(
@@ -416,6 +420,16 @@ def test_referenced_short_lived_ca_refuses_long_certificates(
     assert "SHORT_LIVED_CERTIFICATE" in message, message
 
 
+def test_a_chosen_ami_is_used_without_lookup_and_rolls_the_hosts(clean_mocks: None) -> None:
+    chosen = "ami-0fedcba9876543210"
+    run = run_stack("dev", {"pca-backend:hostAmiId": chosen})
+    template = run.one("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["imageId"] == chosen, template.urn
+    assert template.ignore_changes == [], f"{template.urn}: a changed hostAmiId must apply (instance refresh)"
+    lookups = [args for token, args in run.invokes if token == "aws:ssm/getParameter:getParameter"]
+    assert lookups == [], f"{template.urn}: no AMI lookup when hostAmiId is set"
+
+
 # --- the clock -----------------------------------------------------------------------------------------------
 
 
@@ -439,26 +453,45 @@ def _freeze_clock(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
     monkeypatch.setattr(time, "time", lambda: moment.timestamp())
 
 
-def _inputs_by_urn(stack: str, monkeypatch: pytest.MonkeyPatch, moment: datetime) -> dict[str, dict[str, Any]]:
+def _registrations(
+    stack: str, monkeypatch: pytest.MonkeyPatch, moment: datetime, ami: str = MOCK_AMI
+) -> dict[str, Registration]:
+    """The stack's resources by URN at `moment`, with the public AMI parameter answering `ami`."""
     with monkeypatch.context() as patch:
         _freeze_clock(patch, moment)
+        patch.setattr(stack_harness, "MOCK_AMI", ami)
         try:
             run = run_stack(stack)
         finally:
             pulumi_settings.ROOT.set(None)
     assert run.resources, stack
-    return {resource.urn: resource.inputs for resource in run.resources}
+    return {resource.urn: resource for resource in run.resources}
+
+
+#: What the public Amazon Linux parameter answers after the next release.
+NEXT_RELEASE_AMI = "ami-0aaaabbbbccccdddd"
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_no_input_depends_on_the_clock(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A `pulumi up` nine days later asks for exactly what the first one did. (The backend certificate's renewal
-    is decided by its provider's `check`/`diff` from its inputs, at deployment time, not by the program.)"""
-    first = _inputs_by_urn(stack, monkeypatch, datetime(2027, 3, 1, 9, 30, tzinfo=UTC))
-    later = _inputs_by_urn(stack, monkeypatch, datetime(2027, 3, 1, 9, 30, tzinfo=UTC) + timedelta(days=9))
+    """A `pulumi up` nine days later, after a new Amazon Linux release in the public AMI parameter, asks for
+    exactly what the first one did. An input the resource lists in `ignore_changes` keeps its value from state
+    (the engine does that; mocks cannot), so only those may differ. (The backend certificate's renewal is
+    decided by its provider's `check`/`diff` from its inputs, at deployment time, not by the program.)"""
+    first = _registrations(stack, monkeypatch, datetime(2027, 3, 1, 9, 30, tzinfo=UTC))
+    later = _registrations(
+        stack, monkeypatch, datetime(2027, 3, 1, 9, 30, tzinfo=UTC) + timedelta(days=9), ami=NEXT_RELEASE_AMI
+    )
     assert first.keys() == later.keys(), f"{stack}: the resources differ"
-    changed = {urn: (inputs, later[urn]) for urn, inputs in first.items() if later[urn] != inputs}
-    assert not changed, f"{stack}: inputs depend on the clock: {changed}"
+    changed = {}
+    for urn, before in first.items():
+        after = later[urn]
+        keys = (before.inputs.keys() | after.inputs.keys()) - set(after.ignore_changes)
+        differing = {key: (before.inputs.get(key), after.inputs.get(key)) for key in keys}
+        differing = {key: values for key, values in differing.items() if values[0] != values[1]}
+        if differing:
+            changed[urn] = differing
+    assert not changed, f"{stack}: inputs depend on the clock or on the AMI parameter's latest answer: {changed}"
 
 
 # --- protection, ordering, caNotAfter ----------------------------------------------------------------------

@@ -198,6 +198,19 @@ def test_declared_setting_is_typed_described_and_defaulted(key: str) -> None:
     assert _value_problem(key, spec["default"]) is None, _value_problem(key, spec["default"])
 
 
+def test_the_ami_is_chosen_not_read_at_every_up() -> None:
+    """hostAmiId is declared and documented as the way to move hosts; nothing says the parameter is re-read."""
+    spec = DECLARED["hostAmiId"]
+    assert (spec["type"], spec["default"]) == ("string", ""), "optional: empty keeps the first deployment's AMI"
+    assert "instance refresh" in spec["description"], spec["description"]
+    readme = (ROOT / "README.md").read_text()
+    assert "| `hostAmiId` | string |" in readme, "the config reference lists hostAmiId"
+    assert "**Rolling to a new AMI.**" in readme, "the operating section says how to move the hosts"
+    for text in (readme, DECLARED["amiParameter"]["description"]):
+        assert "read at each" not in text, "the AMI is kept, not re-read"
+        assert "read at every" not in text, "the AMI is kept, not re-read"
+
+
 def test_project_defaults_alone_are_valid_for_a_ca_only_stack() -> None:
     values = {key: spec["default"] for key, spec in DECLARED.items()} | {"backendEnabled": False}
     settings = parse_settings(values, stack="any", project=PROJECT, region="us-east-1")

@@ -102,6 +102,7 @@ def test_defaults_of_a_minimal_backend_config() -> None:
     assert backend.alb_certificate_arn == ACM_ARN
     assert backend.alb_domain_name is None
     assert backend.ami_parameter == AL2023_AMI_PARAMETER
+    assert backend.host_ami_id is None, "empty: the parameter's AMI at the first deployment, kept"
 
 
 def test_empty_strings_mean_the_default() -> None:
@@ -711,6 +712,8 @@ def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
     named = parse(parameterWriterArns=writers).backend
     assert named is not None
     assert named.parameter_writer_arns == tuple(writers)
+    for ami_id in ("ami-0123456789abcdef0", "ami-1234abcd"):
+        assert parse(hostAmiId=ami_id).backend.host_ami_id == ami_id  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -741,6 +744,10 @@ def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
         ({"certValidityDays": 30, "certExpiryAlarmDays": 14}, "certExpiryAlarmDays", "renewal window (10 days"),
         ({"certExpiryAlarmDays": 400}, "certExpiryAlarmDays", "must be from 0 to 365"),
         ({"certExpiryAlarmTopicArn": "pca-alarms"}, "certExpiryAlarmTopicArn", "is not an SNS topic ARN"),
+        ({"hostAmiId": "ami-12345"}, "hostAmiId", "is not an AMI id: 'ami-' followed by 8 or 17 lowercase"),
+        ({"hostAmiId": "ami-0123456789ABCDEF0"}, "hostAmiId", "is not an AMI id"),
+        ({"hostAmiId": "0123456789abcdef0"}, "hostAmiId", "is not an AMI id"),
+        ({"hostAmiId": "/aws/service/ami-amazon-linux-latest/x"}, "hostAmiId", "is not an AMI id"),
     ],
 )
 def test_fleet_key_and_alarm_rules(changes: dict[str, Any], key: str, allowed: str) -> None:

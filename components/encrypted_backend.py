@@ -21,7 +21,6 @@ fires well before any served certificate expires.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import re
@@ -46,6 +45,7 @@ from components.host_bootstrap import (
     check_region,
     is_parameter_path,
     is_reserved_parameter_path,
+    pack_user_data,
     render_user_data,
 )
 from components.nginx_config import render_server_block
@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_AMI_PARAMETER",
     "LISTENER_SSL_POLICY",
     "TRUST_CA_SCRIPT_PATH",
+    "VERIFY_TLS_SCRIPT_PATH",
     "EncryptedBackend",
     "EncryptedBackendArgs",
 ]
@@ -63,8 +64,9 @@ __all__ = [
 DEFAULT_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 #: Set explicitly: listeners created through the API default to the old ELBSecurityPolicy-2016-08.
 LISTENER_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-#: The trust-ca script the hosts run, embedded in their user data.
+#: The trust-ca and verify-tls scripts the hosts run, embedded in their user data.
 TRUST_CA_SCRIPT_PATH = Path(__file__).resolve().parent.parent / "scripts" / "trust-ca"
+VERIFY_TLS_SCRIPT_PATH = TRUST_CA_SCRIPT_PATH.with_name("verify-tls")
 #: The metric every host's sync script reports (components/host_bootstrap.py renders it): the days left on the
 #: certificate nginx serves, with one dimension `Backend` = the backend's name.
 CERTIFICATE_METRIC_NAMESPACE = METRIC_NAMESPACE
@@ -539,7 +541,7 @@ def _validate(raw: Mapping[str, Any]) -> _Settings:
 
 
 def _render_boot_script(args: Mapping[str, Any], settings: _Settings, parameters: HostParameters) -> str:
-    """The hosts' user data: parameter names, nginx block, trust-ca script; never key material."""
+    """The hosts' boot script: parameter names, nginx block, trust-ca and verify-tls; never key material."""
     server_block = render_server_block(
         server_names=args["server_names"],
         certificate_path=CERTIFICATE_PATH,
@@ -552,6 +554,7 @@ def _render_boot_script(args: Mapping[str, Any], settings: _Settings, parameters
         parameters=parameters,
         server_block=server_block,
         trust_ca_script=TRUST_CA_SCRIPT_PATH.read_text(encoding="utf-8"),
+        verify_tls_script=VERIFY_TLS_SCRIPT_PATH.read_text(encoding="utf-8"),
         # The alarm's dimension: every host of this backend reports under the same name.
         metric_backend=settings.backend_name,
     )
@@ -1063,7 +1066,7 @@ class EncryptedBackend(pulumi.ComponentResource):
             # the backend certificate's EC2 wildcard covers, so host-to-host TLS verifies.
             private_dns_name_options=aws.ec2.LaunchTemplatePrivateDnsNameOptionsArgs(hostname_type="ip-name"),
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
-            user_data=base64.b64encode(user_data.encode()).decode(),
+            user_data=pack_user_data(user_data),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume", tags=self._tags(f"{name}-host"))
             ],

@@ -8,10 +8,10 @@ bundle), never their values. A sync script installed on the host fetches them at
 parameter values) reaches nginx without replacing the host: the user data does not change on rotation.
 
 What the script does, in order:
-1. installs nginx with dnf (the AWS CLI v2 and python3 are part of the AL2023 AMI);
-2. writes `/usr/local/sbin/trust-ca` (the repository's `scripts/trust-ca`), the sync script
-   `/usr/local/sbin/pca-backend-tls-sync`, the nginx server block `/etc/nginx/conf.d/pca-backend.conf` and
-   a systemd service + timer for the sync;
+1. writes `/usr/local/sbin/trust-ca` (the repository's `scripts/trust-ca`), `/usr/local/bin/verify-tls`
+   (`scripts/verify-tls`, for operators on the host), the sync script `/usr/local/sbin/pca-backend-tls-sync`,
+   the nginx server block `/etc/nginx/conf.d/pca-backend.conf` and a systemd service + timer for the sync;
+2. enables the timer, installs nginx with dnf (the AWS CLI v2 and python3 are part of the AL2023 AMI);
 3. runs the sync once, then enables and starts nginx.
 
 The sync writes the certificate, key and bundle through a temporary file and `mv` (atomic), tests the
@@ -19,18 +19,23 @@ result with `nginx -t`, restores the previous files if the test fails (nginx is 
 broken configuration), reloads nginx only when something changed, and installs the bundle into the
 host's trust store so hosts verify each other.
 
-EC2 refuses user data above 16 KB. When the plain script does not fit, the trust-ca script (the largest
-part, public source code) is embedded gzip-compressed and base64-encoded, decoded with `base64 -d | gunzip`.
+The script is plain bash with every file embedded verbatim (comments and all). `pack_user_data` turns it into
+what the launch template carries: base64 of the gzip-compressed script. cloud-init uncompresses gzip user
+data before acting on it ("Content found to be gzip compressed will be uncompressed",
+https://cloudinit.readthedocs.io/en/22.1_a/topics/format.html), and EC2's 16 KB limit counts the user data
+"in raw form, before it is base64-encoded"
+(https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html): the gzipped bytes.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import posixpath
 import re
 import shlex
+import struct
+import zlib
 from dataclasses import dataclass
 
 __all__ = [
@@ -46,16 +51,18 @@ __all__ = [
     "SYNC_SCRIPT_PATH",
     "TRUST_CA_PATH",
     "USER_DATA_LIMIT_BYTES",
+    "VERIFY_TLS_PATH",
     "HostParameters",
     "check_metric_backend",
     "check_region",
     "is_parameter_path",
     "is_reserved_parameter_path",
+    "pack_user_data",
     "render_sync_script",
     "render_user_data",
 ]
 
-#: EC2's limit on user data, counted before base64 encoding.
+#: EC2's limit on user data, counted before base64 encoding: here, on the gzip-compressed script.
 USER_DATA_LIMIT_BYTES = 16 * 1024
 
 CERTIFICATE_PATH = "/etc/pki/nginx/server.crt"
@@ -63,6 +70,8 @@ PRIVATE_KEY_PATH = "/etc/pki/nginx/private/server.key"
 BUNDLE_PATH = "/etc/pki/nginx/ca-bundle.pem"
 SERVER_BLOCK_PATH = "/etc/nginx/conf.d/pca-backend.conf"
 TRUST_CA_PATH = "/usr/local/sbin/trust-ca"
+#: On every user's PATH: the README's host check (`verify-tls <peer>:443`) needs no root.
+VERIFY_TLS_PATH = "/usr/local/bin/verify-tls"
 SYNC_SCRIPT_PATH = "/usr/local/sbin/pca-backend-tls-sync"
 SYNC_UNIT = "pca-backend-tls-sync"
 #: Anchor name in the trust store (`trust-ca --name`).
@@ -139,13 +148,14 @@ def _check_interval(sync_interval_minutes: int) -> int:
     return sync_interval_minutes
 
 
-def _check_text(argument: str, value: str, *, shebang: bool = False) -> str:
+def _check_text(argument: str, value: str, *, script: str | None = None) -> str:
+    """`value`, or ValueError naming `argument`; `script` (a repository path) asks for a `#!` first line."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{argument} must be a non-empty string")
     if "\0" in value or "\r" in value:
         raise ValueError(f"{argument} must not contain NUL or carriage-return characters")
-    if shebang and not value.startswith("#!"):
-        raise ValueError(f"{argument} must be a script starting with '#!' (the content of scripts/trust-ca)")
+    if script is not None and not value.startswith("#!"):
+        raise ValueError(f"{argument} must be a script starting with '#!' (the content of {script})")
     if "PRIVATE KEY-----" in value:
         raise ValueError(f"{argument} must not contain key material")
     return value
@@ -166,27 +176,6 @@ def _write_file(path: str, mode: str, content: str, delimiter: str, argument: st
     ]
 
 
-def _without_comment_lines(content: str) -> str:
-    """`content` minus its whole-line `#` comments (the shebang stays): the source in the repository keeps
-    them; the copy squeezed into user data does not need them. Callers only pass scripts where no line of
-    a multi-line string starts with `#` (tests compare the Python AST before and after)."""
-    lines = content.splitlines()
-    return "\n".join([lines[0], *(line for line in lines[1:] if not line.lstrip().startswith("#"))]) + "\n"
-
-
-def _write_compressed_file(path: str, mode: str, content: str, delimiter: str, argument: str) -> list[str]:
-    # mtime=0: the same input always gives the same bytes, so the user data (and the instance) stays
-    # unchanged from one `pulumi up` to the next.
-    packed = base64.b64encode(gzip.compress(_without_comment_lines(content).encode(), compresslevel=9, mtime=0))
-    wrapped = "\n".join(packed.decode()[i : i + 76] for i in range(0, len(packed), 76))
-    return [
-        *_heredoc(f"base64 -d >{path}.gz", delimiter, wrapped, argument),
-        f"gunzip -c {path}.gz >{path}",
-        f"rm -f {path}.gz",
-        f"chmod {mode} {path}",
-    ]
-
-
 #: CloudWatch metric every host puts after each sync (the backend's alarm is built against this contract).
 METRIC_NAMESPACE = "PcaBackend"
 METRIC_NAME = "CertificateDaysToExpiry"
@@ -202,8 +191,6 @@ AWS_CLI_CONNECT_TIMEOUT = 10
 AWS_CLI_READ_TIMEOUT = 30
 #: systemd's limit on one sync run (packages, three fetch attempts, the gate, nginx, trust store, metric).
 SYNC_START_TIMEOUT = "10min"
-# The last settings line of the sync script: what follows may be embedded compressed.
-_SYNC_SETTINGS_END = f"readonly TRUST_CA={TRUST_CA_PATH}\n"
 #: Where a host asks for its own names (IMDSv2).
 IMDS_URL = "http://169.254.169.254"
 
@@ -249,26 +236,6 @@ def check_metric_backend(metric_backend: object) -> str:
             f"characters, not only spaces (the same for every host of one backend), got {metric_backend!r}"
         )
     return metric_backend
-
-
-def _write_partly_compressed_file(
-    path: str, mode: str, content: str, split_after: str, delimiter: str, argument: str
-) -> list[str]:
-    """Like _write_compressed_file, but everything up to `split_after` stays plain text (readable settings)."""
-    head, separator, tail = content.partition(split_after)
-    if not separator:
-        raise ValueError(f"{argument} has no line {split_after!r} to split at")
-    packed = base64.b64encode(
-        gzip.compress(_without_comment_lines("\n" + tail)[1:].encode(), compresslevel=9, mtime=0)
-    ).decode()
-    wrapped = "\n".join(packed[i : i + 76] for i in range(0, len(packed), 76))
-    return [
-        *_heredoc(f"cat >{path}", delimiter, head + separator, argument),
-        *_heredoc(f"base64 -d >{path}.gz", delimiter, wrapped, argument),
-        f"gunzip -c {path}.gz >>{path}",
-        f"rm -f {path}.gz",
-        f"chmod {mode} {path}",
-    ]
 
 
 def render_sync_script(*, region: str, parameters: HostParameters, metric_backend: str) -> str:
@@ -499,12 +466,27 @@ WantedBy=timers.target
     return service, timer
 
 
+# A gzip member (RFC 1952) with a fixed header: no file name, MTIME 0, XFL 2 (best compression), OS 255
+# (unknown). gzip.compress takes its header from zlib, whose OS byte is the platform zlib was built for, so
+# a stack updated from two kinds of machine would see its user data (and every host) change.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + b"\x02\xff"
+_GZIP_LEVEL = 9
+
+
+def _gzip(data: bytes) -> bytes:
+    """`data` as one gzip member whose bytes depend only on `data` (and on zlib's deflate at level 9)."""
+    deflate = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY)
+    body = deflate.compress(data) + deflate.flush()
+    return _GZIP_HEADER + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+
+
 def render_user_data(
     *,
     region: str,
     parameters: HostParameters,
     server_block: str,
     trust_ca_script: str,
+    verify_tls_script: str,
     sync_interval_minutes: int = 15,
     metric_backend: str | None = None,
 ) -> str:
@@ -512,92 +494,93 @@ def render_user_data(
 
     `parameters` names the SSM SecureString parameters the host reads; `server_block` is the nginx server
     block (see `nginx_config.render_server_block`, with CERTIFICATE_PATH and PRIVATE_KEY_PATH);
-    `trust_ca_script` is the content of scripts/trust-ca. `metric_backend` is the backend's name, the same
-    for every host of one backend: the `Backend` dimension of the `PcaBackend` / `CertificateDaysToExpiry`
-    metric each host puts after every sync (default: the SSM path the three parameters share, which is
-    already unique per backend). The result never contains key material or certificates and stays within
-    EC2's 16 KB limit. Hosts launched from a launch template with this user data learn their own names
-    from IMDSv2, so the same user data serves every host of an Auto Scaling group.
-    Raises ValueError naming the argument when an input is not allowed or the script would not fit.
+    `trust_ca_script` and `verify_tls_script` are the contents of scripts/trust-ca and scripts/verify-tls.
+    `metric_backend` is the backend's name, the same for every host of one backend: the `Backend` dimension
+    of the `PcaBackend` / `CertificateDaysToExpiry` metric each host puts after every sync (default: the SSM
+    path the three parameters share, which is already unique per backend). Every file is embedded verbatim.
+    The result never contains key material or certificates, and `pack_user_data` of it fits EC2's 16 KB
+    limit. Hosts launched from a launch template with this user data learn their own names from IMDSv2, so
+    the same user data serves every host of an Auto Scaling group.
+    Raises ValueError naming the argument when an input is not allowed or the packed script would not fit.
     """
     region = check_region(region)
     parameters = _check_parameters(parameters)
     server_block = _check_text("server_block", server_block)
-    trust_ca_script = _check_text("trust_ca_script", trust_ca_script, shebang=True)
+    trust_ca_script = _check_text("trust_ca_script", trust_ca_script, script="scripts/trust-ca")
+    verify_tls_script = _check_text("verify_tls_script", verify_tls_script, script="scripts/verify-tls")
     interval = _check_interval(sync_interval_minutes)
     if metric_backend is None:
         metric_backend = posixpath.commonpath([parameters.full_chain, parameters.private_key, parameters.ca_bundle])
 
     sync_script = render_sync_script(region=region, parameters=parameters, metric_backend=metric_backend)
     service, timer = _render_units(interval)
-
-    def render(compress: frozenset[str]) -> str:
-        write_trust_ca = _write_compressed_file if "trust_ca" in compress else _write_file
-        sync_lines = (
-            # The settings (region, parameter names, metric dimension) stay readable in the user data.
-            _write_partly_compressed_file(
-                SYNC_SCRIPT_PATH, "0700", sync_script, _SYNC_SETTINGS_END, "PCA_BACKEND_SYNC_EOF", "sync_script"
-            )
-            if "sync" in compress
-            else _write_file(SYNC_SCRIPT_PATH, "0700", sync_script, "PCA_BACKEND_SYNC_EOF", "sync_script")
-        )
-        lines = [
-            "#!/bin/bash",
-            "# pca-backend host bootstrap (rendered by components/host_bootstrap.py). It holds the NAMES of",
-            "# the SSM parameters with the TLS material, never the material itself.",
-            "set -euo pipefail",
-            "# Everything this script prints goes to the journal: journalctl -t pca-backend-bootstrap",
-            "exec > >(logger -t pca-backend-bootstrap -s 2>/dev/console) 2>&1",
-            "",
-            "install -d -m 0755 /usr/local/sbin /etc/pki/nginx /etc/nginx/conf.d",
-            "install -d -m 0700 /etc/pki/nginx/private",
-            *write_trust_ca(TRUST_CA_PATH, "0755", trust_ca_script, "PCA_BACKEND_TRUST_CA_EOF", "trust_ca_script"),
-            *sync_lines,
-            *(_write_compressed_file if "server_block" in compress else _write_file)(
-                SERVER_BLOCK_PATH, "0644", server_block, "PCA_BACKEND_NGINX_EOF", "server_block"
-            ),
-            *_write_file(
-                f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service, "PCA_BACKEND_UNIT_EOF", "service"
-            ),
-            *_write_file(f"/etc/systemd/system/{SYNC_UNIT}.timer", "0644", timer, "PCA_BACKEND_UNIT_EOF", "timer"),
-            "",
-            "systemctl daemon-reload",
-            "# From here on the timer retries the sync, which also installs missing packages, even if this",
-            "# script stops or the host reboots: a host never stays without nginx for good.",
-            f"systemctl enable --now {SYNC_UNIT}.timer",
-            "",
-            "# No route to the package repositories yet (NAT gateway or VPC endpoints still coming up) must not",
-            "# end the boot: retry with a back-off capped at a minute, for about an hour; the timer goes on after.",
-            "attempt=1",
-            "until dnf install -y nginx openssl; do",
-            f'    if [ "$attempt" -ge {_PACKAGE_ATTEMPTS} ]; then',
-            f'        echo "dnf install failed {_PACKAGE_ATTEMPTS} times; {SYNC_UNIT}.timer keeps retrying"',
-            "        exit 1",
-            "    fi",
-            f'    echo "dnf install nginx openssl failed (attempt $attempt of {_PACKAGE_ATTEMPTS}); retrying"',
-            "    sleep $((attempt < 6 ? attempt * 10 : 60))",
-            "    attempt=$((attempt + 1))",
-            "done",
-            "",
-            "# Enabled before the first sync: the sync starts an enabled nginx once valid material is in place,",
-            "# so if this first sync fails, the timer's next successful run brings nginx up.",
-            "systemctl enable nginx.service",
-            f"systemctl start {SYNC_UNIT}.service",
-            "systemctl enable --now nginx.service",
-            'echo "pca-backend bootstrap done"',
-        ]
-        return "\n".join(lines) + "\n"
-
-    # Plain text where it fits (readable in the console); else the largest parts gzip-compressed.
-    stages = ({"trust_ca"}, {"trust_ca", "sync"}, {"trust_ca", "sync", "server_block"})
-    for compress in (frozenset(), *map(frozenset, stages)):
-        user_data = render(compress)
-        if len(user_data.encode()) <= USER_DATA_LIMIT_BYTES:
-            break
-    size = len(user_data.encode())
-    if size > USER_DATA_LIMIT_BYTES:
+    lines = [
+        "#!/bin/bash",
+        "# pca-backend host bootstrap (rendered by components/host_bootstrap.py). It holds the NAMES of",
+        "# the SSM parameters with the TLS material, never the material itself.",
+        "set -euo pipefail",
+        "# Everything this script prints goes to the journal: journalctl -t pca-backend-bootstrap",
+        "exec > >(logger -t pca-backend-bootstrap -s 2>/dev/console) 2>&1",
+        "",
+        "install -d -m 0755 /usr/local/sbin /usr/local/bin /etc/pki/nginx /etc/nginx/conf.d",
+        "install -d -m 0700 /etc/pki/nginx/private",
+        *_write_file(TRUST_CA_PATH, "0755", trust_ca_script, "PCA_BACKEND_TRUST_CA_EOF", "trust_ca_script"),
+        *_write_file(VERIFY_TLS_PATH, "0755", verify_tls_script, "PCA_BACKEND_VERIFY_TLS_EOF", "verify_tls_script"),
+        *_write_file(SYNC_SCRIPT_PATH, "0700", sync_script, "PCA_BACKEND_SYNC_EOF", "sync_script"),
+        *_write_file(SERVER_BLOCK_PATH, "0644", server_block, "PCA_BACKEND_NGINX_EOF", "server_block"),
+        *_write_file(f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service, "PCA_BACKEND_UNIT_EOF", "service"),
+        *_write_file(f"/etc/systemd/system/{SYNC_UNIT}.timer", "0644", timer, "PCA_BACKEND_UNIT_EOF", "timer"),
+        "",
+        "systemctl daemon-reload",
+        "# From here on the timer retries the sync, which also installs missing packages, even if this",
+        "# script stops or the host reboots: a host never stays without nginx for good.",
+        f"systemctl enable --now {SYNC_UNIT}.timer",
+        "",
+        "# No route to the package repositories yet (NAT gateway or VPC endpoints still coming up) must not",
+        "# end the boot: retry with a back-off capped at a minute, for about an hour; the timer goes on after.",
+        "attempt=1",
+        "until dnf install -y nginx openssl; do",
+        f'    if [ "$attempt" -ge {_PACKAGE_ATTEMPTS} ]; then',
+        f'        echo "dnf install failed {_PACKAGE_ATTEMPTS} times; {SYNC_UNIT}.timer keeps retrying"',
+        "        exit 1",
+        "    fi",
+        f'    echo "dnf install nginx openssl failed (attempt $attempt of {_PACKAGE_ATTEMPTS}); retrying"',
+        "    sleep $((attempt < 6 ? attempt * 10 : 60))",
+        "    attempt=$((attempt + 1))",
+        "done",
+        "",
+        "# Enabled before the first sync: the sync starts an enabled nginx once valid material is in place,",
+        "# so if this first sync fails, the timer's next successful run brings nginx up.",
+        "systemctl enable nginx.service",
+        f"systemctl start {SYNC_UNIT}.service",
+        "systemctl enable --now nginx.service",
+        'echo "pca-backend bootstrap done"',
+    ]
+    user_data = "\n".join(lines) + "\n"
+    packed_size = len(_gzip(user_data.encode()))
+    if packed_size > USER_DATA_LIMIT_BYTES:
         raise ValueError(
-            f"the user data would be {size} bytes, over EC2's limit of {USER_DATA_LIMIT_BYTES}: "
-            "shorten server_block or trust_ca_script"
+            f"the user data would be {packed_size} bytes gzip-compressed, over EC2's limit of "
+            f"{USER_DATA_LIMIT_BYTES}: shorten server_block, trust_ca_script or verify_tls_script"
         )
     return user_data
+
+
+def pack_user_data(script: str) -> str:
+    """The launch template's `user_data` for `script`: base64 of the gzip-compressed script.
+
+    Deterministic: the same script always gives the same text, so a later `pulumi up` sees no change.
+    cloud-init uncompresses gzip user data and runs the script as if it had been sent plain:
+    https://cloudinit.readthedocs.io/en/22.1_a/topics/format.html ("Gzip Compressed Content").
+    Raises ValueError when the compressed script is over EC2's 16 KB limit on user data, which counts the
+    bytes before base64 (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html).
+    """
+    if not isinstance(script, str) or not script.startswith("#!"):
+        raise ValueError("script must be the boot script's text, starting with '#!' (see render_user_data)")
+    packed = _gzip(script.encode())
+    if len(packed) > USER_DATA_LIMIT_BYTES:
+        raise ValueError(
+            f"the user data is {len(packed)} bytes gzip-compressed, over EC2's limit of {USER_DATA_LIMIT_BYTES} "
+            "bytes (counted before base64): shorten the boot script"
+        )
+    return base64.b64encode(packed).decode()

@@ -7,6 +7,7 @@ so the `mocks` fixture installs them for one test and restores the previous runt
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import zlib
 from collections.abc import Callable, Iterator
@@ -21,10 +22,12 @@ from pulumi.runtime.mocks import MockMonitor
 from components.encrypted_backend import (
     DEFAULT_AMI_PARAMETER,
     LISTENER_SSL_POLICY,
+    TRUST_CA_SCRIPT_PATH,
+    VERIFY_TLS_SCRIPT_PATH,
     EncryptedBackend,
     EncryptedBackendArgs,
 )
-from components.host_bootstrap import USER_DATA_LIMIT_BYTES, render_user_data
+from components.host_bootstrap import USER_DATA_LIMIT_BYTES, pack_user_data, render_user_data
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -343,9 +346,10 @@ def test_launch_template_imdsv2_encrypted_root_and_user_data(mocks: RecordingMoc
     assert inputs["monitoring"] == {"enabled": True}, urn
     assert inputs["updateDefaultVersion"] is True, urn
     assert "keyName" not in inputs, f"{urn}: no SSH key; Session Manager instead"
-    user_data = base64.b64decode(inputs["userData"]).decode()
+    packed = base64.b64decode(inputs["userData"], validate=True)
+    assert len(packed) <= USER_DATA_LIMIT_BYTES, f"{urn}: EC2 counts the user data before base64"
+    user_data = gzip.decompress(packed).decode()
     assert user_data.startswith("#!/bin/bash\n"), urn
-    assert len(user_data.encode()) < USER_DATA_LIMIT_BYTES, urn
     for name in ("/pca-backend/test/full-chain", "/pca-backend/test/private-key", "/pca-backend/test/ca-bundle"):
         assert name in user_data, urn
     assert "server_name api.internal.example;" in user_data, urn
@@ -472,6 +476,11 @@ def test_key_material_only_in_the_private_key_parameter(mocks: RecordingMocks) -
         if resource.typ != "aws:ssm/parameter:Parameter":
             assert "RkFLRS1MRUFG" not in _dump(resource.inputs), f"{urn}: chain in {resource.name}"
             assert "RkFLRS1ST09U" not in _dump(resource.inputs), f"{urn}: bundle in {resource.name}"
+    # The user data is base64 of gzip, opaque to the scan above: read it unpacked, as cloud-init does.
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    script = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
+    for body in (KEY_BODY, "RkFLRS1MRUFG", "RkFLRS1ST09U"):
+        assert body not in script, f"{urn}: PEM body {body} in the user data"
 
 
 def test_parameters_are_secure_strings(mocks: RecordingMocks) -> None:
@@ -833,4 +842,9 @@ def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypa
     (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     assert alarm.inputs["dimensions"] == {"Backend": call["metric_backend"]} == {"Backend": "orders-prod"}, urn
     (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
-    assert base64.b64decode(template.inputs["userData"]).decode() == render_user_data(**call), urn
+    script = render_user_data(**call)
+    assert template.inputs["userData"] == pack_user_data(script), f"{urn}: the packed form"
+    assert gzip.decompress(base64.b64decode(template.inputs["userData"])).decode() == script, urn
+    # The hosts get both operator scripts, verbatim.
+    assert call["trust_ca_script"] == TRUST_CA_SCRIPT_PATH.read_text(), urn
+    assert call["verify_tls_script"] == VERIFY_TLS_SCRIPT_PATH.read_text(), urn

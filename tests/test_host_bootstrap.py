@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import base64
 import gzip
 import hashlib
@@ -21,7 +20,9 @@ from components.host_bootstrap import (
     SYNC_SCRIPT_PATH,
     TRUST_CA_PATH,
     USER_DATA_LIMIT_BYTES,
+    VERIFY_TLS_PATH,
     HostParameters,
+    pack_user_data,
     render_sync_script,
     render_user_data,
 )
@@ -29,6 +30,7 @@ from components.nginx_config import render_server_block
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRUST_CA = REPO_ROOT / "scripts" / "trust-ca"
+VERIFY_TLS = REPO_ROOT / "scripts" / "verify-tls"
 
 PARAMETERS = HostParameters(
     full_chain="/pca-backend/dev/full-chain",
@@ -37,18 +39,14 @@ PARAMETERS = HostParameters(
 )
 SYNC_KWARGS = {"metric_backend": "pca-backend-dev"}
 SMALL_TRUST_CA = "#!/usr/bin/env python3\nprint('trust-ca stand-in')\n"
+SMALL_VERIFY_TLS = "#!/usr/bin/env python3\nprint('verify-tls stand-in')\n"
+#: The fixed gzip header pack_user_data writes: magic, deflate, no flags, MTIME 0, XFL 2, OS 255 (unknown).
+FIXED_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
 
 
-def _trust_ca_text() -> str:
-    # Read lazily: scripts/trust-ca is written by another engineer and may not exist yet.
-    if not TRUST_CA.exists():
-        pytest.skip("scripts/trust-ca does not exist yet")
-    return TRUST_CA.read_text(encoding="utf-8")
-
-
-def _server_block() -> str:
+def _server_block(names: list[str] | None = None) -> str:
     return render_server_block(
-        server_names=["api.internal.example", "*.api.internal.example"],
+        server_names=names or ["api.internal.example", "*.api.internal.example"],
         certificate_path=CERTIFICATE_PATH,
         private_key_path=PRIVATE_KEY_PATH,
     )
@@ -60,14 +58,20 @@ def _render(**overrides: object) -> str:
         "parameters": PARAMETERS,
         "server_block": _server_block(),
         "trust_ca_script": SMALL_TRUST_CA,
+        "verify_tls_script": SMALL_VERIFY_TLS,
     }
     kwargs.update(overrides)
     return render_user_data(**kwargs)  # type: ignore[arg-type]
 
 
-def _without_comments(script: str) -> str:
-    lines = script.splitlines()
-    return "\n".join([lines[0], *(line for line in lines[1:] if not line.lstrip().startswith("#"))]) + "\n"
+def _render_real(**overrides: object) -> str:
+    """The user data with the repository's own trust-ca and verify-tls, as the component renders it."""
+    scripts = {"trust_ca_script": TRUST_CA.read_text(), "verify_tls_script": VERIFY_TLS.read_text()}
+    return _render(**{**scripts, **overrides})
+
+
+def _unpack(packed: str) -> bytes:
+    return gzip.decompress(base64.b64decode(packed, validate=True))
 
 
 def _bash_syntax_ok(script: str, tmp_path: Path, name: str) -> None:
@@ -83,51 +87,105 @@ def _heredoc_body(script: str, delimiter: str) -> str:
     return match.group(1) + "\n"
 
 
-def test_user_data_with_real_trust_ca_fits_and_is_valid_bash(tmp_path: Path) -> None:
-    trust_ca = _trust_ca_text()
-    user_data = _render(trust_ca_script=trust_ca)
+def test_user_data_with_the_real_scripts_is_valid_bash_and_packs_within_the_limit(tmp_path: Path) -> None:
+    user_data = _render_real()
 
     assert user_data.startswith("#!/bin/bash\n")
-    assert len(user_data.encode()) < USER_DATA_LIMIT_BYTES
-    _bash_syntax_ok(user_data, tmp_path, "user-data.sh")
     assert "set -euo pipefail" in user_data
-
-
-def test_compressed_trust_ca_decodes_to_the_script() -> None:
-    trust_ca = _trust_ca_text()
-    user_data = _render(trust_ca_script=trust_ca)
-    if f"cat >{TRUST_CA_PATH} " in user_data:
-        pytest.skip("trust-ca is small enough to be embedded uncompressed")
-
-    packed = _heredoc_body(user_data, "PCA_BACKEND_TRUST_CA_EOF")
-    embedded = gzip.decompress(base64.b64decode(packed)).decode()
-    # Whole-line comments are left out of the embedded copy; the program is the same.
-    assert ast.dump(ast.parse(embedded)) == ast.dump(ast.parse(trust_ca))
-    assert embedded.splitlines()[0] == trust_ca.splitlines()[0]
-    assert f"gunzip -c {TRUST_CA_PATH}.gz >{TRUST_CA_PATH}" in user_data
-    # Deterministic: the same inputs give the same user data (no instance diff on the next `pulumi up`).
-    assert _render(trust_ca_script=trust_ca) == user_data
-
-
-def test_compressed_payload_extracts_with_real_tools(tmp_path: Path) -> None:
-    """Runs the user data's own decode lines against a scratch directory."""
-    trust_ca = _trust_ca_text()
-    user_data = _render(trust_ca_script=trust_ca)
-    if f"cat >{TRUST_CA_PATH} " in user_data:
-        pytest.skip("trust-ca is small enough to be embedded uncompressed")
-    target = tmp_path / "trust-ca"
-    start = user_data.index(f"base64 -d >{TRUST_CA_PATH}.gz")
-    end = user_data.index(f"chmod 0755 {TRUST_CA_PATH}\n", start) + len(f"chmod 0755 {TRUST_CA_PATH}\n")
-    snippet = "set -euo pipefail\n" + user_data[start:end].replace(TRUST_CA_PATH, str(target))
-    subprocess.run(["bash", "-c", snippet], check=True)
-    assert ast.dump(ast.parse(target.read_text())) == ast.dump(ast.parse(trust_ca))
-    assert target.stat().st_mode & 0o777 == 0o755
-
-
-def test_small_trust_ca_is_embedded_verbatim(tmp_path: Path) -> None:
-    user_data = _render()
-    assert _heredoc_body(user_data, "PCA_BACKEND_TRUST_CA_EOF") == SMALL_TRUST_CA
     _bash_syntax_ok(user_data, tmp_path, "user-data.sh")
+    packed = base64.b64decode(pack_user_data(user_data))
+    assert len(packed) <= USER_DATA_LIMIT_BYTES, f"{len(packed)} bytes gzip-compressed"
+
+
+def test_every_file_is_embedded_verbatim_comments_included() -> None:
+    sync = render_sync_script(region="eu-west-1", parameters=PARAMETERS, metric_backend="/pca-backend/dev")
+    user_data = _render_real()
+
+    embedded = {
+        "PCA_BACKEND_TRUST_CA_EOF": TRUST_CA.read_text(),
+        "PCA_BACKEND_VERIFY_TLS_EOF": VERIFY_TLS.read_text(),
+        "PCA_BACKEND_SYNC_EOF": sync,
+        "PCA_BACKEND_NGINX_EOF": _server_block(),
+    }
+    for delimiter, content in embedded.items():
+        assert _heredoc_body(user_data, delimiter) == content, delimiter
+        comments = [line for line in content.splitlines()[1:] if line.lstrip().startswith("#")]
+        assert comments, f"{delimiter}: the check needs a file with comment lines"
+        assert all(f"\n{line}\n" in user_data for line in comments), f"{delimiter}: a comment line was left out"
+    assert "base64 -d" not in user_data, "no piece is compressed on its own"
+    assert "gunzip" not in user_data, "no piece is compressed on its own"
+
+
+def test_the_boot_script_writes_each_file_byte_for_byte(tmp_path: Path) -> None:
+    """Runs the user data's own file-writing lines, under a scratch root instead of /."""
+    user_data = _render_real()
+    root = tmp_path / "root"
+
+    def rooted(text: str) -> str:
+        return text.replace("/usr/local/", f"{root}/usr/local/").replace("/etc/", f"{root}/etc/")
+
+    start = user_data.index("install -d -m 0755 /usr/local/sbin")
+    writes = user_data[start : user_data.index("systemctl daemon-reload")]
+    (root / "etc/systemd/system").mkdir(parents=True)  # part of the AMI
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + rooted(writes)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+    sync = render_sync_script(region="eu-west-1", parameters=PARAMETERS, metric_backend="/pca-backend/dev")
+    expected = {
+        TRUST_CA_PATH: (TRUST_CA.read_text(), 0o755),
+        VERIFY_TLS_PATH: (VERIFY_TLS.read_text(), 0o755),
+        SYNC_SCRIPT_PATH: (sync, 0o700),
+        SERVER_BLOCK_PATH: (_server_block(), 0o644),
+    }
+    for path, (content, mode) in expected.items():
+        written = Path(rooted(path))
+        assert written.read_text() == rooted(content), path
+        assert written.stat().st_mode & 0o777 == mode, path
+    assert VERIFY_TLS_PATH == "/usr/local/bin/verify-tls", "on every user's PATH, as the README says"
+
+
+def test_packing_is_deterministic() -> None:
+    first, second = _render_real(), _render_real()
+    assert pack_user_data(first) == pack_user_data(second) == pack_user_data(first)
+    # No clock and no build platform in the bytes: zlib's own gzip header carries the OS it was built for.
+    assert base64.b64decode(pack_user_data(first))[:10] == FIXED_GZIP_HEADER
+
+
+def test_packed_user_data_unpacks_to_the_exact_script(tmp_path: Path) -> None:
+    user_data = _render_real()
+    packed = pack_user_data(user_data)
+
+    assert _unpack(packed).decode() == user_data
+    # The gzip tool agrees (cloud-init decompresses with Python's gzip module, checked above).
+    archive = tmp_path / "user-data.gz"
+    archive.write_bytes(base64.b64decode(packed))
+    result = subprocess.run(["gzip", "-dc", str(archive)], capture_output=True, check=True)
+    assert result.stdout == user_data.encode()
+
+
+def test_the_limit_applies_to_the_packed_form() -> None:
+    # Over 16 KB as plain text (forty names, both scripts), yet accepted: EC2 counts the gzipped bytes.
+    names = [f"service-{index}.internal.example" for index in range(40)]
+    user_data = _render_real(server_block=_server_block(names))
+    assert len(user_data.encode()) > USER_DATA_LIMIT_BYTES
+    assert len(base64.b64decode(pack_user_data(user_data))) <= USER_DATA_LIMIT_BYTES
+
+
+def test_what_does_not_fit_once_packed_is_refused_with_the_limit_named() -> None:
+    # Hashes do not compress: about 22 KB of them stay over the limit once gzipped.
+    padding = "".join(f"    set $pad{i} {hashlib.sha512(str(i).encode()).hexdigest()};\n" for i in range(300))
+    huge_block = "server {\n" + padding + "}\n"
+    with pytest.raises(ValueError, match=r"gzip-compressed, over EC2's limit of 16384: shorten server_block"):
+        _render(server_block=huge_block)
+    with pytest.raises(ValueError, match=r"16384 bytes \(counted before base64\)"):
+        pack_user_data("#!/bin/bash\n" + padding)
+
+
+def test_pack_user_data_takes_the_script_text() -> None:
+    with pytest.raises(ValueError, match="script"):
+        pack_user_data(base64.b64encode(b"#!/bin/bash\n").decode())
 
 
 def test_user_data_installs_every_piece() -> None:
@@ -158,7 +216,7 @@ def test_parameter_names_and_region_are_present() -> None:
 
 
 def test_no_key_material_or_certificate_in_user_data() -> None:
-    user_data = _render(trust_ca_script=TRUST_CA.read_text() if TRUST_CA.exists() else SMALL_TRUST_CA)
+    user_data = _render_real()
     assert "PRIVATE KEY-----" not in user_data
     assert "-----BEGIN CERTIFICATE-----\n" not in user_data
     assert not re.search(r"^MII[A-Za-z0-9+/]{20,}", user_data, re.MULTILINE), "DER/PEM body in user data"
@@ -167,28 +225,7 @@ def test_no_key_material_or_certificate_in_user_data() -> None:
 def test_sync_script_is_valid_bash(tmp_path: Path) -> None:
     sync = render_sync_script(region="us-gov-west-1", parameters=PARAMETERS, metric_backend="/pca-backend/dev")
     _bash_syntax_ok(sync, tmp_path, "sync.sh")
-    # The user data embeds exactly this script (plain, or compressed when the real trust-ca is embedded too).
-    assert _heredoc_body(_render(region="us-gov-west-1"), "PCA_BACKEND_SYNC_EOF") == sync
-    full = _render(region="us-gov-west-1", trust_ca_script=_trust_ca_text())
-    parts = re.findall(r"<<'PCA_BACKEND_SYNC_EOF'\n(.*?)\nPCA_BACKEND_SYNC_EOF\n", full, re.DOTALL)
-    if len(parts) == 2:  # plain settings, then the rest compressed
-        parts[1] = gzip.decompress(base64.b64decode(parts[1])).decode().removesuffix("\n")
-    assert _without_comments("\n".join(parts) + "\n") == _without_comments(sync)
-    assert "readonly REGION=us-gov-west-1" in full, "the settings stay readable"
-
-
-def test_partly_compressed_sync_script_extracts_with_real_tools(tmp_path: Path) -> None:
-    user_data = _render(trust_ca_script=_trust_ca_text())
-    if f"gunzip -c {SYNC_SCRIPT_PATH}.gz >>{SYNC_SCRIPT_PATH}" not in user_data:
-        pytest.skip("the sync script is embedded uncompressed")
-    target = tmp_path / "sync"
-    start = user_data.index(f"cat >{SYNC_SCRIPT_PATH} <<")
-    end = user_data.index(f"chmod 0700 {SYNC_SCRIPT_PATH}\n", start) + len(f"chmod 0700 {SYNC_SCRIPT_PATH}\n")
-    snippet = "set -euo pipefail\n" + user_data[start:end].replace(SYNC_SCRIPT_PATH, str(target))
-    subprocess.run(["bash", "-c", snippet], check=True)
-    assert _without_comments(target.read_text()) == _without_comments(
-        render_sync_script(region="eu-west-1", parameters=PARAMETERS, metric_backend="/pca-backend/dev")
-    )
+    assert _heredoc_body(_render_real(region="us-gov-west-1"), "PCA_BACKEND_SYNC_EOF") == sync
 
 
 def test_sync_script_installs_atomically_and_checks_nginx() -> None:
@@ -290,6 +327,9 @@ def test_shellcheck(tmp_path: Path) -> None:
         ({"server_block": "-----BEGIN PRIVATE KEY-----\nabc\n"}, "server_block"),
         ({"trust_ca_script": "print('no shebang')\n"}, "trust_ca_script"),
         ({"trust_ca_script": 42}, "trust_ca_script"),
+        ({"verify_tls_script": "print('no shebang')\n"}, "verify_tls_script"),
+        ({"verify_tls_script": "#!/bin/sh\nPCA_BACKEND_VERIFY_TLS_EOF\n"}, "verify_tls_script"),
+        ({"verify_tls_script": ""}, "verify_tls_script"),
         ({"sync_interval_minutes": 0}, "sync_interval_minutes"),
         ({"sync_interval_minutes": True}, "sync_interval_minutes"),
         ({"sync_interval_minutes": "15"}, "sync_interval_minutes"),
@@ -303,28 +343,3 @@ def test_shellcheck(tmp_path: Path) -> None:
 def test_invalid_inputs_name_the_argument(overrides: dict[str, object], argument: str) -> None:
     with pytest.raises(ValueError, match=re.escape(argument)):
         _render(**overrides)
-
-
-def test_many_server_names_still_fit_with_the_server_block_compressed(tmp_path: Path) -> None:
-    names = [f"service-{index}.internal.example" for index in range(40)]
-    block = render_server_block(
-        server_names=names, certificate_path=CERTIFICATE_PATH, private_key_path=PRIVATE_KEY_PATH
-    )
-    user_data = _render(server_block=block, trust_ca_script=_trust_ca_text())
-    assert len(user_data.encode()) <= USER_DATA_LIMIT_BYTES
-    assert f"gunzip -c {SERVER_BLOCK_PATH}.gz >{SERVER_BLOCK_PATH}" in user_data
-    target = tmp_path / "pca-backend.conf"
-    start = user_data.index(f"base64 -d >{SERVER_BLOCK_PATH}.gz")
-    end = user_data.index(f"chmod 0644 {SERVER_BLOCK_PATH}\n", start) + len(f"chmod 0644 {SERVER_BLOCK_PATH}\n")
-    subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + user_data[start:end].replace(SERVER_BLOCK_PATH, str(target))], check=True
-    )
-    assert target.read_text() == _without_comments(block), "the same block, minus its comment lines"
-
-
-def test_oversized_input_is_refused() -> None:
-    # Lines that neither compress well nor are comments (which the compressed copy leaves out).
-    padding = "".join(f"    set $pad{i} {hashlib.sha256(str(i).encode()).hexdigest()};\n" for i in range(400))
-    huge_block = "server {\n" + padding + "}\n"
-    with pytest.raises(ValueError, match="16384"):
-        _render(server_block=huge_block)

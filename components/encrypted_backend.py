@@ -662,7 +662,7 @@ class EncryptedBackend(pulumi.ComponentResource):
       `parameter_kms_key_arn` is given;
     - three SSM SecureString parameters under that key: `<prefix>/full-chain`, `<prefix>/private-key`,
       `<prefix>/ca-bundle`;
-    - an IAM role and instance profile for the hosts: ssm:GetParameter on those three parameters only,
+    - an IAM role and instance profile for the hosts: ssm:GetParameters on those three parameters only,
       kms:Decrypt of them only, cloudwatch:PutMetricData in the `PcaBackend` namespace only, Session Manager;
     - a launch template (IMDSv2 only, encrypted gp3 root volume, the boot script as user data) and an Auto
       Scaling group of `host_count` hosts registered with the target group, rolled by instance refresh;

@@ -7,26 +7,21 @@ subnet IDs of a network that has those routes.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
+from components.rules.network import subnet_cidrs
+
+__all__ = ["Network", "NetworkArgs", "subnet_cidrs"]
+
 
 class NetworkArgs(TypedDict):
     cidr_block: str
     """The VPC's CIDR; split into two equal subnets."""
     tags: NotRequired[Mapping[str, str]]
-
-
-def subnet_cidrs(cidr_block: str) -> list[str]:
-    """The two halves of `cidr_block`; ValueError unless it is an IPv4 network from /16 to /26."""
-    network = ipaddress.ip_network(cidr_block, strict=True)
-    if network.version != 4 or not 16 <= network.prefixlen <= 26:
-        raise ValueError(f"networkCidr {cidr_block!r} must be an IPv4 network from /16 to /26")
-    return [str(subnet) for subnet in network.subnets(prefixlen_diff=1)]
 
 
 class Network(pulumi.ComponentResource):
@@ -38,8 +33,11 @@ class Network(pulumi.ComponentResource):
     """The two subnets' IDs, in two availability zones."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        try:
+            cidrs = subnet_cidrs(args["cidr_block"])
+        except ValueError as error:
+            raise ValueError(f"cidr_block {error}") from None
         super().__init__("pca-backend:index:Network", name, None, opts)
-        cidrs = subnet_cidrs(args["cidr_block"])
         tags = dict(args.get("tags", {}))
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",

@@ -7,34 +7,42 @@ all of them are reported together, before any resource exists.
 
 from __future__ import annotations
 
-import ipaddress
+import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from components import x509
-from components.certificate import (
-    DEFAULT_TEMPLATE,
-    DEFAULT_THROTTLE_RETRY_MINUTES,
-    MAX_THROTTLE_RETRY_MINUTES,
-    ROLE_ARN,
-    SHORT_LIVED_MAX_DAYS,
-    template_arn_for,
-)
-from components.network import subnet_cidrs
+from components.certificate import ROLE_ARN
+from components.rules import aws as aws_rules
+from components.rules import names, network
+from components.rules.aws import AL2023_AMI_PARAMETER, KEY_STORAGE_STANDARDS, SHORT_LIVED_MAX_DAYS, USAGE_MODES
+
+if TYPE_CHECKING:  # the argument types only: settings stay importable without Pulumi
+    import pulumi
+
+    from components.certificate import CertificateArgs
+    from components.encrypted_backend import EncryptedBackendArgs
+    from components.network import NetworkArgs
+
+__all__ = [
+    "AL2023_AMI_PARAMETER",
+    "CONFIG_KEYS",
+    "SHORT_LIVED_MAX_DAYS",
+    "BackendSettings",
+    "CaSettings",
+    "CaSubject",
+    "CertificateSettings",
+    "Settings",
+    "SettingsError",
+    "ec2_private_dns_wildcard",
+    "load_settings",
+    "parse_settings",
+]
 
 CA_MODES = ("root", "subordinate", "stack")
-USAGE_MODES = ("GENERAL_PURPOSE", "SHORT_LIVED_CERTIFICATE")
-KEY_STORAGE_STANDARDS = ("FIPS_140_2_LEVEL_3_OR_HIGHER", "FIPS_140_2_LEVEL_2_OR_HIGHER")
-AL2023_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-_CA_ARN = re.compile(r"^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:\d{12}:certificate-authority/[0-9a-f-]+$")
-_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")
-_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
-_SG_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
-_AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
@@ -88,7 +96,7 @@ class CertificateSettings:
     validity_days: int
     renew_before_days: int | None
     template: str
-    throttle_retry_minutes: int = DEFAULT_THROTTLE_RETRY_MINUTES
+    throttle_retry_minutes: int = aws_rules.DEFAULT_THROTTLE_RETRY_MINUTES
     """How long the provider retries calls AWS throttles (`certThrottleRetryMinutes`)."""
 
 
@@ -152,6 +160,99 @@ class Settings:
     """Legal but risky combinations, for the program to log."""
     aws_identity: AwsIdentity = AwsIdentity()
 
+    def _parts(self) -> tuple[CertificateSettings, BackendSettings]:
+        if self.certificate is None or self.backend is None:
+            raise ValueError("backendEnabled is false: this stack has no certificate or backend")
+        return self.certificate, self.backend
+
+    def server_names(self) -> list[str]:
+        """The names on the backend certificate and in nginx: the hosts' own EC2 names first, so host-to-host TLS
+        verifies out of the box, then `certNames`."""
+        certificate, _ = self._parts()
+        wildcard = ec2_private_dns_wildcard(self.region)
+        # nginx takes the names without the trailing dot of a fully qualified name.
+        return [wildcard, *(name.removesuffix(".") for name in certificate.names if name != wildcard)]
+
+    def certificate_args(self, *, ca_arn: pulumi.Input[str], validity_days: pulumi.Input[int]) -> CertificateArgs:
+        """`CertificateArgs` of the backend certificate; `validity_days` as the CA source confirmed it."""
+        certificate, _ = self._parts()
+        names_ = self.server_names()
+        return {
+            "ca_arn": ca_arn,
+            "common_name": certificate.common_name or (certificate.names[0] if certificate.names else names_[0]),
+            "subject_alternative_names": names_,
+            "key_algorithm": certificate.key_algorithm,
+            "validity_days": validity_days,
+            "renew_before_days": certificate.renew_before_days,
+            "template_arn": certificate.template,
+            "region": self.region,
+            "endpoint_url": self.endpoint_url,
+            # Issue as the stack's AWS identity (aws:profile, first aws:assumeRoles entry): names, no credential.
+            "profile": self.aws_identity.profile,
+            "assume_role_arn": self.aws_identity.assume_role_arn,
+            "assume_role_session_name": self.aws_identity.assume_role_session_name,
+            "assume_role_external_id": self.aws_identity.assume_role_external_id,
+            "throttle_retry_minutes": certificate.throttle_retry_minutes,
+        }
+
+    def network_args(self) -> NetworkArgs | None:
+        """`NetworkArgs` of the isolated network, or None when the stack uses an existing VPC."""
+        _, backend = self._parts()
+        return {"cidr_block": backend.network_cidr} if backend.network_cidr else None
+
+    def backend_args(
+        self,
+        *,
+        acm_issuer_arn: pulumi.Input[str],
+        ca_bundle_pem: pulumi.Input[str],
+        full_chain_pem: pulumi.Input[str],
+        private_key_pem: pulumi.Input[str],
+        network_ids: tuple[pulumi.Input[str], pulumi.Input[Sequence[str]]] | None = None,
+    ) -> EncryptedBackendArgs:
+        """`EncryptedBackendArgs` of the backend. `acm_issuer_arn` is the CA ARN given to ACM for an `albDomainName`
+        certificate; `network_ids` is the created network's (VPC ID, subnet IDs)."""
+        _, backend = self._parts()
+        args: EncryptedBackendArgs = {
+            "vpc_id": network_ids[0] if network_ids else backend.vpc_id,
+            "alb_subnet_ids": network_ids[1] if network_ids else list(backend.alb_subnet_ids),
+            "host_subnet_ids": network_ids[1] if network_ids else list(backend.host_subnet_ids),
+            "internal": backend.alb_internal,
+            "ingress_cidrs": list(backend.alb_ingress_cidrs),
+            "peer_security_group_ids": list(backend.peer_security_group_ids),
+            "host_count": backend.host_count,
+            "instance_type": backend.instance_type,
+            "health_check_path": backend.health_check_path,
+            "http_redirect": backend.http_redirect,
+            "server_names": self.server_names(),
+            "full_chain_pem": full_chain_pem,
+            "private_key_pem": private_key_pem,
+            "ca_bundle_pem": ca_bundle_pem,
+            "parameter_prefix": self.parameter_prefix,
+            "region": self.region,
+            "ami_parameter": backend.ami_parameter,
+            "host_min_count": backend.host_min_count,
+            "min_healthy_percent": backend.host_min_healthy_percent,
+            "parameter_writer_arns": list(backend.parameter_writer_arns),
+            "certificate_alarm_days": backend.cert_expiry_alarm_days,
+        }
+        # Unset settings leave the component's defaults in place.
+        if backend.host_ami_id is not None:
+            args["ami_id"] = backend.host_ami_id
+        if backend.host_max_count is not None:
+            args["host_max_count"] = backend.host_max_count
+        if backend.host_root_volume_gib is not None:
+            args["root_volume_gib"] = backend.host_root_volume_gib
+        if backend.parameter_kms_key_arn is not None:
+            args["parameter_kms_key_arn"] = backend.parameter_kms_key_arn
+        if backend.cert_expiry_alarm_topic_arn is not None:
+            args["alarm_topic_arn"] = backend.cert_expiry_alarm_topic_arn
+        if backend.alb_certificate_arn:
+            args["listener_certificate_arn"] = backend.alb_certificate_arn
+        else:
+            args["listener_domain_name"] = backend.alb_domain_name or ""
+            args["private_ca_arn"] = acm_issuer_arn
+        return args
+
 
 def ec2_private_dns_wildcard(region: str) -> str:
     """`*.ec2.internal` in us-east-1, `*.<region>.compute.internal` elsewhere: EC2's default private DNS."""
@@ -175,6 +276,10 @@ class _Reader:
             return default
         if not isinstance(value, str):
             self.problem(key, f"must be a string, got {value!r}")
+            return default
+        if names.has_control_characters(value):
+            # Values reach X.509 subjects, nginx configuration and shell scripts: no newline may split them.
+            self.problem(key, f"{value!r} contains control characters (newlines, tabs, ...); use printable text")
             return default
         return value
 
@@ -215,27 +320,15 @@ class _Reader:
             for item in value:
                 if not check(item):
                     self.problem(key, f"{item!r} is not {what}")
+        duplicates = sorted({item for item in value if value.count(item) > 1})
+        if duplicates:
+            self.problem(key, f"lists {', '.join(map(repr, duplicates))} more than once; list each once")
         return tuple(value)
 
 
-def _is_cidr(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_certificate_name(name: str) -> bool:
-    return x509.is_ip_address(name) or x509.is_dns_name(name)
-
-
-def _is_security_group_id(text: str) -> bool:
-    return bool(_SG_ID.match(text))
-
-
-def _is_world(cidr: str) -> bool:
-    return _is_cidr(cidr) and ipaddress.ip_network(cidr).prefixlen == 0
+def _check(read: _Reader, key: str, problem: str | None) -> None:
+    if problem is not None:
+        read.problem(key, problem)
 
 
 def parse_settings(
@@ -246,9 +339,15 @@ def parse_settings(
     `aws` holds the `aws:` provider settings that matter here: `profile` and `assumeRoles`.
     """
     read = _Reader(raw)
+    for key in raw:
+        if key not in CONFIG_KEYS:
+            read.problem(key, _unknown_key(key, project))
     aws_identity = _parse_aws_identity(read, aws or {})
     if not region:
         read.problem("aws:region", "is required (e.g. us-east-1)")
+        region = "us-east-1"
+    elif not aws_rules.is_region(region):
+        read.problem("aws:region", f"{region!r} is not an AWS region name such as us-east-1 or eu-west-1")
         region = "us-east-1"
 
     ca = _parse_ca(read, stack=stack, project=project)
@@ -257,11 +356,10 @@ def parse_settings(
     backend = _parse_backend(read, ca, certificate) if backend_enabled and certificate else None
 
     endpoint_url = read.string("awsEndpointUrl")
-    if endpoint_url and not re.match(r"^https?://[^\s/]+(:\d+)?/?$", endpoint_url):
-        read.problem("awsEndpointUrl", f"{endpoint_url!r} is not an http(s) URL like http://127.0.0.1:5000")
+    if endpoint_url:
+        _check(read, "awsEndpointUrl", aws_rules.endpoint_url_problem(endpoint_url))
     prefix = read.string("parameterPrefix", f"/{project}/{stack}") or f"/{project}/{stack}"
-    if not re.match(r"^(/[A-Za-z0-9_.-]+)+$", prefix):
-        read.problem("parameterPrefix", f"{prefix!r} must look like /team/app (letters, digits, _ . -)")
+    _check(read, "parameterPrefix", aws_rules.parameter_prefix_problem(prefix))
 
     if read.problems:
         raise SettingsError(read.problems)
@@ -307,13 +405,19 @@ def _parse_aws_identity(read: _Reader, provider_settings: Mapping[str, Any]) -> 
     return AwsIdentity(profile, role_arn, session_name, external_id)
 
 
+def _unknown_key(key: str, project: str) -> str:
+    closest = difflib.get_close_matches(key, CONFIG_KEYS, n=1, cutoff=0.6)
+    hint = f"did you mean {closest[0]}?" if closest else "see README.md, Configuration reference"
+    return f"is not a {project} setting; {hint}"
+
+
 def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
     mode = read.choice("caMode", CA_MODES, "root")
     ca_stack = read.string("caStack")
     parent_arn = read.string("caParentArn")
-    if ca_stack and not _STACK_NAME.match(ca_stack):
+    if ca_stack and not aws_rules.is_stack_name(ca_stack):
         read.problem("caStack", f"{ca_stack!r} is not a stack name (stack, project/stack or org/project/stack)")
-    if parent_arn and not _CA_ARN.match(parent_arn):
+    if parent_arn and not aws_rules.parse_ca_arn(parent_arn):
         read.problem("caParentArn", f"{parent_arn!r} is not an ACM PCA certificate authority ARN")
     if mode == "root" and (ca_stack or parent_arn):
         read.problem(
@@ -338,34 +442,44 @@ def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
             "caCrlEnabled",
             "short-lived certificates expire within 7 days; a SHORT_LIVED_CERTIFICATE CA has no CRL",
         )
+    crl_cname = read.string("caCrlCustomCname")
+    if crl_cname and not names.is_dns_name(crl_cname, allow_wildcard=False):
+        read.problem("caCrlCustomCname", f"{crl_cname!r} is not a DNS name such as crl.example.com (no scheme)")
     acm_permission = read.boolean("caAcmPermission", False)
     if acm_permission and usage_mode == "SHORT_LIVED_CERTIFICATE":
         read.problem("caAcmPermission", "ACM cannot issue from a SHORT_LIVED_CERTIFICATE CA; use GENERAL_PURPOSE")
     return CaSettings(
         mode=mode,
         subject=CaSubject(
-            common_name=read.string("caCommonName", f"{project} {stack} CA") or "",
-            organization=read.string("caOrganization"),
-            organizational_unit=read.string("caOrganizationalUnit"),
+            common_name=_subject_field(read, "caCommonName", "common_name", f"{project} {stack} CA") or "",
+            organization=_subject_field(read, "caOrganization", "organization"),
+            organizational_unit=_subject_field(read, "caOrganizationalUnit", "organizational_unit"),
             country=_country(read),
-            state=read.string("caState"),
-            locality=read.string("caLocality"),
+            state=_subject_field(read, "caState", "state"),
+            locality=_subject_field(read, "caLocality", "locality"),
         ),
-        key_algorithm=read.choice("caKeyAlgorithm", x509.KEY_ALGORITHMS, "RSA_2048"),
+        key_algorithm=read.choice("caKeyAlgorithm", aws_rules.KEY_ALGORITHMS, "RSA_2048"),
         validity_years=_validity_years(read, mode),
         usage_mode=usage_mode,
-        permanent_deletion_days=read.integer("caPermanentDeletionDays", 30, 7, 30),
+        permanent_deletion_days=read.integer("caPermanentDeletionDays", 30, *aws_rules.PERMANENT_DELETION_DAYS_RANGE),
         key_storage_security_standard=read.choice(
             "caKeyStorageSecurityStandard", KEY_STORAGE_STANDARDS, KEY_STORAGE_STANDARDS[0]
         ),
         crl_enabled=crl_enabled,
-        crl_expiration_days=read.integer("caCrlExpirationDays", 7, 1, 5000),
-        crl_custom_cname=read.string("caCrlCustomCname"),
+        crl_expiration_days=read.integer("caCrlExpirationDays", 7, *aws_rules.CRL_EXPIRATION_DAYS_RANGE),
+        crl_custom_cname=crl_cname,
         acm_permission=acm_permission,
         protect=read.boolean("caProtect", True),
         stack=ca_stack,
         parent_arn=parent_arn,
     )
+
+
+def _subject_field(read: _Reader, key: str, field: str, default: str | None = None) -> str | None:
+    value = read.string(key, default)
+    if value is not None:
+        _check(read, key, names.subject_field_problem(field, value))
+    return value
 
 
 def _validity_years(read: _Reader, mode: str) -> int:
@@ -382,37 +496,45 @@ def _country(read: _Reader) -> str | None:
     return country
 
 
+def _is_backend_name(name: str) -> bool:
+    """A name the certificate carries and nginx serves: a DNS name or an IPv4 address."""
+    return names.is_certificate_name(name) and names.is_server_name(name.removesuffix("."))
+
+
+_BACKEND_NAME = "a DNS name or IPv4 address (nginx cannot serve an IPv6 literal as a server name)"
+
+
 def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
-    names = read.strings(
-        "certNames",
-        _is_certificate_name,
-        "a DNS name or IP address",
-    )
+    cert_names = read.strings("certNames", _is_backend_name, _BACKEND_NAME)
     common_name = read.string("certCommonName")
-    if common_name is not None and not _is_certificate_name(common_name):
-        read.problem("certCommonName", f"{common_name!r} is not a DNS name or IP address")
+    if common_name is not None and not _is_backend_name(common_name):
+        read.problem("certCommonName", f"{common_name!r} is not {_BACKEND_NAME}")
+    # The subject CN is certCommonName, else the first of certNames: either way X.509's 64 characters apply.
+    subject_cn, cn_key = (common_name, "certCommonName") if common_name else (next(iter(cert_names), None), "certNames")
+    if subject_cn and len(subject_cn) > names.SUBJECT_FIELD_LIMITS["common_name"]:
+        read.problem(
+            cn_key,
+            f"{subject_cn!r} would be the certificate's common name, which X.509 limits to "
+            f"{names.SUBJECT_FIELD_LIMITS['common_name']} characters; set a shorter certCommonName",
+        )
     short_lived = ca.usage_mode == "SHORT_LIVED_CERTIFICATE"
     # 0 (the default) means 90 days, or the most a SHORT_LIVED_CERTIFICATE CA allows.
     validity = read.integer("certValidityDays", 0, 0, 3650) or (SHORT_LIVED_MAX_DAYS if short_lived else 90)
-    if short_lived and validity > SHORT_LIVED_MAX_DAYS:
-        read.problem(
-            "certValidityDays",
-            f"is {validity} but caUsageMode SHORT_LIVED_CERTIFICATE allows at most {SHORT_LIVED_MAX_DAYS} days",
-        )
+    _check(read, "certValidityDays", aws_rules.short_lived_problem("certValidityDays", validity, ca.usage_mode))
     # 0 (the default) leaves it to the provider: a third of the validity.
     renew_before = read.integer("certRenewBeforeDays", 0, 0, max(validity - 1, 0)) or None
     throttle_minutes = read.integer(
-        "certThrottleRetryMinutes", DEFAULT_THROTTLE_RETRY_MINUTES, 1, MAX_THROTTLE_RETRY_MINUTES
+        "certThrottleRetryMinutes", aws_rules.DEFAULT_THROTTLE_RETRY_MINUTES, 1, aws_rules.MAX_THROTTLE_RETRY_MINUTES
     )
-    template = read.string("certTemplate", DEFAULT_TEMPLATE) or DEFAULT_TEMPLATE
+    template = read.string("certTemplate", aws_rules.DEFAULT_TEMPLATE) or aws_rules.DEFAULT_TEMPLATE
     try:
-        template_arn_for(template)
+        aws_rules.template_arn_for(template)
     except ValueError as error:
         read.problem("certTemplate", str(error))
     return CertificateSettings(
         common_name=common_name,
-        names=names,
-        key_algorithm=read.choice("certKeyAlgorithm", x509.KEY_ALGORITHMS, "EC_prime256v1"),
+        names=cert_names,
+        key_algorithm=read.choice("certKeyAlgorithm", aws_rules.KEY_ALGORITHMS, "EC_prime256v1"),
         validity_days=validity,
         renew_before_days=renew_before,
         template=template,
@@ -423,15 +545,16 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
 def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettings) -> BackendSettings:
     network_cidr = read.string("networkCidr")
     vpc_id = read.string("vpcId")
-    alb_subnets = read.strings("albSubnetIds", lambda s: s.startswith("subnet-"), "a subnet ID (subnet-...)")
-    host_subnets = read.strings("hostSubnetIds", lambda s: s.startswith("subnet-"), "a subnet ID (subnet-...)")
+    subnet = "a subnet ID (subnet- and 8 or 17 hex digits)"
+    alb_subnets = read.strings("albSubnetIds", lambda text: aws_rules.is_resource_id(text, "subnet"), subnet)
+    host_subnets = read.strings("hostSubnetIds", lambda text: aws_rules.is_resource_id(text, "subnet"), subnet)
+    if vpc_id and not aws_rules.is_resource_id(vpc_id, "vpc"):
+        read.problem("vpcId", f"{vpc_id!r} is not a VPC ID (vpc- and 8 or 17 hex digits)")
     if network_cidr:
         try:
-            subnet_cidrs(network_cidr)
-        except ValueError:
-            read.problem(
-                "networkCidr", f"{network_cidr!r} must be an IPv4 network from /16 to /26, such as 10.42.0.0/24"
-            )
+            network.subnet_cidrs(network_cidr)
+        except ValueError as error:
+            read.problem("networkCidr", str(error))
         if vpc_id or alb_subnets or host_subnets:
             read.problem("networkCidr", "creates a VPC; it cannot be combined with vpcId, albSubnetIds, hostSubnetIds")
     else:
@@ -442,17 +565,33 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
         if not host_subnets:
             read.problem("hostSubnetIds", "at least one subnet for the backend hosts is required")
     internal = read.boolean("albInternal", True)
-    cidrs = read.strings("albIngressCidrs", _is_cidr, "a CIDR block such as 10.0.0.0/16")
+    http_redirect = read.boolean("httpRedirect", True)
+    cidrs = read.strings("albIngressCidrs", network.is_cidr, "a CIDR block such as 10.0.0.0/16")
     if not cidrs:
         read.problem("albIngressCidrs", "at least one CIDR allowed to reach the load balancer on 443 is required")
-    if internal and any(_is_world(cidr) for cidr in cidrs):
+    if internal and any(network.is_world(cidr) for cidr in cidrs):
         read.problem("albIngressCidrs", "0.0.0.0/0 and ::/0 are not allowed on an internal load balancer")
+    if all(network.is_cidr(cidr) for cidr in cidrs):
+        # One rule per CIDR and listener port (443, and 80 with httpRedirect).
+        _check(read, "albIngressCidrs", aws_rules.security_group_rules_problem(cidrs, 2 if http_redirect else 1))
+    sg = "a security group ID (sg- and 8 or 17 hex digits)"
+    peers = read.strings("peerSecurityGroupIds", lambda text: aws_rules.is_resource_id(text, "sg"), sg)
+    # The hosts' group also admits the load balancer's group and itself.
+    if len(peers) + 2 > aws_rules.SECURITY_GROUP_RULES_MAX:
+        read.problem(
+            "peerSecurityGroupIds",
+            f"lists {len(peers)} groups; with the load balancer and the fleet itself that exceeds AWS's "
+            f"{aws_rules.SECURITY_GROUP_RULES_MAX} rules per security group: at most {aws_rules.SECURITY_GROUP_RULES_MAX - 2}",
+        )
     certificate_arn = read.string("albCertificateArn")
     domain_name = read.string("albDomainName")
-    if certificate_arn and not _ACM_ARN.match(certificate_arn):
+    if certificate_arn and not aws_rules.is_acm_certificate_arn(certificate_arn):
         read.problem("albCertificateArn", f"{certificate_arn!r} is not an ACM certificate ARN")
-    if domain_name and not x509.is_dns_name(domain_name):
-        read.problem("albDomainName", f"{domain_name!r} is not a DNS name")
+    if domain_name and not names.is_fqdn(domain_name):
+        read.problem(
+            "albDomainName",
+            f"{domain_name!r} is not a DNS name of two labels or more (no wildcard) such as api.example",
+        )
     if bool(certificate_arn) == bool(domain_name):
         read.problem(
             "albCertificateArn",
@@ -468,9 +607,14 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
             "certificate renewal permissions to ACM'; terraform-provider-aws#46693)"
         )
     health_path = read.string("healthCheckPath", "/healthz") or "/healthz"
-    if not re.match(r"^/[A-Za-z0-9._~/-]*$", health_path):
-        read.problem("healthCheckPath", f"{health_path!r} must be an absolute URL path such as /healthz")
-    host_count = read.integer("hostCount", 2, 1, 50)
+    _check(read, "healthCheckPath", aws_rules.health_check_path_problem(health_path))
+    instance_type = read.string("instanceType", "t3.micro") or "t3.micro"
+    if not aws_rules.is_instance_type(instance_type):
+        read.problem("instanceType", f"{instance_type!r} is not an EC2 instance type such as t3.micro")
+    ami_parameter = read.string("amiParameter", AL2023_AMI_PARAMETER) or AL2023_AMI_PARAMETER
+    if not aws_rules.is_parameter_path(ami_parameter):
+        read.problem("amiParameter", f"{ami_parameter!r} is not an SSM parameter name such as {AL2023_AMI_PARAMETER}")
+    host_count = read.integer("hostCount", 2, *aws_rules.HOST_COUNT_RANGE)
     return BackendSettings(
         network_cidr=network_cidr,
         vpc_id=vpc_id or "",
@@ -478,14 +622,14 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
         host_subnet_ids=host_subnets,
         alb_internal=internal,
         alb_ingress_cidrs=cidrs,
-        peer_security_group_ids=read.strings("peerSecurityGroupIds", _is_security_group_id, "a security group ID"),
+        peer_security_group_ids=peers,
         host_count=host_count,
-        instance_type=read.string("instanceType", "t3.micro") or "t3.micro",
-        http_redirect=read.boolean("httpRedirect", True),
+        instance_type=instance_type,
+        http_redirect=http_redirect,
         health_check_path=health_path,
         alb_certificate_arn=certificate_arn,
         alb_domain_name=domain_name,
-        ami_parameter=read.string("amiParameter", AL2023_AMI_PARAMETER) or AL2023_AMI_PARAMETER,
+        ami_parameter=ami_parameter,
         host_ami_id=_host_ami_id(read),
         **_parse_fleet(read, host_count),
         **_parse_parameter_key(read),
@@ -495,7 +639,7 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
 
 def _host_ami_id(read: _Reader) -> str | None:
     ami_id = read.string("hostAmiId")
-    if ami_id and not _AMI_ID.match(ami_id):
+    if ami_id and not aws_rules.is_resource_id(ami_id, "ami"):
         read.problem(
             "hostAmiId",
             f"{ami_id!r} is not an AMI id: 'ami-' followed by 8 or 17 lowercase hexadecimal digits, such as "
@@ -569,6 +713,7 @@ def _parse_expiry_alarm(read: _Reader, certificate: CertificateSettings) -> dict
 def load_settings() -> Settings:
     """Read the current stack's config (project namespace and `aws:region`)."""
     import pulumi
+    from pulumi.runtime import config as runtime_config
 
     project, stack = pulumi.get_project(), pulumi.get_stack()
     config = pulumi.Config()
@@ -578,68 +723,73 @@ def load_settings() -> Settings:
         value = config.get_object(key) if key in LIST_KEYS else config.get(key)
         if value is not None:
             raw[key] = value
+    # Every key of the namespace, known or not: a misspelt setting is refused rather than silently ignored.
+    given = {*runtime_config.CONFIG.get(), *(runtime_config.get_config_env() or {})}
+    for full_key in given:
+        namespace, _, key = full_key.partition(":")
+        if namespace == project and key not in raw:
+            raw[key] = config.get(key)
     aws_config = pulumi.Config("aws")
     aws = {"profile": aws_config.get("profile"), "assumeRoles": aws_config.get_object("assumeRoles")}
     return parse_settings(raw, stack=stack, project=project, region=aws_config.get("region"), aws=aws)
 
 
+#: Every project setting and its type in Pulumi.yaml (tests check that Pulumi.yaml declares exactly these).
+DECLARED: Mapping[str, str] = {
+    "caMode": "string",
+    "caStack": "string",
+    "caParentArn": "string",
+    "caCommonName": "string",
+    "caOrganization": "string",
+    "caOrganizationalUnit": "string",
+    "caCountry": "string",
+    "caState": "string",
+    "caLocality": "string",
+    "caKeyAlgorithm": "string",
+    "caValidityYears": "integer",
+    "caUsageMode": "string",
+    "caPermanentDeletionDays": "integer",
+    "caKeyStorageSecurityStandard": "string",
+    "caCrlEnabled": "boolean",
+    "caCrlExpirationDays": "integer",
+    "caCrlCustomCname": "string",
+    "caAcmPermission": "boolean",
+    "caProtect": "boolean",
+    "backendEnabled": "boolean",
+    "certCommonName": "string",
+    "certNames": "array",
+    "certKeyAlgorithm": "string",
+    "certValidityDays": "integer",
+    "certRenewBeforeDays": "integer",
+    "certTemplate": "string",
+    "certThrottleRetryMinutes": "integer",
+    "networkCidr": "string",
+    "vpcId": "string",
+    "albSubnetIds": "array",
+    "hostSubnetIds": "array",
+    "albInternal": "boolean",
+    "albIngressCidrs": "array",
+    "peerSecurityGroupIds": "array",
+    "hostCount": "integer",
+    "instanceType": "string",
+    "httpRedirect": "boolean",
+    "healthCheckPath": "string",
+    "albCertificateArn": "string",
+    "albDomainName": "string",
+    "amiParameter": "string",
+    "hostAmiId": "string",
+    "hostMinCount": "integer",
+    "hostMaxCount": "integer",
+    "hostMinHealthyPercent": "integer",
+    "hostRootVolumeGiB": "integer",
+    "parameterKmsKeyArn": "string",
+    "parameterWriterArns": "array",
+    "certExpiryAlarmDays": "integer",
+    "certExpiryAlarmTopicArn": "string",
+    "awsEndpointUrl": "string",
+    "parameterPrefix": "string",
+}
+#: Every project setting.
+CONFIG_KEYS = tuple(DECLARED)
 #: The settings that are lists (`type: array` in Pulumi.yaml).
-LIST_KEYS = frozenset(
-    {"certNames", "albSubnetIds", "hostSubnetIds", "albIngressCidrs", "peerSecurityGroupIds", "parameterWriterArns"}
-)
-
-#: Every project setting. Tests check that Pulumi.yaml declares exactly these.
-CONFIG_KEYS = (
-    "caMode",
-    "caStack",
-    "caParentArn",
-    "caCommonName",
-    "caOrganization",
-    "caOrganizationalUnit",
-    "caCountry",
-    "caState",
-    "caLocality",
-    "caKeyAlgorithm",
-    "caValidityYears",
-    "caUsageMode",
-    "caPermanentDeletionDays",
-    "caKeyStorageSecurityStandard",
-    "caCrlEnabled",
-    "caCrlExpirationDays",
-    "caCrlCustomCname",
-    "caAcmPermission",
-    "caProtect",
-    "backendEnabled",
-    "certCommonName",
-    "certNames",
-    "certKeyAlgorithm",
-    "certValidityDays",
-    "certRenewBeforeDays",
-    "certTemplate",
-    "certThrottleRetryMinutes",
-    "networkCidr",
-    "vpcId",
-    "albSubnetIds",
-    "hostSubnetIds",
-    "albInternal",
-    "albIngressCidrs",
-    "peerSecurityGroupIds",
-    "hostCount",
-    "instanceType",
-    "httpRedirect",
-    "healthCheckPath",
-    "albCertificateArn",
-    "albDomainName",
-    "amiParameter",
-    "hostAmiId",
-    "hostMinCount",
-    "hostMaxCount",
-    "hostMinHealthyPercent",
-    "hostRootVolumeGiB",
-    "parameterKmsKeyArn",
-    "parameterWriterArns",
-    "certExpiryAlarmDays",
-    "certExpiryAlarmTopicArn",
-    "awsEndpointUrl",
-    "parameterPrefix",
-)
+LIST_KEYS = frozenset(key for key, kind in DECLARED.items() if kind == "array")

@@ -7,7 +7,6 @@ and the mapping from a CA's key algorithm to the signing algorithm it must use.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,8 +16,33 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-#: ACM PCA key algorithms (the `KeyAlgorithm` enum), in the order we document them.
-KEY_ALGORITHMS: tuple[str, ...] = ("EC_prime256v1", "EC_secp384r1", "RSA_2048", "RSA_3072", "RSA_4096")
+# The name and algorithm rules are shared with settings and the renderers; imported here so that
+# `x509.is_dns_name` and friends keep working for every caller (and for providers pickled in old state).
+from components.rules.aws import KEY_ALGORITHMS, unsupported_key_algorithm
+from components.rules.names import is_dns_name, is_ip_address
+
+__all__ = [
+    "KEY_ALGORITHMS",
+    "SIGNING_ALGORITHMS",
+    "CsrInfo",
+    "PrivateKey",
+    "SubjectNames",
+    "build_csr",
+    "colon_hex",
+    "generate_private_key",
+    "is_dns_name",
+    "is_ip_address",
+    "iso_utc",
+    "join_pem",
+    "key_algorithm_of",
+    "load_certificates",
+    "not_after",
+    "parse_csr",
+    "parse_iso_utc",
+    "private_key_pem",
+    "signing_algorithm_for",
+    "unsupported_key_algorithm",
+]
 
 #: The signing algorithm a CA uses with each of its key algorithms. SHA-256 for P-256 and RSA keys is what
 #: every TLS client accepts; P-384 pairs with SHA-384 as NIST SP 800-57 recommends.
@@ -30,12 +54,6 @@ SIGNING_ALGORITHMS: dict[str, str] = {
     "RSA_4096": "SHA256WITHRSA",
 }
 
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-def unsupported_key_algorithm(key_algorithm: object) -> str:
-    return f"key_algorithm {key_algorithm!r} is not supported; allowed: {', '.join(KEY_ALGORITHMS)}"
-
 
 def signing_algorithm_for(key_algorithm: str) -> str:
     """The ACM PCA `SigningAlgorithm` that matches a CA's `KeyAlgorithm`."""
@@ -43,31 +61,6 @@ def signing_algorithm_for(key_algorithm: str) -> str:
         return SIGNING_ALGORITHMS[key_algorithm]
     except KeyError:
         raise ValueError(unsupported_key_algorithm(key_algorithm)) from None
-
-
-def is_dns_name(name: str, *, allow_wildcard: bool = True) -> bool:
-    """True for an RFC 1123 host name (one label, like `localhost`, or more), optionally with one leading `*.`
-    label (then at least two labels after it) and one trailing dot.
-
-    The last label may not be all digits (RFC 1123 section 2.1), so a mistyped IPv4 address such as `10.0.0.256`
-    is not taken for a name.
-    """
-    if not name or len(name) > 253 or name != name.strip():
-        return False
-    labels = name.removesuffix(".").lower().split(".")
-    if allow_wildcard and labels[0] == "*":
-        labels = labels[1:]
-        if len(labels) < 2:
-            return False
-    return all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
-
-
-def is_ip_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)

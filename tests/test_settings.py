@@ -16,12 +16,13 @@ from components.settings import (
 
 CA_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
 ACM_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+SUBNET_A, SUBNET_B, SUBNET_C = "subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60712", "subnet-0a1b2c3d"
 
 #: The least a stack with a backend needs: an existing network, ingress and a listener certificate.
 BACKEND: dict[str, Any] = {
     "vpcId": "vpc-0123456789abcdef0",
-    "albSubnetIds": ["subnet-0a", "subnet-0b"],
-    "hostSubnetIds": ["subnet-0c"],
+    "albSubnetIds": [SUBNET_A, SUBNET_B],
+    "hostSubnetIds": [SUBNET_C],
     "albIngressCidrs": ["10.0.0.0/16"],
     "albCertificateArn": ACM_ARN,
 }
@@ -90,8 +91,8 @@ def test_defaults_of_a_minimal_backend_config() -> None:
     assert backend is not None
     assert backend.network_cidr is None
     assert backend.vpc_id == BACKEND["vpcId"]
-    assert backend.alb_subnet_ids == ("subnet-0a", "subnet-0b")
-    assert backend.host_subnet_ids == ("subnet-0c",)
+    assert backend.alb_subnet_ids == (SUBNET_A, SUBNET_B)
+    assert backend.host_subnet_ids == (SUBNET_C,)
     assert backend.alb_internal is True
     assert backend.alb_ingress_cidrs == ("10.0.0.0/16",)
     assert backend.peer_security_group_ids == ()
@@ -231,7 +232,7 @@ def test_values_given_as_strings_are_accepted() -> None:
         hostCount="4",
         certValidityDays="30",
         certRenewBeforeDays="0",
-        albSubnetIds=["subnet-1", "subnet-2"],
+        albSubnetIds=[SUBNET_B, SUBNET_A],
     )
     assert settings.ca.crl_enabled is True
     assert settings.ca.acm_permission is False
@@ -242,7 +243,7 @@ def test_values_given_as_strings_are_accepted() -> None:
     assert settings.backend.alb_internal is True
     assert settings.backend.http_redirect is False
     assert settings.backend.host_count == 4
-    assert settings.backend.alb_subnet_ids == ("subnet-1", "subnet-2")
+    assert settings.backend.alb_subnet_ids == (SUBNET_B, SUBNET_A)
     assert settings.certificate is not None
     assert (settings.certificate.validity_days, settings.certificate.renew_before_days) == (30, None)
 
@@ -395,7 +396,7 @@ def test_crl_expiration_days_range() -> None:
 def test_cert_validity_over_seven_days_on_short_lived_ca(days: int) -> None:
     message = problem_of("certValidityDays", SHORT_LIVED, certValidityDays=days)
     assert f"is {days}" in message
-    assert "SHORT_LIVED_CERTIFICATE allows at most 7 days" in message
+    assert "a SHORT_LIVED_CERTIFICATE CA issues certificates of at most 7 days" in message
 
 
 @pytest.mark.parametrize("days", [-1, 3651])
@@ -424,7 +425,7 @@ def test_renew_before_just_under_validity() -> None:
 def test_cert_names_with_an_invalid_name(name: str) -> None:
     message = problem_of("certNames", certNames=["good.example.com", name])
     assert repr(name) in message
-    assert "a DNS name or IP address" in message
+    assert "a DNS name or IPv4 address" in message
 
 
 def test_cert_names_reject_a_mistyped_ipv4_address() -> None:
@@ -432,12 +433,12 @@ def test_cert_names_reject_a_mistyped_ipv4_address() -> None:
     settings must refuse it too, before any resource exists."""
     message = problem_of("certNames", certNames=["10.0.0.256"])
     assert "'10.0.0.256'" in message
-    assert "a DNS name or IP address" in message
+    assert "a DNS name or IPv4 address" in message
     assert "'10.0.0.256'" in problem_of("certCommonName", certCommonName="10.0.0.256")
 
 
 def test_cert_names_accept_dns_names_and_addresses() -> None:
-    names = ["localhost", "backend.local.internal", "127.0.0.1", "::1", "*.ec2.internal", "Backend.Example.COM."]
+    names = ["localhost", "backend.local.internal", "127.0.0.1", "*.ec2.internal", "Backend.Example.COM."]
     certificate = parse(certNames=names).certificate
     assert certificate is not None
     assert certificate.names == tuple(names)
@@ -447,7 +448,7 @@ def test_cert_names_accept_dns_names_and_addresses() -> None:
 def test_cert_common_name_invalid(name: str) -> None:
     message = problem_of("certCommonName", certCommonName=name)
     assert repr(name) in message
-    assert "is not a DNS name or IP address" in message
+    assert "is not a DNS name or IPv4 address" in message
 
 
 @pytest.mark.parametrize(
@@ -502,7 +503,7 @@ def test_missing_vpc_id() -> None:
     assert "networkCidr" in message
 
 
-@pytest.mark.parametrize("subnets", [[], ["subnet-0a"]])
+@pytest.mark.parametrize("subnets", [[], [SUBNET_A]])
 def test_alb_needs_two_subnets(subnets: list[str]) -> None:
     assert "at least two availability zones" in problem_of("albSubnetIds", albSubnetIds=subnets)
 
@@ -513,12 +514,13 @@ def test_hosts_need_a_subnet() -> None:
 
 @pytest.mark.parametrize("key", ["albSubnetIds", "hostSubnetIds"])
 def test_subnet_ids_look_like_subnets(key: str) -> None:
-    changes: dict[str, Any] = {key: ["subnet-0a", "vpc-0b", "sg-0c"]}
+    changes: dict[str, Any] = {key: [SUBNET_A, "subnet-0a", "vpc-0b1c2d3e", "sg-0c1d2e3f"]}
     found = problems(**changes)
     mine = [problem for problem in found if problem.startswith(f"{key}: ")]
     assert mine == [
-        f"{key}: 'vpc-0b' is not a subnet ID (subnet-...)",
-        f"{key}: 'sg-0c' is not a subnet ID (subnet-...)",
+        f"{key}: 'subnet-0a' is not a subnet ID (subnet- and 8 or 17 hex digits)",
+        f"{key}: 'vpc-0b1c2d3e' is not a subnet ID (subnet- and 8 or 17 hex digits)",
+        f"{key}: 'sg-0c1d2e3f' is not a subnet ID (subnet- and 8 or 17 hex digits)",
     ]
 
 
@@ -550,7 +552,7 @@ def test_world_ingress_allowed_on_an_internet_facing_alb(world: str) -> None:
 @pytest.mark.parametrize("group", ["sg-123", "sg-0123456789ABCDEF0", "vpc-0123456789abcdef0", "sg-0123456789abcdef012"])
 def test_peer_security_group_ids_invalid(group: str) -> None:
     message = problem_of("peerSecurityGroupIds", peerSecurityGroupIds=["sg-0123456789abcdef0", group])
-    assert message == f"peerSecurityGroupIds: {group!r} is not a security group ID"
+    assert message == f"peerSecurityGroupIds: {group!r} is not a security group ID (sg- and 8 or 17 hex digits)"
 
 
 def test_listener_certificate_both_or_neither() -> None:
@@ -612,7 +614,7 @@ def test_no_warning_when_the_ca_belongs_to_another_stack() -> None:
 @pytest.mark.parametrize("path", ["healthz", " /healthz", "/health check", "http://host/healthz"])
 def test_health_check_path_not_absolute(path: str) -> None:
     message = problem_of("healthCheckPath", healthCheckPath=path)
-    assert "must be an absolute URL path such as /healthz" in message
+    assert "must be an absolute URL path of letters, digits and . _ ~ / - such as /healthz" in message
 
 
 @pytest.mark.parametrize("count", [0, 51, -1])
@@ -632,7 +634,10 @@ def test_endpoint_url_malformed(url: str) -> None:
     assert "http(s) URL like http://127.0.0.1:5000" in message
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:5000", "https://localhost:4566/", "http://moto"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:5000", "https://localhost:4566/", "https://moto", "http://localhost:4566", "http://[::1]:5000"],
+)
 def test_endpoint_url_accepted(url: str) -> None:
     assert parse(awsEndpointUrl=url).endpoint_url == url
 

@@ -1,0 +1,234 @@
+"""What AWS accepts: ARN and ID shapes, ACM PCA enums and templates, quotas and limits, one definition each."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+from components.rules.names import has_control_characters
+from components.rules.network import ip_version
+
+# --- ACM Private CA ---------------------------------------------------------------------------------------
+
+#: ACM PCA key algorithms (the `KeyAlgorithm` enum), in the order we document them.
+KEY_ALGORITHMS: tuple[str, ...] = ("EC_prime256v1", "EC_secp384r1", "RSA_2048", "RSA_3072", "RSA_4096")
+USAGE_MODES = ("GENERAL_PURPOSE", "SHORT_LIVED_CERTIFICATE")
+KEY_STORAGE_STANDARDS = ("FIPS_140_2_LEVEL_3_OR_HIGHER", "FIPS_140_2_LEVEL_2_OR_HIGHER")
+#: A SHORT_LIVED_CERTIFICATE CA issues certificates valid for 7 days at most.
+SHORT_LIVED_MAX_DAYS = 7
+#: How long the certificate provider keeps retrying calls AWS throttles (`certThrottleRetryMinutes`).
+DEFAULT_THROTTLE_RETRY_MINUTES = 10
+MAX_THROTTLE_RETRY_MINUTES = 120
+#: `PermanentDeletionTimeInDays`: the restore window after a CA is deleted.
+PERMANENT_DELETION_DAYS_RANGE = (7, 30)
+#: `ExpirationInDays` of a CRL.
+CRL_EXPIRATION_DAYS_RANGE = (1, 5000)
+
+DEFAULT_TEMPLATE = "EndEntityServerAuthCertificate/V1"
+_CA_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):acm-pca:(?P<region>[a-z0-9-]+):\d{12}:certificate-authority/[0-9a-f-]+$"
+)
+_TEMPLATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm-pca:::template/(?P<name>[A-Za-z0-9_]+/V\d+)$")
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_]+/V\d+$")
+#: CA templates sign certificate authorities, never a server.
+_CA_TEMPLATE_PREFIXES = ("RootCACertificate", "SubordinateCACertificate")
+
+
+def unsupported_key_algorithm(key_algorithm: object) -> str:
+    return f"key_algorithm {key_algorithm!r} is not supported; allowed: {', '.join(KEY_ALGORITHMS)}"
+
+
+def parse_ca_arn(text: object) -> re.Match[str] | None:
+    """The match of an ACM PCA certificate-authority ARN (groups `partition` and `region`), or None."""
+    return _CA_ARN.match(text) if isinstance(text, str) else None
+
+
+def template_arn_for(template: str, partition: str = "aws") -> str:
+    """Normalise a template name or ARN to an ARN; ValueError for a malformed one or a CA template."""
+    match = _TEMPLATE_ARN.match(template)
+    if match:
+        name = match["name"]
+    elif _TEMPLATE_NAME.match(template):
+        name = template
+    else:
+        raise ValueError(
+            f"{template!r} is not an ACM PCA template; use a name like {DEFAULT_TEMPLATE!r} "
+            f"or an ARN like 'arn:{partition}:acm-pca:::template/{DEFAULT_TEMPLATE}'"
+        )
+    if name.startswith(_CA_TEMPLATE_PREFIXES):
+        raise ValueError(f"{name!r} signs certificate authorities; use an end-entity template")
+    return f"arn:{partition}:acm-pca:::template/{name}"
+
+
+def short_lived_problem(name: str, validity_days: int, usage_mode: str) -> str | None:
+    """Why `validity_days` (called `name`) is too long for a CA in `usage_mode`, or None."""
+    if usage_mode == "SHORT_LIVED_CERTIFICATE" and validity_days > SHORT_LIVED_MAX_DAYS:
+        return (
+            f"{name} is {validity_days} but a SHORT_LIVED_CERTIFICATE CA issues certificates of at most "
+            f"{SHORT_LIVED_MAX_DAYS} days"
+        )
+    return None
+
+
+# --- ACM, EC2, ELB ------------------------------------------------------------------------------------------
+
+_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")
+#: EC2 resource IDs: a prefix and 8 (older resources) or 17 lower-case hex digits.
+_RESOURCE_ID = "^{prefix}-(?:[0-9a-f]{{8}}|[0-9a-f]{{17}})$"
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
+#: The AMI parameter the hosts boot from by default: the latest Amazon Linux 2023 for x86_64.
+AL2023_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+#: How many hosts one fleet may have.
+HOST_COUNT_RANGE = (1, 50)
+#: ALB health-check paths: at most 1024 characters (ELB API reference, TargetGroup HealthCheckPath).
+HEALTH_CHECK_PATH_MAX = 1024
+_HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+#: "Inbound or outbound rules per security group": 60 by default, counted separately for IPv4 and IPv6; a
+#: rule that references a security group counts once for each
+#: (https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html#vpc-limits-security-groups).
+SECURITY_GROUP_RULES_MAX = 60
+
+
+def is_acm_certificate_arn(text: object) -> bool:
+    return isinstance(text, str) and bool(_ACM_ARN.match(text))
+
+
+def is_resource_id(text: object, prefix: str) -> bool:
+    """An EC2 ID such as `vpc-0a1b2c3d4e5f60718`, `subnet-...` or `sg-...` (prefix without the dash)."""
+    return isinstance(text, str) and bool(re.match(_RESOURCE_ID.format(prefix=re.escape(prefix)), text))
+
+
+def is_instance_type(text: object) -> bool:
+    return isinstance(text, str) and bool(_INSTANCE_TYPE.match(text))
+
+
+def is_region(text: object) -> bool:
+    return isinstance(text, str) and bool(_REGION.match(text))
+
+
+def is_stack_name(text: object) -> bool:
+    """A StackReference name: `stack`, `project/stack` or `org/project/stack`."""
+    return isinstance(text, str) and bool(_STACK_NAME.match(text))
+
+
+def health_check_path_problem(path: object) -> str | None:
+    """What is wrong with a load balancer health-check path that nginx answers itself, or None.
+
+    `/` is refused: nginx's `location /` serves the application, so the check would never reach it."""
+    if not isinstance(path, str) or not _HEALTH_PATH.match(path):
+        return f"{path!r} must be an absolute URL path of letters, digits and . _ ~ / - such as /healthz"
+    if path == "/":
+        return "'/' is the application's own location; use a path of its own such as /healthz"
+    if len(path) > HEALTH_CHECK_PATH_MAX:
+        return f"is {len(path)} characters long; at most {HEALTH_CHECK_PATH_MAX}"
+    return None
+
+
+def security_group_rules_problem(cidrs: Sequence[str], ports: int) -> str | None:
+    """Whether `ports` rules for each CIDR fit in one security group, or what exceeds the quota."""
+    for version in (4, 6):
+        count = sum(1 for cidr in cidrs if ip_version(cidr) == version) * ports
+        if count > SECURITY_GROUP_RULES_MAX:
+            return (
+                f"needs {count} IPv{version} rules in one security group ({ports} per CIDR); AWS allows "
+                f"{SECURITY_GROUP_RULES_MAX} by default: merge CIDRs into larger blocks"
+            )
+    return None
+
+
+# --- SSM, endpoints, tags ----------------------------------------------------------------------------------
+
+# SSM parameter names: a fully qualified path of letters, digits and . _ - /; AWS reserves names starting
+# with "aws" or "ssm" (any case). 1011 characters is AWS's maximum for a full name.
+_PARAMETER_NAME = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
+_RESERVED_PARAMETER_PREFIX = re.compile(r"^/?(?:aws|ssm)", re.IGNORECASE)
+#: The longest parameter prefix: room is left for the `/full-chain`-style names appended under it.
+PARAMETER_PREFIX_MAX = 900
+
+
+def is_parameter_path(name: object) -> bool:
+    """An SSM parameter path: `/` then segments of letters, digits and . _ - (no trailing `/`)."""
+    return isinstance(name, str) and bool(_PARAMETER_NAME.match(name))
+
+
+def is_reserved_parameter_path(name: str) -> bool:
+    """AWS reserves parameter names starting with `aws` or `ssm`, in any case."""
+    return bool(_RESERVED_PARAMETER_PREFIX.match(name))
+
+
+def parameter_prefix_problem(prefix: object) -> str | None:
+    """What is wrong with an SSM path under which this stack writes parameters, or None."""
+    if not is_parameter_path(prefix):
+        return f"{prefix!r} must look like /team/app (starts with /, no trailing /, letters, digits and _ . - /)"
+    assert isinstance(prefix, str)
+    if is_reserved_parameter_path(prefix):
+        return f"{prefix!r} starts with aws or ssm, which AWS reserves"
+    if len(prefix) > PARAMETER_PREFIX_MAX:
+        return f"is {len(prefix)} characters long; at most {PARAMETER_PREFIX_MAX}"
+    return None
+
+
+def endpoint_url_problem(url: str) -> str | None:
+    """What is wrong with an API endpoint override, or None.
+
+    Plain `http://` only to a loopback address (a local emulator): anywhere else requests and credentials
+    would cross the network unencrypted."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or any(char.isspace() for char in url)
+        or has_control_characters(url)
+    ):
+        return f"{url!r} is not an http(s) URL like http://127.0.0.1:5000 (scheme, host, optional port, no path)"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return f"{url!r} is plain http to a host that is not loopback; use https (http only for a local emulator)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: Tag limits common to EC2, ELB, ACM, SSM and IAM: 50 user tags, keys of 128 and values of 256 characters,
+#: no key starting with `aws:` (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html).
+TAGS_MAX = 50
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
+
+
+def tag_problems(tags: object) -> list[str]:
+    """Everything wrong with a tag map (each problem names the key), or []."""
+    if not isinstance(tags, Mapping):
+        return [f"must map tag keys to values, got {tags!r}"]
+    problems = []
+    if len(tags) > TAGS_MAX:
+        problems.append(f"has {len(tags)} tags; AWS allows {TAGS_MAX} per resource")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            problems.append(f"{key!r}: keys and values must be strings")
+        elif not key or len(key) > TAG_KEY_MAX or len(value) > TAG_VALUE_MAX:
+            problems.append(f"{key!r}: keys are 1-{TAG_KEY_MAX} characters, values at most {TAG_VALUE_MAX}")
+        elif key.lower().startswith("aws:"):
+            problems.append(f"{key!r}: keys starting with aws: are reserved for AWS")
+        elif has_control_characters(key) or has_control_characters(value):
+            problems.append(f"{key!r}: keys and values must not contain control characters")
+    return problems

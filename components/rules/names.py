@@ -1,0 +1,82 @@
+"""Names a certificate, nginx and an X.509 subject accept: one definition each."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# nginx `server_name`: one DNS label may also hold `_` (nginx's conventional catch-all name, some internal zones).
+_SERVER_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_SERVER_NAME = re.compile(rf"^(?:\*\.)?{_SERVER_LABEL}(?:\.{_SERVER_LABEL})*$")
+#: C0 and C1 control characters and DEL: never allowed in a name, a subject field or anything rendered.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+#: Upper bounds of X.509 subject attributes (RFC 5280 Appendix A.1, `ub-*`); ACM PCA's ASN1Subject enforces
+#: the same lengths (https://docs.aws.amazon.com/privateca/latest/APIReference/API_ASN1Subject.html).
+SUBJECT_FIELD_LIMITS: Mapping[str, int] = {
+    "common_name": 64,
+    "organization": 64,
+    "organizational_unit": 64,
+    "country": 2,
+    "state": 128,
+    "locality": 128,
+}
+
+
+def is_dns_name(name: str, *, allow_wildcard: bool = True) -> bool:
+    """True for an RFC 1123 host name (one label, like `localhost`, or more), optionally with one leading `*.`
+    label (then at least two labels after it) and one trailing dot.
+
+    The last label may not be all digits (RFC 1123 section 2.1), so a mistyped IPv4 address such as `10.0.0.256`
+    is not taken for a name.
+    """
+    if not isinstance(name, str) or not name or len(name) > 253 or name != name.strip():
+        return False
+    labels = name.removesuffix(".").lower().split(".")
+    if allow_wildcard and labels[0] == "*":
+        labels = labels[1:]
+        if len(labels) < 2:
+            return False
+    return all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def is_fqdn(name: str) -> bool:
+    """A DNS name of two labels or more, without a wildcard: what ACM issues a certificate for."""
+    return is_dns_name(name, allow_wildcard=False) and "." in name.strip(".")
+
+
+def is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def is_certificate_name(name: str) -> bool:
+    """A name a certificate can carry in its SANs: a DNS name (wildcard allowed) or an IP address."""
+    return is_ip_address(name) or is_dns_name(name)
+
+
+def is_server_name(name: object) -> bool:
+    """A value nginx's `server_name` takes without interpreting it: DNS-like labels (with `_`), an optional
+    leading `*.`, or an IPv4 address. No IPv6: nginx matches the Host header, which brackets an IPv6 literal."""
+    return isinstance(name, str) and len(name) <= 253 and bool(_SERVER_NAME.match(name))
+
+
+def has_control_characters(text: str) -> bool:
+    return bool(_CONTROL.search(text))
+
+
+def subject_field_problem(field: str, value: str) -> str | None:
+    """What is wrong with an X.509 subject field's value (`field` one of `SUBJECT_FIELD_LIMITS`), or None."""
+    limit = SUBJECT_FIELD_LIMITS[field]
+    if has_control_characters(value):
+        return f"{value!r} contains control characters (newlines, tabs, ...); use printable text"
+    if value != value.strip():
+        return f"{value!r} starts or ends with spaces"
+    if len(value) > limit:
+        return f"is {len(value)} characters long; X.509 allows at most {limit}"
+    return None

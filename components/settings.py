@@ -7,7 +7,9 @@ all of them are reported together, before any resource exists.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -577,11 +579,12 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
     sg = "a security group ID (sg- and 8 or 17 hex digits)"
     peers = read.strings("peerSecurityGroupIds", lambda text: aws_rules.is_resource_id(text, "sg"), sg)
     # The hosts' group also admits the load balancer's group and itself.
-    if len(peers) + 2 > aws_rules.SECURITY_GROUP_RULES_MAX:
+    rules_max = aws_rules.SECURITY_GROUP_RULES_MAX
+    if len(peers) + 2 > rules_max:
         read.problem(
             "peerSecurityGroupIds",
             f"lists {len(peers)} groups; with the load balancer and the fleet itself that exceeds AWS's "
-            f"{aws_rules.SECURITY_GROUP_RULES_MAX} rules per security group: at most {aws_rules.SECURITY_GROUP_RULES_MAX - 2}",
+            f"{rules_max} rules per security group: at most {rules_max - 2}",
         )
     certificate_arn = read.string("albCertificateArn")
     domain_name = read.string("albDomainName")
@@ -720,7 +723,11 @@ def load_settings() -> Settings:
     raw: dict[str, Any] = {}
     for key in CONFIG_KEYS:
         # Pulumi hands every value over as a string: lists as JSON, scalars as text that `_Reader` parses.
-        value = config.get_object(key) if key in LIST_KEYS else config.get(key)
+        value = config.get(key)
+        if value is not None and key in LIST_KEYS:
+            # Not JSON: kept as the string, `_Reader.strings` reports that a list is expected.
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
         if value is not None:
             raw[key] = value
     # Every key of the namespace, known or not: a misspelt setting is refused rather than silently ignored.

@@ -1,0 +1,291 @@
+"""A sweep of bad settings through the real `__main__.py` under mocks, as a new user would write them.
+
+For every case: the program refuses it with `SettingsError`, the message names the setting and says what is
+allowed, and **no resource at all** was registered: nothing is created (or half-created) from a bad stack file.
+A rule that only a component or the certificate provider enforces would fail here, after the CA or the
+certificate was registered, under an argument's name instead of the setting's.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.settings import CONFIG_KEYS, SettingsError
+from tests.stack_harness import PROJECT, ROOT, StackRun, _config_value, _Mocks, run_under_mocks, stack_config
+
+CA_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
+ACM_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+VPC = "vpc-0a1b2c3d4e5f60718"
+SUBNET = "subnet-0a1b2c3d4e5f60711"
+LONG_LABEL = "a" * 63
+#: Two-label names longer than X.509's 64-character common name, yet valid DNS names.
+LONG_NAME = f"{LONG_LABEL}.example.com"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    stack: str
+    overrides: dict[str, Any]
+    setting: str
+    """The setting the message must name (`key: ...`)."""
+    allowed: str
+    """What the message must say is allowed (or why the value is refused)."""
+
+
+def bad(case_id: str, stack: str, setting: str, allowed: str, **overrides: Any) -> Case:
+    """A case whose overrides are project keys (`aws_region` stands for `aws:region`)."""
+    full = {(f"aws:{key[4:]}" if key.startswith("aws_") else f"{PROJECT}:{key}"): v for key, v in overrides.items()}
+    return Case(case_id, stack, full, setting, allowed)
+
+
+def cidrs(count: int, version: int = 4) -> list[str]:
+    if version == 4:
+        return [f"10.{index // 256}.{index % 256}.0/24" for index in range(count)]
+    return [f"fd00:{index:x}::/64" for index in range(count)]
+
+
+CASES = [
+    # --- types -------------------------------------------------------------------------------------------
+    bad("host-count-word", "dev", "hostCount", "whole number from 1 to 50", hostCount="two"),
+    bad("host-count-float", "dev", "hostCount", "whole number from 1 to 50", hostCount=2.5),
+    bad("crl-enabled-yes", "pki", "caCrlEnabled", "true or false", caCrlEnabled="yes"),
+    bad("alb-internal-maybe", "dev", "albInternal", "true or false", albInternal="maybe"),
+    bad("http-redirect-number", "dev", "httpRedirect", "true or false", httpRedirect=1),
+    bad("backend-enabled-no", "dev", "backendEnabled", "true or false", backendEnabled="no"),
+    bad("validity-years-word", "pki", "caValidityYears", "whole number from 0 to 30", caValidityYears="ten"),
+    bad("subnets-as-string", "dev", "albSubnetIds", "a list of strings", albSubnetIds=f"{SUBNET},{SUBNET}"),
+    bad("names-as-mapping", "dev", "certNames", "a list of strings", certNames={"name": "a.example.com"}),
+    bad("names-not-strings", "dev", "certNames", "a list of strings", certNames=[1, 2]),
+    # --- ranges ------------------------------------------------------------------------------------------
+    bad("host-count-zero", "dev", "hostCount", "from 1 to 50", hostCount=0),
+    bad("host-count-51", "dev", "hostCount", "from 1 to 50", hostCount=51),
+    bad("host-count-100", "dev", "hostCount", "from 1 to 50", hostCount=100),
+    bad("validity-years-31", "pki", "caValidityYears", "from 0 to 30", caValidityYears=31),
+    bad("deletion-days-6", "pki", "caPermanentDeletionDays", "from 7 to 30", caPermanentDeletionDays=6),
+    bad("deletion-days-31", "pki", "caPermanentDeletionDays", "from 7 to 30", caPermanentDeletionDays=31),
+    bad("crl-days-0", "pki", "caCrlExpirationDays", "from 1 to 5000", caCrlExpirationDays=0),
+    bad("crl-days-5001", "pki", "caCrlExpirationDays", "from 1 to 5000", caCrlExpirationDays=5001),
+    bad("cert-days-negative", "dev", "certValidityDays", "from 0 to 3650", certValidityDays=-1),
+    bad("cert-days-3651", "dev", "certValidityDays", "from 0 to 3650", certValidityDays=3651),
+    bad("renew-equals-validity", "dev", "certRenewBeforeDays", "from 0 to 29", certRenewBeforeDays=30),
+    # --- malformed IDs, ARNs, CIDRs and names ------------------------------------------------------------
+    bad("vpc-id-short", "dev", "vpcId", "vpc- and 8 or 17 hex digits", vpcId="vpc-123"),
+    bad("vpc-id-is-subnet", "dev", "vpcId", "vpc- and 8 or 17 hex digits", vpcId=SUBNET),
+    bad("subnet-id-junk", "dev", "albSubnetIds", "subnet- and 8 or 17 hex", albSubnetIds=[SUBNET, "subnet-xyz"]),
+    bad("host-subnet-is-sg", "dev", "hostSubnetIds", "subnet- and 8 or 17 hex", hostSubnetIds=["sg-0a1b2c3d"]),
+    bad("peer-sg-short", "dev", "peerSecurityGroupIds", "sg- and 8 or 17 hex digits", peerSecurityGroupIds=["sg-12"]),
+    bad("parent-arn-acm", "prod", "caParentArn", "ACM PCA certificate authority ARN", caStack="", caParentArn=ACM_ARN),
+    bad("ca-stack-four-parts", "dev", "caStack", "org/project/stack", caStack="org/pca-backend/pki/extra"),
+    bad(
+        "alb-cert-arn-pca",
+        "dev",
+        "albCertificateArn",
+        "ACM certificate ARN",
+        albDomainName="",
+        albCertificateArn=CA_ARN,
+    ),
+    bad("alb-domain-one-label", "dev", "albDomainName", "two labels or more", albDomainName="backend"),
+    bad("alb-domain-wildcard", "dev", "albDomainName", "no wildcard", albDomainName="*.internal.example.com"),
+    bad("alb-domain-space", "dev", "albDomainName", "two labels or more", albDomainName="back end.example.com"),
+    bad("network-host-bits", "local", "networkCidr", "IPv4 network from /16 to /26", networkCidr="10.42.0.1/24"),
+    bad("network-too-big", "local", "networkCidr", "IPv4 network from /16 to /26", networkCidr="10.0.0.0/8"),
+    bad("network-ipv6", "local", "networkCidr", "IPv4 network from /16 to /26", networkCidr="fd00::/64"),
+    bad(
+        "ingress-prefix-33", "dev", "albIngressCidrs", "CIDR block such as 10.0.0.0/16", albIngressCidrs=["10.0.0.0/33"]
+    ),
+    bad("ingress-host-bits", "dev", "albIngressCidrs", "CIDR block such as", albIngressCidrs=["10.20.0.1/16"]),
+    bad("name-underscore", "dev", "certNames", "a DNS name or IPv4 address", certNames=["under_score.example.com"]),
+    bad("name-bad-ipv4", "dev", "certNames", "a DNS name or IPv4 address", certNames=["10.0.0.256"]),
+    bad("name-ipv6", "local", "certNames", "nginx cannot serve an IPv6 literal", certNames=["localhost", "::1"]),
+    bad("common-name-space", "dev", "certCommonName", "a DNS name or IPv4 address", certCommonName="bad name"),
+    bad("template-ca", "dev", "certTemplate", "use an end-entity template", certTemplate="RootCACertificate/V1"),
+    bad("template-malformed", "dev", "certTemplate", "EndEntityServerAuthCertificate/V1", certTemplate="EndEntity V1"),
+    bad("cert-key-ed25519", "dev", "certKeyAlgorithm", "allowed: EC_prime256v1", certKeyAlgorithm="ED25519"),
+    bad("ca-key-rsa1024", "pki", "caKeyAlgorithm", "allowed: EC_prime256v1", caKeyAlgorithm="RSA_1024"),
+    bad("ca-mode-unknown", "pki", "caMode", "allowed: root, subordinate, stack", caMode="intermediate"),
+    bad("usage-mode-unknown", "pki", "caUsageMode", "GENERAL_PURPOSE, SHORT_LIVED_CERTIFICATE", caUsageMode="CHEAP"),
+    bad(
+        "key-storage-unknown",
+        "pki",
+        "caKeyStorageSecurityStandard",
+        "FIPS_140_2_LEVEL_2",
+        caKeyStorageSecurityStandard="X",
+    ),
+    bad("country-three-letters", "pki", "caCountry", "two-letter ISO 3166 code", caCountry="USA"),
+    bad("instance-type-space", "dev", "instanceType", "EC2 instance type such as t3.micro", instanceType="t3 micro"),
+    bad("ami-parameter-ami-id", "dev", "amiParameter", "SSM parameter name", amiParameter="ami-0123456789abcdef0"),
+    bad("prefix-reserved", "dev", "parameterPrefix", "which AWS reserves", parameterPrefix="/aws/pca"),
+    bad("prefix-relative", "dev", "parameterPrefix", "must look like /team/app", parameterPrefix="team/app"),
+    bad("endpoint-http-remote", "local", "awsEndpointUrl", "use https", awsEndpointUrl="http://10.0.0.5:5000"),
+    bad("endpoint-ftp", "local", "awsEndpointUrl", "http(s) URL like", awsEndpointUrl="ftp://127.0.0.1"),
+    bad("endpoint-http-on-aws", "dev", "awsEndpointUrl", "use https", awsEndpointUrl="http://acm-pca.internal:80"),
+    bad("region-malformed", "dev", "aws:region", "AWS region name such as", aws_region="us-east"),
+    bad("region-missing", "dev", "aws:region", "is required", aws_region=""),
+    bad(
+        "crl-cname-url", "pki", "caCrlCustomCname", "DNS name such as crl.example.com", caCrlCustomCname="http://crl.x"
+    ),
+    # --- contradictions ----------------------------------------------------------------------------------
+    bad("root-with-stack", "local", "caMode", "use caMode stack", caStack="organization/pca-backend/pki"),
+    bad("stack-without-stack", "dev", "caStack", "required when caMode is stack", caStack=""),
+    bad("subordinate-two-parents", "prod", "caMode", "exactly one parent", caParentArn=CA_ARN),
+    bad("stack-with-parent-arn", "dev", "caParentArn", "only used with caMode subordinate", caParentArn=CA_ARN),
+    bad(
+        "crl-short-lived",
+        "pki",
+        "caCrlEnabled",
+        "has no CRL",
+        caUsageMode="SHORT_LIVED_CERTIFICATE",
+        caAcmPermission=False,
+    ),
+    bad(
+        "acm-short-lived",
+        "pki",
+        "caAcmPermission",
+        "use GENERAL_PURPOSE",
+        caUsageMode="SHORT_LIVED_CERTIFICATE",
+        caCrlEnabled=False,
+    ),
+    bad("domain-short-lived", "local", "albDomainName", "use albCertificateArn", caUsageMode="SHORT_LIVED_CERTIFICATE"),
+    bad(
+        "short-lived-30-days",
+        "local",
+        "certValidityDays",
+        "at most 7 days",
+        caUsageMode="SHORT_LIVED_CERTIFICATE",
+        certValidityDays=30,
+        albDomainName="",
+        albCertificateArn=ACM_ARN,
+    ),
+    bad("both-listener-certificates", "dev", "albCertificateArn", "set exactly one of", albCertificateArn=ACM_ARN),
+    bad("no-listener-certificate", "dev", "albCertificateArn", "set exactly one of", albDomainName=""),
+    bad("network-and-vpc", "local", "networkCidr", "cannot be combined with vpcId", vpcId=VPC),
+    bad("no-vpc", "dev", "vpcId", "is required when backendEnabled is true", vpcId=""),
+    bad("one-alb-subnet", "dev", "albSubnetIds", "at least two availability zones", albSubnetIds=[SUBNET]),
+    bad("no-host-subnet", "dev", "hostSubnetIds", "at least one subnet", hostSubnetIds=[]),
+    bad("no-ingress", "dev", "albIngressCidrs", "at least one CIDR", albIngressCidrs=[]),
+    bad(
+        "world-on-internal",
+        "dev",
+        "albIngressCidrs",
+        "not allowed on an internal load balancer",
+        albIngressCidrs=["0.0.0.0/0"],
+    ),
+    bad("world6-on-internal", "dev", "albIngressCidrs", "not allowed on an internal", albIngressCidrs=["::/0"]),
+    # --- lengths ------------------------------------------------------------------------------------------
+    bad("ca-cn-65", "pki", "caCommonName", "X.509 allows at most 64", caCommonName="C" * 65),
+    bad("ca-org-100", "pki", "caOrganization", "X.509 allows at most 64", caOrganization="O" * 100),
+    bad("ca-ou-65", "pki", "caOrganizationalUnit", "X.509 allows at most 64", caOrganizationalUnit="U" * 65),
+    bad("ca-locality-129", "pki", "caLocality", "X.509 allows at most 128", caLocality="L" * 129),
+    bad("ca-state-129", "pki", "caState", "X.509 allows at most 128", caState="S" * 129),
+    bad("cert-cn-long", "dev", "certCommonName", "limits to 64 characters", certCommonName=LONG_NAME),
+    bad("cert-first-name-long", "dev", "certNames", "set a shorter certCommonName", certNames=[LONG_NAME]),
+    bad("health-path-long", "dev", "healthCheckPath", "at most 1024", healthCheckPath="/" + "h" * 1100),
+    # --- control characters ----------------------------------------------------------------------------------
+    bad("ca-cn-newline", "pki", "caCommonName", "control characters", caCommonName="Root\nCA"),
+    bad("ca-org-tab", "pki", "caOrganization", "control characters", caOrganization="Example\tCorp"),
+    bad("ca-state-nul", "pki", "caState", "control characters", caState="Bavaria\x00"),
+    bad("ca-cn-trailing-space", "pki", "caCommonName", "starts or ends with spaces", caCommonName="Root CA "),
+    # --- injection into what is rendered into nginx or shell ------------------------------------------------
+    bad("health-root", "dev", "healthCheckPath", "use a path of its own such as /healthz", healthCheckPath="/"),
+    bad("health-semicolon", "dev", "healthCheckPath", "absolute URL path", healthCheckPath="/healthz; return 200"),
+    bad("health-brace", "dev", "healthCheckPath", "control characters", healthCheckPath="/healthz}\nserver{"),
+    bad("health-variable", "dev", "healthCheckPath", "absolute URL path", healthCheckPath="/$host"),
+    bad("name-semicolon", "dev", "certNames", "a DNS name or IPv4", certNames=["a.example.com;include /etc/passwd"]),
+    bad("cn-command", "dev", "certCommonName", "a DNS name or IPv4 address", certCommonName="$(reboot).example.com"),
+    bad("prefix-command", "dev", "parameterPrefix", "must look like /team/app", parameterPrefix="/pca/$(id)"),
+    bad("prefix-quote", "dev", "parameterPrefix", "must look like /team/app", parameterPrefix="/pca/dev'; rm -rf /"),
+    bad("ami-semicolon", "dev", "amiParameter", "SSM parameter name", amiParameter="/aws/x; curl example.invalid"),
+    bad("instance-type-newline", "dev", "instanceType", "control characters", instanceType="t3.micro\nrunas"),
+    bad(
+        "endpoint-backtick", "local", "awsEndpointUrl", "http(s) URL like", awsEndpointUrl="http://127.0.0.1:5000/`id`"
+    ),
+    bad("region-command", "dev", "aws:region", "AWS region name", aws_region="us-east-1;id"),
+    # --- limits AWS enforces ----------------------------------------------------------------------------------
+    bad("ingress-200", "dev", "albIngressCidrs", "AWS allows 60", albIngressCidrs=cidrs(200), albInternal=False),
+    bad("ingress-31-with-redirect", "dev", "albIngressCidrs", "needs 62 IPv4 rules", albIngressCidrs=cidrs(31)),
+    bad(
+        "ingress6-61", "dev", "albIngressCidrs", "needs 61 IPv6 rules", albIngressCidrs=cidrs(61, 6), httpRedirect=False
+    ),
+    bad(
+        "peers-59", "dev", "peerSecurityGroupIds", "at most 58", peerSecurityGroupIds=[f"sg-{i:08x}" for i in range(59)]
+    ),
+    bad(
+        "ingress-duplicate",
+        "dev",
+        "albIngressCidrs",
+        "list each once",
+        albIngressCidrs=["10.20.0.0/16", "10.20.0.0/16"],
+    ),
+    # --- unknown keys ------------------------------------------------------------------------------------------
+    bad("unknown-ca-modee", "pki", "caModee", "did you mean caMode?", caModee="root"),
+    bad("unknown-hostcount", "dev", "hostcount", "did you mean hostCount?", hostcount=3),
+    bad("unknown-vpcID", "dev", "vpcID", "did you mean vpcId?", vpcID=VPC),
+    bad("unknown-ingress", "dev", "albIngressCidr", "did you mean albIngressCidrs?", albIngressCidr=["10.0.0.0/8"]),
+    bad("unknown-unrelated", "dev", "wholly", "Configuration reference", wholly="x"),
+]
+
+
+def run_refused(case: Case) -> tuple[StackRun, SettingsError]:
+    """Run `__main__.py` for `case` as `tests.stack_harness.run_stack` does, keeping what was registered."""
+    config = stack_config(case.stack, case.overrides)
+    run = StackRun(stack=case.stack, config=config)
+    pulumi.runtime.set_all_config({key: _config_value(value) for key, value in config.items()})
+
+    async def main() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        with pytest.raises(SettingsError) as caught:
+            run_under_mocks(main, _Mocks(run), project=PROJECT, stack=case.stack)
+    finally:
+        sys.path.remove(str(ROOT))
+    return run, caught.value
+
+
+def test_the_sweep_is_wide_and_its_cases_distinct() -> None:
+    assert len(CASES) >= 60
+    assert len({case.id for case in CASES}) == len(CASES), "case ids repeat"
+    settings = {(case.stack, repr(sorted(case.overrides.items()))) for case in CASES}
+    assert len(settings) == len(CASES), "two cases try the same bad settings"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_setting_is_refused_before_any_resource(case: Case) -> None:
+    run, error = run_refused(case)
+    assert run.resources == [], f"{case.id}: registered {[r.urn for r in run.resources]} before refusing"
+    mine = [problem for problem in error.problems if problem.startswith(f"{case.setting}: ")]
+    assert mine, f"{case.id}: no problem names {case.setting}: {error.problems}"
+    assert any(case.allowed in problem for problem in mine), f"{case.id}: {mine} does not say {case.allowed!r}"
+    assert str(error).startswith("invalid stack configuration:")
+
+
+def test_every_stack_file_still_runs() -> None:
+    """The control: the same runner registers resources for the unchanged stack files, so an empty list above
+    means the program stopped at the settings, not that nothing is ever recorded."""
+    for stack in ("dev", "local"):
+        config = stack_config(stack)
+        run = StackRun(stack=stack, config=config)
+        pulumi.runtime.set_all_config({key: _config_value(value) for key, value in config.items()})
+
+        async def main() -> None:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+        sys.path.insert(0, str(ROOT))
+        try:
+            run_under_mocks(main, _Mocks(run), project=PROJECT, stack=stack)
+        finally:
+            sys.path.remove(str(ROOT))
+        assert len(run.resources) > 5, f"{stack}: the runner recorded {len(run.resources)} resources"
+
+
+def test_unknown_keys_are_all_sweep_keys_that_are_not_settings() -> None:
+    unknown = {case.setting for case in CASES if case.id.startswith("unknown-")}
+    assert not unknown & set(CONFIG_KEYS)

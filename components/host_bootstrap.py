@@ -32,11 +32,12 @@ from __future__ import annotations
 import base64
 import json
 import posixpath
-import re
 import shlex
 import struct
 import zlib
 from dataclasses import dataclass
+
+from components.rules.aws import is_parameter_path, is_region, is_reserved_parameter_path
 
 __all__ = [
     "BUNDLE_PATH",
@@ -77,11 +78,6 @@ SYNC_UNIT = "pca-backend-tls-sync"
 #: Anchor name in the trust store (`trust-ca --name`).
 TRUST_ANCHOR_NAME = "pca-backend"
 
-# SSM parameter names: a fully qualified path of letters, digits and . _ - /; AWS reserves names starting
-# with "aws" or "ssm" (any case). 1011 characters is AWS's maximum for a full name.
-_PARAMETER_NAME_RE = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
-_RESERVED_PARAMETER_PREFIX_RE = re.compile(r"^/?(?:aws|ssm)", re.IGNORECASE)
-_REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _MAX_SYNC_INTERVAL_MINUTES = 24 * 60
 # Boot-time package install attempts (back-off capped at 60 s: about an hour).
 _PACKAGE_ATTEMPTS = 60
@@ -99,19 +95,9 @@ class HostParameters:
     """The CA certificates (PEM) the host trusts, installed into its trust store."""
 
 
-def is_parameter_path(name: object) -> bool:
-    """An SSM parameter path: `/` then segments of letters, digits and . _ - (no trailing `/`)."""
-    return isinstance(name, str) and bool(_PARAMETER_NAME_RE.match(name))
-
-
-def is_reserved_parameter_path(name: str) -> bool:
-    """AWS reserves parameter names starting with `aws` or `ssm`, in any case."""
-    return bool(_RESERVED_PARAMETER_PREFIX_RE.match(name))
-
-
 def check_region(region: object) -> str:
     """`region`, or ValueError unless it looks like an AWS region name."""
-    if not isinstance(region, str) or not _REGION_RE.match(region):
+    if not is_region(region):
         raise ValueError(f"region must be an AWS region name such as 'eu-west-1', got {region!r}")
     return region
 

@@ -17,6 +17,9 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from components.rules.aws import health_check_path_problem
+from components.rules.names import is_server_name
+
 __all__ = ["render_server_block", "render_standalone_conf"]
 
 # Mozilla "intermediate" TLS 1.2 suites, ECDHE only: forward secrecy and AEAD without a dhparam file.
@@ -35,13 +38,8 @@ INTERMEDIATE_CURVES = "X25519:prime256v1:secp384r1"
 # Idle keep-alive connections to the application per nginx worker (nginx's documentation example uses 16).
 UPSTREAM_KEEPALIVE = 32
 
-# One DNS label: letters, digits, hyphens inside; underscores allowed because nginx uses "_" as the
-# conventional catch-all name and some internal zones use them.
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_SERVER_NAME_RE = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
 # Absolute file paths from a conservative alphabet: no whitespace, quotes, `;`, `{`, `}`, `#` or `$`.
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._+@=,/-]*$")
-_URI_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 
 
 def _check_server_names(server_names: Sequence[str]) -> list[str]:
@@ -53,7 +51,7 @@ def _check_server_names(server_names: Sequence[str]) -> list[str]:
     if not server_names:
         raise ValueError("server_names must contain at least one host name")
     for name in server_names:
-        if not isinstance(name, str) or len(name) > 253 or not _SERVER_NAME_RE.match(name):
+        if not is_server_name(name):
             raise ValueError(
                 f"server_names entry {name!r} is not allowed: use DNS names (letters, digits, '-', '_', "
                 "dots, an optional leading '*.') or IPv4 addresses, at most 253 characters"
@@ -94,13 +92,9 @@ def _listen_target(listen_address: str | None, port: int) -> str:
 
 
 def _check_health_check_path(health_check_path: str) -> str:
-    if not isinstance(health_check_path, str) or not _URI_PATH_RE.match(health_check_path):
-        raise ValueError(
-            "health_check_path must start with '/' and contain only letters, digits and . _ ~ / -, "
-            f"got {health_check_path!r}"
-        )
-    if health_check_path == "/":
-        raise ValueError("health_check_path must not be '/': location / serves the application")
+    problem = health_check_path_problem(health_check_path)
+    if problem is not None:
+        raise ValueError(f"health_check_path {problem}")
     return health_check_path
 
 
@@ -130,7 +124,7 @@ def _check_upstream_url(upstream_url: str) -> str:
     except ValueError:
         raise ValueError(f"upstream_url has an invalid port: {upstream_url!r}") from None
     host = parts.hostname
-    if not _SERVER_NAME_RE.match(host):
+    if not is_server_name(host):
         try:
             host = f"[{ipaddress.IPv6Address(host).compressed}]"
         except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from components.rules.names import has_control_characters
@@ -93,24 +94,24 @@ _HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 SECURITY_GROUP_RULES_MAX = 60
 
 
-def is_acm_certificate_arn(text: object) -> bool:
+def is_acm_certificate_arn(text: object) -> TypeGuard[str]:
     return isinstance(text, str) and bool(_ACM_ARN.match(text))
 
 
-def is_resource_id(text: object, prefix: str) -> bool:
+def is_resource_id(text: object, prefix: str) -> TypeGuard[str]:
     """An EC2 ID such as `vpc-0a1b2c3d4e5f60718`, `subnet-...` or `sg-...` (prefix without the dash)."""
     return isinstance(text, str) and bool(re.match(_RESOURCE_ID.format(prefix=re.escape(prefix)), text))
 
 
-def is_instance_type(text: object) -> bool:
+def is_instance_type(text: object) -> TypeGuard[str]:
     return isinstance(text, str) and bool(_INSTANCE_TYPE.match(text))
 
 
-def is_region(text: object) -> bool:
+def is_region(text: object) -> TypeGuard[str]:
     return isinstance(text, str) and bool(_REGION.match(text))
 
 
-def is_stack_name(text: object) -> bool:
+def is_stack_name(text: object) -> TypeGuard[str]:
     """A StackReference name: `stack`, `project/stack` or `org/project/stack`."""
     return isinstance(text, str) and bool(_STACK_NAME.match(text))
 
@@ -150,7 +151,7 @@ _RESERVED_PARAMETER_PREFIX = re.compile(r"^/?(?:aws|ssm)", re.IGNORECASE)
 PARAMETER_PREFIX_MAX = 900
 
 
-def is_parameter_path(name: object) -> bool:
+def is_parameter_path(name: object) -> TypeGuard[str]:
     """An SSM parameter path: `/` then segments of letters, digits and . _ - (no trailing `/`)."""
     return isinstance(name, str) and bool(_PARAMETER_NAME.match(name))
 

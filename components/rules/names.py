@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from typing import TypeGuard
 
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # nginx `server_name`: one DNS label may also hold `_` (nginx's conventional catch-all name, some internal zones).
@@ -60,7 +61,7 @@ def is_certificate_name(name: str) -> bool:
     return is_ip_address(name) or is_dns_name(name)
 
 
-def is_server_name(name: object) -> bool:
+def is_server_name(name: object) -> TypeGuard[str]:
     """A value nginx's `server_name` takes without interpreting it: DNS-like labels (with `_`), an optional
     leading `*.`, or an IPv4 address. No IPv6: nginx matches the Host header, which brackets an IPv6 literal."""
     return isinstance(name, str) and len(name) <= 253 and bool(_SERVER_NAME.match(name))

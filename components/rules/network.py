@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TypeGuard
 
 #: The VPC prefix lengths the isolated network accepts: AWS allows /16 to /28 for a VPC, and each of the two
 #: subnets (one prefix length longer) must still be /28 or larger.
 NETWORK_PREFIX_RANGE = (16, 26)
 
 
-def is_cidr(text: object) -> bool:
+def is_cidr(text: object) -> TypeGuard[str]:
     """An IPv4 or IPv6 network in CIDR notation with no host bits set (`10.0.0.0/16`, `fd00::/8`)."""
     if not isinstance(text, str):
         return False

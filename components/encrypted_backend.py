@@ -32,7 +32,6 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from components import x509
 from components.host_bootstrap import (
     CERTIFICATE_PATH,
     METRIC_DIMENSION,
@@ -43,12 +42,13 @@ from components.host_bootstrap import (
     PRIVATE_KEY_PATH,
     HostParameters,
     check_region,
-    is_parameter_path,
-    is_reserved_parameter_path,
     pack_user_data,
     render_user_data,
 )
 from components.nginx_config import render_server_block
+from components.rules import aws as aws_rules
+from components.rules.names import is_fqdn
+from components.rules.network import is_cidr, is_world
 
 __all__ = [
     "CERTIFICATE_METRIC_NAME",
@@ -61,7 +61,7 @@ __all__ = [
     "EncryptedBackendArgs",
 ]
 
-DEFAULT_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+DEFAULT_AMI_PARAMETER = aws_rules.AL2023_AMI_PARAMETER
 #: Set explicitly: listeners created through the API default to the old ELBSecurityPolicy-2016-08.
 LISTENER_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 #: The trust-ca and verify-tls scripts the hosts run, embedded in their user data.
@@ -126,8 +126,6 @@ KEY_DELETION_WINDOW_DAYS = 30
 # Cost of the key: $1/month, plus $1/month per rotated generation of key material KMS keeps, and $0.03 per
 # 10,000 requests beyond the account's free 20,000 a month (https://aws.amazon.com/kms/pricing/).
 
-_INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-_HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 # Used in the KMS alias (alias/pca-backend/<name>), the alarm's name and the metric dimension.
 _BACKEND_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
@@ -312,25 +310,26 @@ def _check_int(args: Mapping[str, Any], key: str, low: int, high: int, default: 
     return value
 
 
-def _check_cidrs(cidrs: object, internal: bool) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _check_cidrs(
+    cidrs: object, internal: bool, ports: int
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     if isinstance(cidrs, str) or not _is_plain_list(cidrs) or not cidrs:
         raise ValueError(f"ingress_cidrs must be a non-empty list of CIDRs such as ['10.0.0.0/16'], got {cidrs!r}")
-    networks = []
     for cidr in cidrs:  # type: ignore[attr-defined]
-        try:
-            network = ipaddress.ip_network(cidr, strict=True)
-        except (TypeError, ValueError):
+        if not is_cidr(cidr):
             raise ValueError(
                 f"ingress_cidrs entry {cidr!r} is not a CIDR: use a network address and prefix, "
                 "such as '10.0.0.0/16' or 'fd00::/8' (no host bits set)"
-            ) from None
-        if network.prefixlen == 0 and internal:
+            )
+        if is_world(cidr) and internal:
             raise ValueError(
                 f"ingress_cidrs entry {cidr!r} opens an internal load balancer to every address: list the "
                 "networks that call it (0.0.0.0/0 and ::/0 are allowed only when internal is False)"
             )
-        networks.append(network)
-    return tuple(networks)
+    problem = aws_rules.security_group_rules_problem(cidrs, ports)  # type: ignore[arg-type]
+    if problem is not None:
+        raise ValueError(f"ingress_cidrs {problem}")
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)  # type: ignore[attr-defined]
 
 
 def _check_string_list(key: str, value: object, *, minimum: int, prefix: str) -> None:
@@ -381,18 +380,23 @@ def _normalise(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _network_rules(args: Mapping[str, Any]) -> None:
-    if isinstance(args["vpc_id"], str) and not args["vpc_id"].startswith("vpc-"):
-        raise ValueError(f"vpc_id must be a VPC id starting with 'vpc-', got {args['vpc_id']!r}")
+    if isinstance(args["vpc_id"], str) and not aws_rules.is_resource_id(args["vpc_id"], "vpc"):
+        raise ValueError(f"vpc_id must be a VPC id of vpc- and 8 or 17 hex digits, got {args['vpc_id']!r}")
     _check_string_list("alb_subnet_ids", args["alb_subnet_ids"], minimum=2, prefix="subnet-")
     _check_string_list("host_subnet_ids", args["host_subnet_ids"], minimum=1, prefix="subnet-")
     peers = args["peer_security_group_ids"]
     if isinstance(peers, str) or not _is_plain_list(peers):
         raise ValueError(f"peer_security_group_ids must be a list of security group ids, got {peers!r}")
     _check_string_list("peer_security_group_ids", peers, minimum=0, prefix="sg-")
+    if len(peers) + 2 > aws_rules.SECURITY_GROUP_RULES_MAX:
+        raise ValueError(
+            f"peer_security_group_ids lists {len(peers)} groups; with the load balancer and the fleet that exceeds "
+            f"AWS's {aws_rules.SECURITY_GROUP_RULES_MAX} rules per security group"
+        )
 
 
 def _fleet_rules(args: Mapping[str, Any]) -> _Fleet:
-    desired = _check_int(args, "host_count", 1, 100)
+    desired = _check_int(args, "host_count", *aws_rules.HOST_COUNT_RANGE)
     minimum = _check_int(args, "host_min_count", 0, 100)
     if minimum > desired:
         raise ValueError(f"host_min_count must be at most host_count ({desired}), got {minimum}")
@@ -403,18 +407,16 @@ def _fleet_rules(args: Mapping[str, Any]) -> _Fleet:
     if maximum < desired:
         raise ValueError(f"host_max_count must be at least host_count ({desired}), got {maximum}")
     instance_type = args["instance_type"]
-    if not isinstance(instance_type, str) or not _INSTANCE_TYPE_RE.match(instance_type):
+    if not aws_rules.is_instance_type(instance_type):
         raise ValueError(f"instance_type must be an EC2 instance type such as 't3.small', got {instance_type!r}")
     return _Fleet(desired=desired, minimum=minimum, maximum=maximum, min_healthy_percent=min_healthy)
 
 
 def _listener_rules(args: Mapping[str, Any]) -> None:
     health_check_path = args["health_check_path"]
-    if not isinstance(health_check_path, str) or not _HEALTH_PATH_RE.match(health_check_path):
-        raise ValueError(
-            "health_check_path must start with '/' and contain only letters, digits and . _ ~ / -, "
-            f"got {health_check_path!r}"
-        )
+    health_check_problem = aws_rules.health_check_path_problem(health_check_path)
+    if health_check_problem is not None:
+        raise ValueError(f"health_check_path {health_check_problem}")
     certificate_arn = args.get("listener_certificate_arn")
     domain_name = args.get("listener_domain_name")
     private_ca_arn = args.get("private_ca_arn")
@@ -428,20 +430,18 @@ def _listener_rules(args: Mapping[str, Any]) -> None:
             "give exactly one listener certificate source: listener_certificate_arn (an ACM certificate), "
             "or listener_domain_name together with private_ca_arn (an ACM private certificate)"
         )
-    if domain_name is not None and (
-        # ACM wants a fully qualified name: at least two labels.
-        not isinstance(domain_name, str) or "." not in domain_name.strip(".") or not x509.is_dns_name(domain_name)
-    ):
-        raise ValueError(f"listener_domain_name must be a DNS name such as 'api.internal.example', got {domain_name!r}")
+    if domain_name is not None and not (isinstance(domain_name, str) and is_fqdn(domain_name)):
+        raise ValueError(
+            "listener_domain_name must be a DNS name of two labels or more (no wildcard) such as "
+            f"'api.internal.example', got {domain_name!r}"
+        )
 
 
 def _parameter_rules(args: Mapping[str, Any]) -> None:
     prefix = args["parameter_prefix"]
-    if not is_parameter_path(prefix) or len(prefix) > 900 or is_reserved_parameter_path(prefix):
-        raise ValueError(
-            "parameter_prefix must be an SSM parameter path such as '/pca-backend/dev' (starts with '/', no "
-            f"trailing '/', letters, digits and . _ - / only, not starting with /aws or /ssm), got {prefix!r}"
-        )
+    prefix_problem = aws_rules.parameter_prefix_problem(prefix)
+    if prefix_problem is not None:
+        raise ValueError(f"parameter_prefix {prefix_problem}")
     _check_arn(
         "parameter_kms_key_arn",
         args.get("parameter_kms_key_arn"),
@@ -489,17 +489,16 @@ def _host_image_rules(args: Mapping[str, Any]) -> tuple[str, str | None, str]:
             f"'ami-0123456789abcdef0', got {ami_id!r}"
         )
     ami_parameter = args["ami_parameter"]
-    if not is_parameter_path(ami_parameter):
+    if not aws_rules.is_parameter_path(ami_parameter):
         raise ValueError(f"ami_parameter must be an SSM parameter name starting with '/', got {ami_parameter!r}")
     return region, ami_id, ami_parameter
 
 
 def _tag_rules(args: Mapping[str, Any]) -> dict[str, str]:
     tags = args["tags"]
-    if not isinstance(tags, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and not k.lower().startswith("aws:") for k, v in tags.items()
-    ):
-        raise ValueError(f"tags must map strings to strings (keys not starting with 'aws:'), got {tags!r}")
+    tag_problems = aws_rules.tag_problems(tags)
+    if tag_problems:
+        raise ValueError("tags " + "; ".join(tag_problems))
     return dict(tags)
 
 
@@ -507,7 +506,7 @@ def _validate(raw: Mapping[str, Any]) -> _Settings:
     """Raises ValueError naming the argument and what is allowed, before any resource exists."""
     args = _normalise(raw)
     internal = _check_bool(args, "internal")
-    ingress_cidrs = _check_cidrs(args["ingress_cidrs"], internal)
+    ingress_cidrs = _check_cidrs(args["ingress_cidrs"], internal, 2 if _check_bool(args, "http_redirect") else 1)
     _network_rules(args)
     fleet = _fleet_rules(args)
     _listener_rules(args)

@@ -651,7 +651,7 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         ({"tags": {"aws:reserved": "x"}}, "tags"),
         ({"internal": "yes"}, "internal"),
         ({"http_redirect": 1}, "http_redirect"),
-        ({"host_count": 101}, "host_count must be an integer from 1 to 100"),
+        ({"host_count": 51}, "host_count must be an integer from 1 to 50"),
         ({"host_count": 3, "host_min_count": 4}, r"host_min_count must be at most host_count \(3\)"),
         ({"host_count": 3, "host_max_count": 2}, r"host_max_count must be at least host_count \(3\)"),
         ({"host_min_count": -1}, "host_min_count must be an integer from 0 to 100"),

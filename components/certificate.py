@@ -29,20 +29,35 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from components import pca_client, x509
 from components.pca_client import Target, error_code
+from components.rules import aws as aws_rules
+
+# Shared with settings (components/rules); importable from here for existing callers.
+from components.rules.aws import (
+    DEFAULT_TEMPLATE as DEFAULT_TEMPLATE,
+)
+from components.rules.aws import (
+    DEFAULT_THROTTLE_RETRY_MINUTES as DEFAULT_THROTTLE_RETRY_MINUTES,
+)
+from components.rules.aws import (
+    MAX_THROTTLE_RETRY_MINUTES as MAX_THROTTLE_RETRY_MINUTES,
+)
+from components.rules.aws import (
+    SHORT_LIVED_MAX_DAYS as SHORT_LIVED_MAX_DAYS,
+)
+from components.rules.aws import (
+    template_arn_for as template_arn_for,
+)
+from components.rules.names import SUBJECT_FIELD_LIMITS
 
 #: Pulumi's marker for a value not known until apply (a property of a resource that does not exist yet).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
-DEFAULT_TEMPLATE = "EndEntityServerAuthCertificate/V1"
 DEFAULT_KEY_ALGORITHM = "EC_prime256v1"
 DEFAULT_VALIDITY_DAYS = 90
-SHORT_LIVED_MAX_DAYS = 7
 #: A century: far beyond any CA's life, and far from `datetime`'s limits.
 MAX_VALIDITY_DAYS = 36500
 #: X.509's upper bound on a common name (RFC 5280, ub-common-name).
-MAX_COMMON_NAME_LENGTH = 64
-DEFAULT_THROTTLE_RETRY_MINUTES = 10
-MAX_THROTTLE_RETRY_MINUTES = 120
+MAX_COMMON_NAME_LENGTH = SUBJECT_FIELD_LIMITS["common_name"]
 
 #: Inputs whose change means a different certificate: `diff` replaces on any of them.
 IDENTITY_INPUTS = (
@@ -80,13 +95,6 @@ OUTPUTS = (
     "not_after",
 )
 
-_CA_ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):acm-pca:(?P<region>[a-z0-9-]+):\d{12}:certificate-authority/[0-9a-f-]+$"
-)
-_TEMPLATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm-pca:::template/(?P<name>[A-Za-z0-9_]+/V\d+)$")
-_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_]+/V\d+$")
-#: CA templates sign certificate authorities, never a server: refuse them here.
-_CA_TEMPLATE_PREFIXES = ("RootCACertificate", "SubordinateCACertificate")
 # IAM's patterns for AssumeRole (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
@@ -142,23 +150,6 @@ class CertificateArgs(TypedDict):
 
 def _is_unknown(value: Any) -> bool:
     return value == UNKNOWN or (isinstance(value, list) and any(item == UNKNOWN for item in value))
-
-
-def template_arn_for(template: str, partition: str = "aws") -> str:
-    """Normalise a template name or ARN to an ARN; ValueError for a malformed one or a CA template."""
-    match = _TEMPLATE_ARN.match(template)
-    if match:
-        name = match["name"]
-    elif _TEMPLATE_NAME.match(template):
-        name = template
-    else:
-        raise ValueError(
-            f"{template!r} is not an ACM PCA template; use a name like {DEFAULT_TEMPLATE!r} "
-            f"or an ARN like 'arn:{partition}:acm-pca:::template/{DEFAULT_TEMPLATE}'"
-        )
-    if name.startswith(_CA_TEMPLATE_PREFIXES):
-        raise ValueError(f"{name!r} signs certificate authorities; use an end-entity template")
-    return f"arn:{partition}:acm-pca:::template/{name}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -230,11 +221,9 @@ def forget_cached_cas() -> None:
 
 def validity_problem(validity_days: int, ca: _CertificateAuthority, now: datetime) -> str | None:
     """Why `validity_days` does not fit the CA, or None when it does."""
-    if ca["usage_mode"] == "SHORT_LIVED_CERTIFICATE" and validity_days > SHORT_LIVED_MAX_DAYS:
-        return (
-            f"validity_days is {validity_days} but the CA is in SHORT_LIVED_CERTIFICATE mode, which issues "
-            f"certificates of at most {SHORT_LIVED_MAX_DAYS} days"
-        )
+    short_lived = aws_rules.short_lived_problem("validity_days", validity_days, ca["usage_mode"])
+    if short_lived is not None:
+        return short_lived
     if ca["not_after"] is not None and now + timedelta(days=validity_days) >= ca["not_after"]:
         return (
             f"validity_days is {validity_days} but the CA certificate expires on "
@@ -324,7 +313,7 @@ def _ca_arn_rule(inputs: dict[str, Any]) -> Problems:
         return
     if _is_unknown(ca_arn):
         return
-    match = _CA_ARN.match(str(ca_arn))
+    match = aws_rules.parse_ca_arn(str(ca_arn))
     if not match:
         yield (
             "ca_arn",
@@ -412,7 +401,7 @@ def _days_rule(inputs: dict[str, Any]) -> Problems:
 def _template_rule(inputs: dict[str, Any]) -> Problems:
     if _is_unknown(inputs["template_arn"]):
         return
-    match = _CA_ARN.match(str(inputs.get("ca_arn") or ""))
+    match = aws_rules.parse_ca_arn(str(inputs.get("ca_arn") or ""))
     try:
         inputs["template_arn"] = template_arn_for(str(inputs["template_arn"]), match["partition"] if match else "aws")
     except ValueError as error:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pulumi
 
 from components.private_ca import PrivateCa
-from components.settings import SHORT_LIVED_MAX_DAYS, CaSettings
+from components.rules.aws import short_lived_problem
+from components.settings import CaSettings
 
 #: Outputs a CA-owning stack exports and `caMode: stack` consumers require (README: "Stack outputs").
 CA_ARN_OUTPUT = "caArn"
@@ -31,11 +32,9 @@ class CaSource:
         """`asked`, or a preview-time error naming the setting when the CA cannot issue that long."""
 
         def check(usage_mode: str) -> int:
-            if usage_mode == "SHORT_LIVED_CERTIFICATE" and asked > SHORT_LIVED_MAX_DAYS:
-                raise ValueError(
-                    f"certValidityDays is {asked} but the CA is SHORT_LIVED_CERTIFICATE, which issues at most "
-                    f"{SHORT_LIVED_MAX_DAYS} days"
-                )
+            problem = short_lived_problem("certValidityDays", asked, usage_mode)
+            if problem is not None:
+                raise ValueError(problem)
             return asked
 
         return self.usage_mode.apply(check)

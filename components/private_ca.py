@@ -11,6 +11,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components import x509
+from components.rules.aws import (
+    CRL_EXPIRATION_DAYS_RANGE,
+    KEY_STORAGE_STANDARDS,
+    PERMANENT_DELETION_DAYS_RANGE,
+    USAGE_MODES,
+)
+from components.rules.names import SUBJECT_FIELD_LIMITS, subject_field_problem
 
 ROOT_TEMPLATE = "RootCACertificate/V1"
 SUBORDINATE_TEMPLATE = "SubordinateCACertificate_PathLen0/V1"
@@ -307,14 +314,30 @@ def _validate(args: PrivateCaArgs) -> None:
         problems.append("parent_ca_arn is only for a SUBORDINATE CA")
     if args["key_algorithm"] not in x509.KEY_ALGORITHMS:
         problems.append(x509.unsupported_key_algorithm(args["key_algorithm"]))
-    if args["usage_mode"] not in ("GENERAL_PURPOSE", "SHORT_LIVED_CERTIFICATE"):
-        problems.append(f"usage_mode {args['usage_mode']!r}; allowed: GENERAL_PURPOSE, SHORT_LIVED_CERTIFICATE")
-    if not 7 <= args["permanent_deletion_days"] <= 30:
-        problems.append(f"permanent_deletion_days must be from 7 to 30, got {args['permanent_deletion_days']}")
+    if args["usage_mode"] not in USAGE_MODES:
+        problems.append(f"usage_mode {args['usage_mode']!r}; allowed: {', '.join(USAGE_MODES)}")
+    if args["key_storage_security_standard"] not in KEY_STORAGE_STANDARDS:
+        problems.append(
+            f"key_storage_security_standard {args['key_storage_security_standard']!r}; "
+            f"allowed: {', '.join(KEY_STORAGE_STANDARDS)}"
+        )
+    low, high = PERMANENT_DELETION_DAYS_RANGE
+    if not low <= args["permanent_deletion_days"] <= high:
+        problems.append(f"permanent_deletion_days must be from {low} to {high}, got {args['permanent_deletion_days']}")
     if args["validity_years"] < 1:
         problems.append(f"validity_years must be at least 1, got {args['validity_years']}")
     if not args["subject"].get("common_name"):
         problems.append("subject.common_name is required")
+    for field in SUBJECT_FIELD_LIMITS:
+        value = args["subject"].get(field)
+        problem = subject_field_problem(field, value) if isinstance(value, str) else None
+        if problem is not None:
+            problems.append(f"subject.{field} {problem}")
+    crl = args.get("crl")
+    if crl is not None:
+        low, high = CRL_EXPIRATION_DAYS_RANGE
+        if not low <= crl["expiration_days"] <= high:
+            problems.append(f"crl.expiration_days must be from {low} to {high}, got {crl['expiration_days']}")
     if problems:
         raise ValueError("PrivateCa: " + "; ".join(problems))
 

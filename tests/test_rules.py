@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,3 +208,25 @@ def test_cidr_helpers() -> None:
     assert not network.is_cidr(None)
     assert network.is_world("::/0")
     assert not network.is_world("10.0.0.0/8")
+
+
+def test_settings_import_neither_boto3_nor_pulumi() -> None:
+    """Settings are pure: reading them must not load the provider's boto3 or Pulumi (before, a few constants
+    pulled in components.certificate and components.network)."""
+    code = (
+        "import sys; import components.settings; "
+        "heavy = ('boto3', 'botocore', 'pulumi', 'pulumi_aws', 'cryptography'); "
+        "loaded = sorted(m for m in heavy if m in sys.modules); "
+        "print(','.join(loaded))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=RULES.parent.parent, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"components.settings loads {result.stdout.strip()}"
+
+
+def test_only_local_tooling_imports_components_local() -> None:
+    """The layers: Pulumi components and pure rules never depend on the local tooling."""
+    for path in sorted(RULES.parent.rglob("*.py")):
+        if "local" in path.relative_to(RULES.parent).parts[:1]:
+            continue
+        assert "components.local" not in path.read_text(), f"{path.name} imports local tooling"

@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 
 import boto3
 
+from components.local.ca import create_root_ca
 from components.local.process import free_port
-from components.local_ca import create_root_ca
 
 #: What `moto_endpoint` puts in the environment: fake credentials, and no developer profile or config.
 FAKE_AWS_ENVIRONMENT = {

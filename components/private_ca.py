@@ -15,12 +15,14 @@ from components.rules.aws import (
     CRL_EXPIRATION_DAYS_RANGE,
     KEY_STORAGE_STANDARDS,
     PERMANENT_DELETION_DAYS_RANGE,
+    ROOT_CA_TEMPLATE,
+    SUBORDINATE_CA_TEMPLATE,
     USAGE_MODES,
 )
 from components.rules.names import SUBJECT_FIELD_LIMITS, subject_field_problem
 
-ROOT_TEMPLATE = "RootCACertificate/V1"
-SUBORDINATE_TEMPLATE = "SubordinateCACertificate_PathLen0/V1"
+ROOT_TEMPLATE = ROOT_CA_TEMPLATE
+SUBORDINATE_TEMPLATE = SUBORDINATE_CA_TEMPLATE
 #: What ACM needs from the CA to renew the private certificates it issued from it (terraform-provider-aws#46693).
 ACM_PERMISSION_ACTIONS = ["IssueCertificate", "GetCertificate", "ListPermissions"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -456,7 +455,7 @@ def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
             common_name=_subject_field(read, "caCommonName", "common_name", f"{project} {stack} CA") or "",
             organization=_subject_field(read, "caOrganization", "organization"),
             organizational_unit=_subject_field(read, "caOrganizationalUnit", "organizational_unit"),
-            country=_country(read),
+            country=_subject_field(read, "caCountry", "country"),
             state=_subject_field(read, "caState", "state"),
             locality=_subject_field(read, "caLocality", "locality"),
         ),
@@ -489,13 +488,6 @@ def _validity_years(read: _Reader, mode: str) -> int:
     its root and so leaves room for one rotation under it."""
     years = read.integer("caValidityYears", 0, 0, 30)
     return years or (5 if mode == "subordinate" else 10)
-
-
-def _country(read: _Reader) -> str | None:
-    country = read.string("caCountry")
-    if country is not None and not re.match(r"^[A-Z]{2}$", country):
-        read.problem("caCountry", f"{country!r} must be a two-letter ISO 3166 code such as US or DE")
-    return country
 
 
 def _is_backend_name(name: str) -> bool:

@@ -11,8 +11,9 @@ from typing import Any
 import boto3
 
 from components import x509
+from components.rules.aws import ROOT_CA_TEMPLATE, template_arn
 
-ROOT_CA_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
+ROOT_CA_TEMPLATE_ARN = template_arn(ROOT_CA_TEMPLATE)
 
 
 def create_root_ca(
@@ -41,7 +42,7 @@ def create_root_ca(
         CertificateAuthorityArn=ca_arn,
         Csr=csr.encode(),
         SigningAlgorithm=signing_algorithm,
-        TemplateArn=ROOT_CA_TEMPLATE,
+        TemplateArn=ROOT_CA_TEMPLATE_ARN,
         Validity={"Value": validity_days, "Type": "DAYS"},
     )["CertificateArn"]
     waiter = client.get_waiter("certificate_issued")

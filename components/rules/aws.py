@@ -28,6 +28,9 @@ PERMANENT_DELETION_DAYS_RANGE = (7, 30)
 CRL_EXPIRATION_DAYS_RANGE = (1, 5000)
 
 DEFAULT_TEMPLATE = "EndEntityServerAuthCertificate/V1"
+#: The templates that sign a root CA's own certificate and a subordinate CA's certificate.
+ROOT_CA_TEMPLATE = "RootCACertificate/V1"
+SUBORDINATE_CA_TEMPLATE = "SubordinateCACertificate_PathLen0/V1"
 _CA_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):acm-pca:(?P<region>[a-z0-9-]+):\d{12}:certificate-authority/[0-9a-f-]+$"
 )
@@ -60,6 +63,11 @@ def template_arn_for(template: str, partition: str = "aws") -> str:
         )
     if name.startswith(_CA_TEMPLATE_PREFIXES):
         raise ValueError(f"{name!r} signs certificate authorities; use an end-entity template")
+    return template_arn(name, partition)
+
+
+def template_arn(name: str, partition: str = "aws") -> str:
+    """The ARN of the ACM PCA template `name` (such as `RootCACertificate/V1`)."""
     return f"arn:{partition}:acm-pca:::template/{name}"
 
 

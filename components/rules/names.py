@@ -11,6 +11,7 @@ _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # nginx `server_name`: one DNS label may also hold `_` (nginx's conventional catch-all name, some internal zones).
 _SERVER_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _SERVER_NAME = re.compile(rf"^(?:\*\.)?{_SERVER_LABEL}(?:\.{_SERVER_LABEL})*$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
 #: C0 and C1 control characters and DEL: never allowed in a name, a subject field or anything rendered.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -74,6 +75,8 @@ def has_control_characters(text: str) -> bool:
 def subject_field_problem(field: str, value: str) -> str | None:
     """What is wrong with an X.509 subject field's value (`field` one of `SUBJECT_FIELD_LIMITS`), or None."""
     limit = SUBJECT_FIELD_LIMITS[field]
+    if field == "country" and not _COUNTRY.match(value):
+        return f"{value!r} must be a two-letter ISO 3166 code such as US or DE"
     if has_control_characters(value):
         return f"{value!r} contains control characters (newlines, tabs, ...); use printable text"
     if value != value.strip():

@@ -6,6 +6,7 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,20 @@ def test_only_local_tooling_imports_components_local() -> None:
         if "local" in path.relative_to(RULES.parent).parts[:1]:
             continue
         assert "components.local" not in path.read_text(), f"{path.name} imports local tooling"
+
+
+@pytest.mark.parametrize(
+    ("rule", "good", "bad"),
+    [
+        (aws.is_iam_role_arn, "arn:aws:iam::123456789012:role/deploy", "arn:aws:iam::123456789012:user/deploy"),
+        (aws.is_iam_principal_arn, "arn:aws:iam::123456789012:user/ci", "arn:aws:iam::1234:role/ci"),
+        (aws.is_kms_key_arn, "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab", "alias/aws/ssm"),
+        (aws.is_sns_topic_arn, "arn:aws:sns:us-east-1:123456789012:alarms.fifo", "arn:aws:sns:us-east-1:1:alarms"),
+        (aws.is_role_session_name, "pulumi-dev", "x"),
+        (aws.is_external_id, "team:prod/1", "a b"),
+    ],
+)
+def test_iam_kms_sns_shapes(rule: Any, good: str, bad: str) -> None:
+    assert rule(good)
+    assert not rule(bad)
+    assert not rule(None)

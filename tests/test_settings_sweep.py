@@ -56,6 +56,7 @@ CASES = [
     bad("host-count-word", "dev", "hostCount", "whole number from 1 to 50", hostCount="two"),
     bad("host-count-float", "dev", "hostCount", "whole number from 1 to 50", hostCount=2.5),
     bad("crl-enabled-yes", "pki", "caCrlEnabled", "true or false", caCrlEnabled="yes"),
+    bad("protect-maybe", "pki", "caProtect", "true or false", caProtect="maybe"),
     bad("alb-internal-maybe", "dev", "albInternal", "true or false", albInternal="maybe"),
     bad("http-redirect-number", "dev", "httpRedirect", "true or false", httpRedirect=1),
     bad("backend-enabled-no", "dev", "backendEnabled", "true or false", backendEnabled="no"),

@@ -149,6 +149,42 @@ def security_group_rules_problem(cidrs: Sequence[str], ports: int) -> str | None
     return None
 
 
+# --- IAM, KMS, SNS ------------------------------------------------------------------------------------------
+
+_IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(?:role|user)/[\w+=,.@/-]{1,512}$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?$")
+#: sts:AssumeRole's RoleSessionName (2-64) and ExternalId (2-1224) alphabets.
+_ROLE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+
+
+def is_iam_role_arn(text: object) -> TypeGuard[str]:
+    return isinstance(text, str) and bool(_IAM_ROLE_ARN.match(text))
+
+
+def is_iam_principal_arn(text: object) -> TypeGuard[str]:
+    """An IAM role or user ARN."""
+    return isinstance(text, str) and bool(_IAM_PRINCIPAL_ARN.match(text))
+
+
+def is_kms_key_arn(text: object) -> TypeGuard[str]:
+    return isinstance(text, str) and bool(_KMS_KEY_ARN.match(text))
+
+
+def is_sns_topic_arn(text: object) -> TypeGuard[str]:
+    return isinstance(text, str) and bool(_SNS_TOPIC_ARN.match(text))
+
+
+def is_role_session_name(text: object) -> TypeGuard[str]:
+    return isinstance(text, str) and bool(_ROLE_SESSION_NAME.match(text))
+
+
+def is_external_id(text: object) -> TypeGuard[str]:
+    return isinstance(text, str) and bool(_EXTERNAL_ID.match(text))
+
+
 # --- SSM, endpoints, tags ----------------------------------------------------------------------------------
 
 # SSM parameter names: a fully qualified path of letters, digits and . _ - /; AWS reserves names starting

@@ -56,27 +56,7 @@ def resolve_ca(ca: CaSettings) -> CaSource:
     parent_arn = ca.parent_arn or (reference.require_output(CA_ARN_OUTPUT) if reference else None)
     private_ca = PrivateCa(
         "ca",
-        {
-            "ca_type": "ROOT" if ca.mode == "root" else "SUBORDINATE",
-            "subject": {
-                "common_name": ca.subject.common_name,
-                "organization": ca.subject.organization,
-                "organizational_unit": ca.subject.organizational_unit,
-                "country": ca.subject.country,
-                "state": ca.subject.state,
-                "locality": ca.subject.locality,
-            },
-            "key_algorithm": ca.key_algorithm,
-            "validity_years": ca.validity_years,
-            "usage_mode": ca.usage_mode,
-            "permanent_deletion_days": ca.permanent_deletion_days,
-            "key_storage_security_standard": ca.key_storage_security_standard,
-            "parent_ca_arn": parent_arn,
-            "crl": {"expiration_days": ca.crl_expiration_days, "custom_cname": ca.crl_custom_cname}
-            if ca.crl_enabled
-            else None,
-            "acm_permission": ca.acm_permission,
-        },
+        ca.private_ca_args(parent_arn),
         # A CA is long-lived: `pulumi destroy` and replacements stop at it unless caProtect is false.
         opts=pulumi.ResourceOptions(protect=ca.protect),
     )

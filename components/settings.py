@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the argument types only: settings stay importable without P
     from components.certificate import CertificateArgs
     from components.encrypted_backend import EncryptedBackendArgs
     from components.network import NetworkArgs
+    from components.private_ca import PrivateCaArgs
 
 __all__ = [
     "AL2023_AMI_PARAMETER",
@@ -86,6 +87,31 @@ class CaSettings:
     stack: str | None
     """The StackReference that provides the CA (mode stack) or the parent CA (mode subordinate)."""
     parent_arn: str | None
+
+    def private_ca_args(self, parent_arn: pulumi.Input[str] | None) -> PrivateCaArgs:
+        """`PrivateCaArgs` of the CA this stack creates (modes root and subordinate); `parent_arn` resolves
+        `caParentArn` or `caStack`'s CA."""
+        return {
+            "ca_type": "ROOT" if self.mode == "root" else "SUBORDINATE",
+            "subject": {
+                "common_name": self.subject.common_name,
+                "organization": self.subject.organization,
+                "organizational_unit": self.subject.organizational_unit,
+                "country": self.subject.country,
+                "state": self.subject.state,
+                "locality": self.subject.locality,
+            },
+            "key_algorithm": self.key_algorithm,
+            "validity_years": self.validity_years,
+            "usage_mode": self.usage_mode,
+            "permanent_deletion_days": self.permanent_deletion_days,
+            "key_storage_security_standard": self.key_storage_security_standard,
+            "parent_ca_arn": parent_arn,
+            "crl": {"expiration_days": self.crl_expiration_days, "custom_cname": self.crl_custom_cname}
+            if self.crl_enabled
+            else None,
+            "acm_permission": self.acm_permission,
+        }
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # the argument types only: settings stay importable without P
 __all__ = [
     "AL2023_AMI_PARAMETER",
     "CONFIG_KEYS",
+    "DECLARED",
+    "LIST_KEYS",
     "SHORT_LIVED_MAX_DAYS",
     "BackendSettings",
     "CaSettings",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components.settings import (
     AL2023_AMI_PARAMETER,
+    DECLARED,
     Settings,
     SettingsError,
     ec2_private_dns_wildcard,
@@ -757,3 +760,18 @@ def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
 )
 def test_fleet_key_and_alarm_rules(changes: dict[str, Any], key: str, allowed: str) -> None:
     assert allowed in problem_of(key, **changes)
+
+
+# --- declarations -------------------------------------------------------------------------------------------
+
+
+def test_declared_types_match_pulumi_yaml() -> None:
+    """`DECLARED` is the settings' one declaration: its types are Pulumi.yaml's, so `load_settings` parses
+    exactly the `type: array` settings as JSON lists."""
+    project = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())
+    assert {key: spec["type"] for key, spec in project["config"].items()} == dict(DECLARED)
+
+
+def test_unknown_key_suggests_the_closest_setting() -> None:
+    assert problem_of("caModee", caModee="root") == "caModee: is not a pca-backend setting; did you mean caMode?"
+    assert "see README.md, Configuration reference" in problem_of("frobnicate", frobnicate=1)

@@ -160,6 +160,18 @@ _ROLE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 
 
+#: What each shape is, for messages ("... is not <what>").
+IAM_ROLE_ARN = "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+ROLE_SESSION_NAME = "2-64 letters, digits or +=,.@_-"
+EXTERNAL_ID = "2-1224 letters, digits or +=,.@:/_-"
+PROFILE_NAME = "an AWS profile name (no spaces)"
+
+
+def is_profile_name(text: object) -> TypeGuard[str]:
+    """A shared-config profile name: non-empty, no whitespace."""
+    return isinstance(text, str) and bool(re.match(r"^\S+$", text))
+
+
 def is_iam_role_arn(text: object) -> TypeGuard[str]:
     return isinstance(text, str) and bool(_IAM_ROLE_ARN.match(text))
 

@@ -91,8 +91,14 @@ _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 #: The AMI parameter the hosts boot from by default: the latest Amazon Linux 2023 for x86_64.
 AL2023_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-#: How many hosts one fleet may have.
+#: How many hosts one fleet may have (the Auto Scaling group's desired capacity and minimum).
 HOST_COUNT_RANGE = (1, 50)
+#: The group's maximum: room for an instance refresh that launches a whole new fleet beside the old one.
+HOST_MAX_COUNT = 2 * HOST_COUNT_RANGE[1]
+#: An instance refresh's MinHealthyPercentage.
+MIN_HEALTHY_PERCENT_RANGE = (0, 100)
+#: Root volume sizes: Amazon Linux 2023's AMI is 8 GiB; gp3 volumes go up to 16384 GiB.
+ROOT_VOLUME_GIB_RANGE = (8, 16384)
 #: ALB health-check paths: at most 1024 characters (ELB API reference, TargetGroup HealthCheckPath).
 HEALTH_CHECK_PATH_MAX = 1024
 _HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")

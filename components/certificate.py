@@ -12,7 +12,6 @@ process; the identity is the stack's (`profile`, `assume_role_*` inputs: names a
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 import time
@@ -95,10 +94,6 @@ OUTPUTS = (
     "not_after",
 )
 
-# IAM's patterns for AssumeRole (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
-ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
-_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 
 # Bounded waiting: GetCertificate answers RequestInProgressException until the CA has issued.
 ISSUE_WAIT_SECONDS = 300.0
@@ -439,14 +434,14 @@ def _csr_rule(inputs: dict[str, Any]) -> Problems:
 
 def _identity_rule(inputs: dict[str, Any]) -> Problems:
     formats = (
-        ("profile", re.compile(r"^\S+$"), "an AWS profile name"),
-        ("assume_role_arn", ROLE_ARN, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
-        ("assume_role_session_name", _SESSION_NAME, "2-64 letters, digits or +=,.@_-"),
-        ("assume_role_external_id", _EXTERNAL_ID, "2-1224 letters, digits or +=,.@:/_-"),
+        ("profile", aws_rules.is_profile_name, aws_rules.PROFILE_NAME),
+        ("assume_role_arn", aws_rules.is_iam_role_arn, aws_rules.IAM_ROLE_ARN),
+        ("assume_role_session_name", aws_rules.is_role_session_name, aws_rules.ROLE_SESSION_NAME),
+        ("assume_role_external_id", aws_rules.is_external_id, aws_rules.EXTERNAL_ID),
     )
-    for key, pattern, what in formats:
+    for key, rule, what in formats:
         value = inputs[key]
-        if value is not None and not _is_unknown(value) and not (isinstance(value, str) and pattern.match(value)):
+        if value is not None and not _is_unknown(value) and not rule(value):
             yield key, f"{key} {value!r} is not {what}"
     if inputs["assume_role_arn"] is None:
         for key in ("assume_role_session_name", "assume_role_external_id"):

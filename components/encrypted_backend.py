@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
@@ -128,11 +128,7 @@ KEY_DELETION_WINDOW_DAYS = 30
 
 # Used in the KMS alias (alias/pca-backend/<name>), the alarm's name and the metric dimension.
 _BACKEND_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
-_SNS_TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
-_IAM_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 #: EC2 resource ids: the prefix, then 8 (older) or 17 hexadecimal digits.
-_AMI_ID_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 
 
 class EncryptedBackendArgs(TypedDict):
@@ -350,9 +346,9 @@ def _check_pem(key: str, value: object, marker: str) -> None:
         raise ValueError(f"{key} must be PEM text containing {marker!r}")
 
 
-def _check_arn(key: str, value: object, pattern: re.Pattern[str], example: str) -> None:
-    """A plain string must match `pattern`; an Output is checked by AWS at deployment."""
-    if isinstance(value, str) and not pattern.match(value):
+def _check_arn(key: str, value: object, rule: Callable[[object], bool], example: str) -> None:
+    """A plain string must pass `rule`; an Output is checked by AWS at deployment."""
+    if isinstance(value, str) and not rule(value):
         raise ValueError(f"{key} must be an ARN such as {example!r}, got {value!r}")
 
 
@@ -397,13 +393,13 @@ def _network_rules(args: Mapping[str, Any]) -> None:
 
 def _fleet_rules(args: Mapping[str, Any]) -> _Fleet:
     desired = _check_int(args, "host_count", *aws_rules.HOST_COUNT_RANGE)
-    minimum = _check_int(args, "host_min_count", 0, 100)
+    minimum = _check_int(args, "host_min_count", 0, aws_rules.HOST_COUNT_RANGE[1])
     if minimum > desired:
         raise ValueError(f"host_min_count must be at most host_count ({desired}), got {minimum}")
     # AWS's range for an instance refresh's MinHealthyPercentage.
-    min_healthy = _check_int(args, "min_healthy_percent", 0, 100)
+    min_healthy = _check_int(args, "min_healthy_percent", *aws_rules.MIN_HEALTHY_PERCENT_RANGE)
     headroom = -(-desired * _Fleet.max_healthy_for(min_healthy) // 100)
-    maximum = _check_int(args, "host_max_count", 1, 100, default=headroom)
+    maximum = _check_int(args, "host_max_count", 1, aws_rules.HOST_MAX_COUNT, default=headroom)
     if maximum < desired:
         raise ValueError(f"host_max_count must be at least host_count ({desired}), got {maximum}")
     instance_type = args["instance_type"]
@@ -445,14 +441,14 @@ def _parameter_rules(args: Mapping[str, Any]) -> None:
     _check_arn(
         "parameter_kms_key_arn",
         args.get("parameter_kms_key_arn"),
-        _KMS_KEY_ARN_RE,
+        aws_rules.is_kms_key_arn,
         "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     )
     writers = args["parameter_writer_arns"]
     if isinstance(writers, str) or not _is_plain_list(writers):
         raise ValueError(f"parameter_writer_arns must be a list of IAM role or user ARNs, got {writers!r}")
     for writer in writers:
-        if not isinstance(writer, str) or not _IAM_PRINCIPAL_ARN_RE.match(writer):
+        if not isinstance(writer, str) or not aws_rules.is_iam_principal_arn(writer):
             raise ValueError(
                 "parameter_writer_arns entries must be IAM role or user ARNs such as "
                 f"'arn:aws:iam::123456789012:role/deploy', got {writer!r}"
@@ -475,15 +471,18 @@ def _monitoring_rules(args: Mapping[str, Any]) -> int:
             f"with '/' turned into '-'), got {name!r}"
         )
     _check_arn(
-        "alarm_topic_arn", args.get("alarm_topic_arn"), _SNS_TOPIC_ARN_RE, "arn:aws:sns:us-east-1:123456789012:ops"
+        "alarm_topic_arn",
+        args.get("alarm_topic_arn"),
+        aws_rules.is_sns_topic_arn,
+        "arn:aws:sns:us-east-1:123456789012:ops",
     )
-    return _check_int(args, "certificate_alarm_days", 1, 365)
+    return _check_int(args, "certificate_alarm_days", 1, aws_rules.EXPIRY_ALARM_DAYS_MAX)
 
 
 def _host_image_rules(args: Mapping[str, Any]) -> tuple[str, str | None, str]:
     region = check_region(args["region"])
     ami_id = args.get("ami_id")
-    if ami_id is not None and (not isinstance(ami_id, str) or not _AMI_ID_RE.match(ami_id)):
+    if ami_id is not None and (not isinstance(ami_id, str) or not aws_rules.is_resource_id(ami_id, "ami")):
         raise ValueError(
             "ami_id must be an AMI id: 'ami-' followed by 8 or 17 lowercase hexadecimal digits, such as "
             f"'ami-0123456789abcdef0', got {ami_id!r}"
@@ -519,7 +518,9 @@ def _validate(raw: Mapping[str, Any]) -> _Settings:
         peer_security_group_ids=tuple(args["peer_security_group_ids"]),
         fleet=fleet,
         instance_type=args["instance_type"],
-        root_volume_gib=_check_int(args, "root_volume_gib", 8, 16384) if "root_volume_gib" in args else None,
+        root_volume_gib=_check_int(args, "root_volume_gib", *aws_rules.ROOT_VOLUME_GIB_RANGE)
+        if "root_volume_gib" in args
+        else None,
         backend_port=_check_int(args, "backend_port", 1, 65535),
         health_check_path=args["health_check_path"],
         http_redirect=_check_bool(args, "http_redirect"),

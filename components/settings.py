@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from components.certificate import ROLE_ARN
 from components.rules import aws as aws_rules
 from components.rules import names, network
 from components.rules.aws import AL2023_AMI_PARAMETER, KEY_STORAGE_STANDARDS, SHORT_LIVED_MAX_DAYS, USAGE_MODES
@@ -45,9 +44,6 @@ __all__ = [
 ]
 
 CA_MODES = ("root", "subordinate", "stack")
-_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
-_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
-_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
 class SettingsError(ValueError):
@@ -406,8 +402,8 @@ def parse_settings(
 
 def _parse_aws_identity(read: _Reader, provider_settings: Mapping[str, Any]) -> AwsIdentity:
     profile = provider_settings.get("profile") or None
-    if profile is not None and not isinstance(profile, str):
-        read.problem("aws:profile", f"must be a profile name, got {profile!r}")
+    if profile is not None and not aws_rules.is_profile_name(profile):
+        read.problem("aws:profile", f"{profile!r} is not {aws_rules.PROFILE_NAME}")
         profile = None
     roles = provider_settings.get("assumeRoles") or []
     if not isinstance(roles, list) or not all(isinstance(role, dict) for role in roles):
@@ -424,13 +420,14 @@ def _parse_aws_identity(read: _Reader, provider_settings: Mapping[str, Any]) -> 
         )
     first = {key: value or None for key, value in roles[0].items()}
     role_arn, session_name, external_id = first.get("roleArn"), first.get("sessionName"), first.get("externalId")
-    if not isinstance(role_arn, str) or not ROLE_ARN.match(role_arn):
-        read.problem(
-            "aws:assumeRoles", f"roleArn {role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
-        )
-    for key, value in (("sessionName", session_name), ("externalId", external_id)):
-        if value is not None and not isinstance(value, str):
-            read.problem("aws:assumeRoles", f"{key} must be a string, got {value!r}")
+    if not aws_rules.is_iam_role_arn(role_arn):
+        read.problem("aws:assumeRoles", f"roleArn {role_arn!r} is not {aws_rules.IAM_ROLE_ARN}")
+    for key, value, rule, what in (
+        ("sessionName", session_name, aws_rules.is_role_session_name, aws_rules.ROLE_SESSION_NAME),
+        ("externalId", external_id, aws_rules.is_external_id, aws_rules.EXTERNAL_ID),
+    ):
+        if value is not None and not rule(value):
+            read.problem("aws:assumeRoles", f"{key} {value!r} is not {what}")
     return AwsIdentity(profile, role_arn, session_name, external_id)
 
 
@@ -674,8 +671,8 @@ def _host_ami_id(read: _Reader) -> str | None:
 def _parse_fleet(read: _Reader, host_count: int) -> dict[str, Any]:
     """The Auto Scaling group around hostCount: min <= hostCount <= max. hostMinCount 0 means hostCount;
     hostMaxCount 0 leaves room for the hosts an instance refresh launches beside the old ones."""
-    minimum = read.integer("hostMinCount", 0, 0, 50) or host_count
-    maximum = read.integer("hostMaxCount", 0, 0, 100) or None
+    minimum = read.integer("hostMinCount", 0, 0, aws_rules.HOST_COUNT_RANGE[1]) or host_count
+    maximum = read.integer("hostMaxCount", 0, 0, aws_rules.HOST_MAX_COUNT) or None
     if minimum > host_count:
         read.problem("hostMinCount", f"is {minimum} but must be at most hostCount ({host_count}); 0 means hostCount")
     if maximum is not None and maximum < host_count:
@@ -684,28 +681,27 @@ def _parse_fleet(read: _Reader, host_count: int) -> dict[str, Any]:
         "host_min_count": minimum,
         "host_max_count": maximum,
         # AWS's range for an instance refresh's MinHealthyPercentage.
-        "host_min_healthy_percent": read.integer("hostMinHealthyPercent", 100, 0, 100),
+        "host_min_healthy_percent": read.integer("hostMinHealthyPercent", 100, *aws_rules.MIN_HEALTHY_PERCENT_RANGE),
         "host_root_volume_gib": _root_volume_gib(read),
     }
 
 
 def _root_volume_gib(read: _Reader) -> int | None:
     """hostRootVolumeGiB: 0 (the default) keeps the AMI's size; else 8 (Amazon Linux 2023's) to 16384 (gp3)."""
-    size = read.integer("hostRootVolumeGiB", 0, 0, 16384)
-    if 0 < size < 8:
-        read.problem("hostRootVolumeGiB", f"is {size} but must be 0 (the AMI's size) or from 8 to 16384")
+    low, high = aws_rules.ROOT_VOLUME_GIB_RANGE
+    size = read.integer("hostRootVolumeGiB", 0, 0, high)
+    if 0 < size < low:
+        read.problem("hostRootVolumeGiB", f"is {size} but must be 0 (the AMI's size) or from {low} to {high}")
     return size or None
 
 
 def _parse_parameter_key(read: _Reader) -> dict[str, Any]:
     key_arn = read.string("parameterKmsKeyArn")
-    if key_arn and not _KMS_KEY_ARN.match(key_arn):
+    if key_arn and not aws_rules.is_kms_key_arn(key_arn):
         read.problem(
             "parameterKmsKeyArn", f"{key_arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)"
         )
-    writers = read.strings(
-        "parameterWriterArns", lambda arn: bool(_IAM_PRINCIPAL_ARN.match(arn)), "an IAM role or user ARN"
-    )
+    writers = read.strings("parameterWriterArns", aws_rules.is_iam_principal_arn, "an IAM role or user ARN")
     if key_arn and writers:
         read.problem(
             "parameterWriterArns",
@@ -718,7 +714,7 @@ def _parse_expiry_alarm(read: _Reader, certificate: CertificateSettings) -> dict
     """certExpiryAlarmDays must fall inside the renewal window: a fleet waiting for its next `pulumi up` in
     that window is healthy. 0 (the default) means 14, or half the window when that is shorter."""
     window = certificate.renew_before_days or certificate.validity_days // 3
-    days = read.integer("certExpiryAlarmDays", 0, 0, 365)
+    days = read.integer("certExpiryAlarmDays", 0, 0, aws_rules.EXPIRY_ALARM_DAYS_MAX)
     if days and days >= window:
         read.problem(
             "certExpiryAlarmDays",
@@ -726,7 +722,7 @@ def _parse_expiry_alarm(read: _Reader, certificate: CertificateSettings) -> dict
             "certValidityDays): certificates waiting in that window for the next pulumi up would raise the alarm",
         )
     topic = read.string("certExpiryAlarmTopicArn")
-    if topic and not _SNS_TOPIC_ARN.match(topic):
+    if topic and not aws_rules.is_sns_topic_arn(topic):
         read.problem(
             "certExpiryAlarmTopicArn", f"{topic!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"
         )

@@ -654,7 +654,7 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         ({"host_count": 51}, "host_count must be an integer from 1 to 50"),
         ({"host_count": 3, "host_min_count": 4}, r"host_min_count must be at most host_count \(3\)"),
         ({"host_count": 3, "host_max_count": 2}, r"host_max_count must be at least host_count \(3\)"),
-        ({"host_min_count": -1}, "host_min_count must be an integer from 0 to 100"),
+        ({"host_min_count": -1}, "host_min_count must be an integer from 0 to 50"),
         ({"host_max_count": 101}, "host_max_count must be an integer from 1 to 100"),
         ({"min_healthy_percent": 101}, "min_healthy_percent must be an integer from 0 to 100"),
         ({"root_volume_gib": 4}, "root_volume_gib must be an integer from 8 to 16384"),

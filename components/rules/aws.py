@@ -97,6 +97,8 @@ HOST_COUNT_RANGE = (1, 50)
 HOST_MAX_COUNT = 2 * HOST_COUNT_RANGE[1]
 #: An instance refresh's MinHealthyPercentage.
 MIN_HEALTHY_PERCENT_RANGE = (0, 100)
+#: The certificate-expiry alarm's threshold: at most a year of days left.
+EXPIRY_ALARM_DAYS_MAX = 365
 #: Root volume sizes: Amazon Linux 2023's AMI is 8 GiB; gp3 volumes go up to 16384 GiB.
 ROOT_VOLUME_GIB_RANGE = (8, 16384)
 #: ALB health-check paths: at most 1024 characters (ELB API reference, TargetGroup HealthCheckPath).

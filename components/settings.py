@@ -740,12 +740,8 @@ def load_settings() -> Settings:
     for key in CONFIG_KEYS:
         # Pulumi hands every value over as a string: lists as JSON, scalars as text that `_Reader` parses.
         value = config.get(key)
-        if value is not None and key in LIST_KEYS:
-            # Not JSON: kept as the string, `_Reader.strings` reports that a list is expected.
-            with contextlib.suppress(ValueError):
-                value = json.loads(value)
         if value is not None:
-            raw[key] = value
+            raw[key] = _json_or_text(value) if key in LIST_KEYS else value
     # Every key of the namespace, known or not: a misspelt setting is refused rather than silently ignored.
     given = {*runtime_config.CONFIG.get(), *(runtime_config.get_config_env() or {})}
     for full_key in given:
@@ -753,8 +749,17 @@ def load_settings() -> Settings:
         if namespace == project and key not in raw:
             raw[key] = config.get(key)
     aws_config = pulumi.Config("aws")
-    aws = {"profile": aws_config.get("profile"), "assumeRoles": aws_config.get_object("assumeRoles")}
+    roles = aws_config.get("assumeRoles")
+    aws = {"profile": aws_config.get("profile"), "assumeRoles": _json_or_text(roles) if roles else None}
     return parse_settings(raw, stack=stack, project=project, region=aws_config.get("region"), aws=aws)
+
+
+def _json_or_text(value: str) -> Any:
+    """A structured setting's JSON, or the text itself when it is not JSON: the rule then says what is
+    expected, naming the setting (Pulumi's own ConfigTypeError would not say what is allowed)."""
+    with contextlib.suppress(ValueError):
+        return json.loads(value)
+    return value
 
 
 #: Every project setting and its type in Pulumi.yaml (tests check that Pulumi.yaml declares exactly these).

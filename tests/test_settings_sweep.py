@@ -23,6 +23,8 @@ CA_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-
 ACM_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 VPC = "vpc-0a1b2c3d4e5f60718"
 SUBNET = "subnet-0a1b2c3d4e5f60711"
+KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ROLE = "arn:aws:iam::123456789012:role/deploy"
 LONG_LABEL = "a" * 63
 #: Two-label names longer than X.509's 64-character common name, yet valid DNS names.
 LONG_NAME = f"{LONG_LABEL}.example.com"
@@ -223,6 +225,68 @@ CASES = [
         "albIngressCidrs",
         "list each once",
         albIngressCidrs=["10.20.0.0/16", "10.20.0.0/16"],
+    ),
+    # --- settings the Auto Scaling, KMS, alarm and provider-identity work added ------------------------------
+    bad("host-min-over-count", "dev", "hostMinCount", "at most hostCount", hostMinCount=3),
+    bad("host-min-51", "dev", "hostMinCount", "from 0 to 50", hostMinCount=51),
+    bad("host-max-under-count", "dev", "hostMaxCount", "at least hostCount", hostMaxCount=1),
+    bad("host-max-101", "dev", "hostMaxCount", "from 0 to 100", hostMaxCount=101),
+    bad("healthy-percent-101", "dev", "hostMinHealthyPercent", "from 0 to 100", hostMinHealthyPercent=101),
+    bad("root-volume-4", "dev", "hostRootVolumeGiB", "from 8 to 16384", hostRootVolumeGiB=4),
+    bad("kms-key-alias", "dev", "parameterKmsKeyArn", "is not a KMS key ARN", parameterKmsKeyArn="alias/aws/ssm"),
+    bad(
+        "writer-short-account",
+        "dev",
+        "parameterWriterArns",
+        "an IAM role or user ARN",
+        parameterWriterArns=["arn:aws:iam::1234:role/ci"],
+    ),
+    bad(
+        "writer-with-own-key",
+        "dev",
+        "parameterWriterArns",
+        "only applies to the key the stack creates",
+        parameterKmsKeyArn=KMS_ARN,
+        parameterWriterArns=[ROLE],
+    ),
+    bad("alarm-days-400", "dev", "certExpiryAlarmDays", "from 0 to 365", certExpiryAlarmDays=400),
+    bad(
+        "alarm-days-outside-window",
+        "dev",
+        "certExpiryAlarmDays",
+        "less than the renewal window",
+        certExpiryAlarmDays=20,
+    ),
+    bad(
+        "alarm-topic-bad",
+        "dev",
+        "certExpiryAlarmTopicArn",
+        "is not an SNS topic ARN",
+        certExpiryAlarmTopicArn="ops-alarms",
+    ),
+    bad("throttle-zero", "dev", "certThrottleRetryMinutes", "from 1 to 120", certThrottleRetryMinutes=0),
+    bad("throttle-121", "dev", "certThrottleRetryMinutes", "from 1 to 120", certThrottleRetryMinutes=121),
+    bad("profile-space", "dev", "aws:profile", "no spaces", aws_profile="my profile"),
+    bad(
+        "assume-role-bad-arn",
+        "dev",
+        "aws:assumeRoles",
+        "is not an IAM role ARN",
+        aws_assumeRoles=[{"roleArn": "deploy"}],
+    ),
+    bad(
+        "assume-role-session",
+        "dev",
+        "aws:assumeRoles",
+        "2-64 letters",
+        aws_assumeRoles=[{"roleArn": ROLE, "sessionName": "x"}],
+    ),
+    bad(
+        "assume-role-not-list",
+        "dev",
+        "aws:assumeRoles",
+        "must be a list of objects",
+        aws_assumeRoles="arn:aws:iam::123456789012:role/x",
     ),
     # --- unknown keys ------------------------------------------------------------------------------------------
     bad("unknown-ca-modee", "pki", "caModee", "did you mean caMode?", caModee="root"),

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, TypeVar
 
 import pulumi
 import pulumi_aws as aws
@@ -241,6 +241,9 @@ class _Fleet:
         # AWS: 100 to 200, and at most 100 above the minimum (API_InstanceMaintenancePolicy, Amazon EC2
         # Auto Scaling API reference).
         return min(200, min_healthy_percent + 100)
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -502,28 +505,47 @@ def _tag_rules(args: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _validate(raw: Mapping[str, Any]) -> _Settings:
-    """Raises ValueError naming the argument and what is allowed, before any resource exists."""
+    """Raises ValueError listing every argument that is wrong and what is allowed, before any resource exists."""
     args = _normalise(raw)
-    internal = _check_bool(args, "internal")
-    ingress_cidrs = _check_cidrs(args["ingress_cidrs"], internal, 2 if _check_bool(args, "http_redirect") else 1)
-    _network_rules(args)
-    fleet = _fleet_rules(args)
-    _listener_rules(args)
-    _parameter_rules(args)
-    alarm_days = _monitoring_rules(args)
-    region, ami_id, ami_parameter = _host_image_rules(args)
+    problems: list[str] = []
+
+    def collect(rule: Callable[[], _T]) -> _T:
+        """The rule's result; a problem is recorded and the caller's placeholder is never used (we raise)."""
+        try:
+            return rule()
+        except ValueError as error:
+            problems.append(str(error))
+            return None  # type: ignore[return-value]
+
+    internal = collect(lambda: _check_bool(args, "internal"))
+    http_redirect = collect(lambda: _check_bool(args, "http_redirect"))
+    ingress_cidrs = collect(lambda: _check_cidrs(args["ingress_cidrs"], bool(internal), 2 if http_redirect else 1))
+    collect(lambda: _network_rules(args))
+    fleet = collect(lambda: _fleet_rules(args))
+    root_volume_gib = collect(
+        lambda: (
+            _check_int(args, "root_volume_gib", *aws_rules.ROOT_VOLUME_GIB_RANGE) if "root_volume_gib" in args else None
+        )
+    )
+    backend_port = collect(lambda: _check_int(args, "backend_port", 1, 65535))
+    collect(lambda: _listener_rules(args))
+    collect(lambda: _parameter_rules(args))
+    alarm_days = collect(lambda: _monitoring_rules(args))
+    image = collect(lambda: _host_image_rules(args))
+    tags = collect(lambda: _tag_rules(args))
+    if problems:
+        raise ValueError("; ".join(problems))
+    region, ami_id, ami_parameter = image
     return _Settings(
         internal=internal,
         ingress_cidrs=ingress_cidrs,
         peer_security_group_ids=tuple(args["peer_security_group_ids"]),
         fleet=fleet,
         instance_type=args["instance_type"],
-        root_volume_gib=_check_int(args, "root_volume_gib", *aws_rules.ROOT_VOLUME_GIB_RANGE)
-        if "root_volume_gib" in args
-        else None,
-        backend_port=_check_int(args, "backend_port", 1, 65535),
+        root_volume_gib=root_volume_gib,
+        backend_port=backend_port,
         health_check_path=args["health_check_path"],
-        http_redirect=_check_bool(args, "http_redirect"),
+        http_redirect=http_redirect,
         listener_certificate_arn=args.get("listener_certificate_arn"),
         listener_domain_name=args.get("listener_domain_name"),
         private_ca_arn=args.get("private_ca_arn"),
@@ -536,7 +558,7 @@ def _validate(raw: Mapping[str, Any]) -> _Settings:
         region=region,
         ami_id=ami_id,
         ami_parameter=ami_parameter,
-        tags=_tag_rules(args),
+        tags=tags,
     )
 
 

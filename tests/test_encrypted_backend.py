@@ -682,6 +682,16 @@ def test_bad_args_raise_before_any_resource(mocks: RecordingMocks, overrides: di
     assert mocks.resources == [], "a resource was registered before validation failed"
 
 
+def test_every_bad_argument_is_reported_at_once(mocks: RecordingMocks) -> None:
+    """One error style with settings: a component used as a library lists every problem, not the first."""
+    args = dict(_args(health_check_path="/", host_count=0, ingress_cidrs=["10.0.0.1/8"], tags={"aws:x": "y"}))
+    with pytest.raises(ValueError, match="health_check_path") as caught:
+        EncryptedBackend("many", args)  # type: ignore[arg-type]
+    for argument in ("health_check_path", "host_count", "ingress_cidrs", "tags"):
+        assert argument in str(caught.value), f"{argument} missing from {caught.value}"
+    assert mocks.resources == []
+
+
 def test_missing_required_argument_is_named(mocks: RecordingMocks) -> None:
     args = dict(_args())
     del args["region"]

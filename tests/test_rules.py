@@ -20,7 +20,7 @@ def test_rules_import_nothing_but_the_standard_library_and_each_other() -> None:
 
     Import lines are read as text: `ast.parse` trips a CPython 3.11 bug (SystemError, AST recursion depth
     mismatch) after the Pulumi mocks have run in the same process."""
-    allowed = {"__future__", "ipaddress", "re", "collections", "typing", "urllib"}
+    allowed = {"__future__", "collections", "dataclasses", "ipaddress", "re", "typing", "urllib"}
     for path in sorted(RULES.glob("*.py")):
         statements = re.findall(r"^(?:from\s+([\w.]+)\s+import\s|import\s+([\w.]+)$)", path.read_text(), re.MULTILINE)
         assert statements or path.name == "__init__.py", f"{path.name}: no imports found; the pattern no longer matches"
@@ -244,3 +244,25 @@ def test_iam_kms_sns_shapes(rule: Any, good: str, bad: str) -> None:
     assert rule(good)
     assert not rule(bad)
     assert not rule(None)
+
+
+@pytest.mark.parametrize(
+    ("rule", "text"),
+    [
+        (aws.is_region, "us-east-1\n"),
+        (aws.is_parameter_path, "/pca/dev\n"),
+        (names.is_server_name, "backend.example.com\n"),
+        (aws.is_iam_role_arn, "arn:aws:iam::123456789012:role/deploy\n"),
+        (lambda text: aws.is_resource_id(text, "vpc"), "vpc-0a1b2c3d\n"),
+        (lambda text: aws.health_check_path_problem(text) is None, "/healthz\n"),
+        (
+            lambda text: aws.parse_ca_arn(text) is not None,
+            f"arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/{'a' * 8}\n",
+        ),
+    ],
+)
+def test_a_trailing_newline_never_passes(rule: Any, text: str) -> None:
+    """`$` matches before a final newline; every rule matches the whole string, so nothing reaches nginx or a
+    shell script with a line break in it."""
+    assert not rule(text)
+    assert rule(text.rstrip("\n"))

@@ -5,11 +5,24 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from components.rules.names import has_control_characters
 from components.rules.network import ip_version
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A rule for one kind of string: the pattern it must match whole, and what it is, for messages."""
+
+    pattern: re.Pattern[str]
+    what: str
+
+    def __call__(self, text: object) -> TypeGuard[str]:
+        return isinstance(text, str) and self.pattern.fullmatch(text) is not None
+
 
 # --- ACM Private CA ---------------------------------------------------------------------------------------
 
@@ -46,15 +59,15 @@ def unsupported_key_algorithm(key_algorithm: object) -> str:
 
 def parse_ca_arn(text: object) -> re.Match[str] | None:
     """The match of an ACM PCA certificate-authority ARN (groups `partition` and `region`), or None."""
-    return _CA_ARN.match(text) if isinstance(text, str) else None
+    return _CA_ARN.fullmatch(text) if isinstance(text, str) else None
 
 
 def template_arn_for(template: str, partition: str = "aws") -> str:
     """Normalise a template name or ARN to an ARN; ValueError for a malformed one or a CA template."""
-    match = _TEMPLATE_ARN.match(template)
+    match = _TEMPLATE_ARN.fullmatch(template)
     if match:
         name = match["name"]
-    elif _TEMPLATE_NAME.match(template):
+    elif _TEMPLATE_NAME.fullmatch(template):
         name = template
     else:
         raise ValueError(
@@ -83,12 +96,17 @@ def short_lived_problem(name: str, validity_days: int, usage_mode: str) -> str |
 
 # --- ACM, EC2, ELB ------------------------------------------------------------------------------------------
 
-_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")
+is_acm_certificate_arn = Shape(
+    re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+"), "an ACM certificate ARN"
+)
 #: EC2 resource IDs: a prefix and 8 (older resources) or 17 lower-case hex digits.
 _RESOURCE_ID = "^{prefix}-(?:[0-9a-f]{{8}}|[0-9a-f]{{17}})$"
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
-_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
+is_instance_type = Shape(re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+"), "an EC2 instance type such as t3.micro")
+is_region = Shape(re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}"), "an AWS region name such as us-east-1 or eu-west-1")
+#: A StackReference name.
+is_stack_name = Shape(
+    re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}"), "a stack name (stack, project/stack or org/project/stack)"
+)
 #: The AMI parameter the hosts boot from by default: the latest Amazon Linux 2023 for x86_64.
 AL2023_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 #: How many hosts one fleet may have (the Auto Scaling group's desired capacity and minimum).
@@ -110,33 +128,16 @@ _HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 SECURITY_GROUP_RULES_MAX = 60
 
 
-def is_acm_certificate_arn(text: object) -> TypeGuard[str]:
-    return isinstance(text, str) and bool(_ACM_ARN.match(text))
-
-
 def is_resource_id(text: object, prefix: str) -> TypeGuard[str]:
     """An EC2 ID such as `vpc-0a1b2c3d4e5f60718`, `subnet-...` or `sg-...` (prefix without the dash)."""
-    return isinstance(text, str) and bool(re.match(_RESOURCE_ID.format(prefix=re.escape(prefix)), text))
-
-
-def is_instance_type(text: object) -> TypeGuard[str]:
-    return isinstance(text, str) and bool(_INSTANCE_TYPE.match(text))
-
-
-def is_region(text: object) -> TypeGuard[str]:
-    return isinstance(text, str) and bool(_REGION.match(text))
-
-
-def is_stack_name(text: object) -> TypeGuard[str]:
-    """A StackReference name: `stack`, `project/stack` or `org/project/stack`."""
-    return isinstance(text, str) and bool(_STACK_NAME.match(text))
+    return isinstance(text, str) and bool(re.fullmatch(_RESOURCE_ID.format(prefix=re.escape(prefix)), text))
 
 
 def health_check_path_problem(path: object) -> str | None:
     """What is wrong with a load balancer health-check path that nginx answers itself, or None.
 
     `/` is refused: nginx's `location /` serves the application, so the check would never reach it."""
-    if not isinstance(path, str) or not _HEALTH_PATH.match(path):
+    if not isinstance(path, str) or not _HEALTH_PATH.fullmatch(path):
         return f"{path!r} must be an absolute URL path of letters, digits and . _ ~ / - such as /healthz"
     if path == "/":
         return "'/' is the application's own location; use a path of its own such as /healthz"
@@ -159,50 +160,32 @@ def security_group_rules_problem(cidrs: Sequence[str], ports: int) -> str | None
 
 # --- IAM, KMS, SNS ------------------------------------------------------------------------------------------
 
-_IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(?:role|user)/[\w+=,.@/-]{1,512}$")
-_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
-_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?$")
-#: sts:AssumeRole's RoleSessionName (2-64) and ExternalId (2-1224) alphabets.
-_ROLE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
-_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
-
-
+is_iam_role_arn = Shape(
+    re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"),
+    "an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+)
+is_iam_principal_arn = Shape(
+    re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(?:role|user)/[\w+=,.@/-]{1,512}"), "an IAM role or user ARN"
+)
+is_kms_key_arn = Shape(
+    re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+"),
+    "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
+)
+is_sns_topic_arn = Shape(
+    re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?"),
+    "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)",
+)
+#: sts:AssumeRole's RoleSessionName (2-64) and ExternalId (2-1224) alphabets
+#: (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
+is_role_session_name = Shape(re.compile(r"[\w+=,.@-]{2,64}"), "2-64 letters, digits or +=,.@_-")
+is_external_id = Shape(re.compile(r"[\w+=,.@:/-]{2,1224}"), "2-1224 letters, digits or +=,.@:/_-")
+#: A shared-config profile name: non-empty, no whitespace.
+is_profile_name = Shape(re.compile(r"\S+"), "an AWS profile name (no spaces)")
 #: What each shape is, for messages ("... is not <what>").
-IAM_ROLE_ARN = "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
-ROLE_SESSION_NAME = "2-64 letters, digits or +=,.@_-"
-EXTERNAL_ID = "2-1224 letters, digits or +=,.@:/_-"
-PROFILE_NAME = "an AWS profile name (no spaces)"
-
-
-def is_profile_name(text: object) -> TypeGuard[str]:
-    """A shared-config profile name: non-empty, no whitespace."""
-    return isinstance(text, str) and bool(re.match(r"^\S+$", text))
-
-
-def is_iam_role_arn(text: object) -> TypeGuard[str]:
-    return isinstance(text, str) and bool(_IAM_ROLE_ARN.match(text))
-
-
-def is_iam_principal_arn(text: object) -> TypeGuard[str]:
-    """An IAM role or user ARN."""
-    return isinstance(text, str) and bool(_IAM_PRINCIPAL_ARN.match(text))
-
-
-def is_kms_key_arn(text: object) -> TypeGuard[str]:
-    return isinstance(text, str) and bool(_KMS_KEY_ARN.match(text))
-
-
-def is_sns_topic_arn(text: object) -> TypeGuard[str]:
-    return isinstance(text, str) and bool(_SNS_TOPIC_ARN.match(text))
-
-
-def is_role_session_name(text: object) -> TypeGuard[str]:
-    return isinstance(text, str) and bool(_ROLE_SESSION_NAME.match(text))
-
-
-def is_external_id(text: object) -> TypeGuard[str]:
-    return isinstance(text, str) and bool(_EXTERNAL_ID.match(text))
+IAM_ROLE_ARN = is_iam_role_arn.what
+ROLE_SESSION_NAME = is_role_session_name.what
+EXTERNAL_ID = is_external_id.what
+PROFILE_NAME = is_profile_name.what
 
 
 # --- SSM, endpoints, tags ----------------------------------------------------------------------------------
@@ -217,7 +200,7 @@ PARAMETER_PREFIX_MAX = 900
 
 def is_parameter_path(name: object) -> TypeGuard[str]:
     """An SSM parameter path: `/` then segments of letters, digits and . _ - (no trailing `/`)."""
-    return isinstance(name, str) and bool(_PARAMETER_NAME.match(name))
+    return isinstance(name, str) and bool(_PARAMETER_NAME.fullmatch(name))
 
 
 def is_reserved_parameter_path(name: str) -> bool:

@@ -41,7 +41,7 @@ def is_dns_name(name: str, *, allow_wildcard: bool = True) -> bool:
         labels = labels[1:]
         if len(labels) < 2:
             return False
-    return all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+    return all(_DNS_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
 
 
 def is_fqdn(name: str) -> bool:
@@ -65,7 +65,7 @@ def is_certificate_name(name: str) -> bool:
 def is_server_name(name: object) -> TypeGuard[str]:
     """A value nginx's `server_name` takes without interpreting it: DNS-like labels (with `_`), an optional
     leading `*.`, or an IPv4 address. No IPv6: nginx matches the Host header, which brackets an IPv6 literal."""
-    return isinstance(name, str) and len(name) <= 253 and bool(_SERVER_NAME.match(name))
+    return isinstance(name, str) and len(name) <= 253 and bool(_SERVER_NAME.fullmatch(name))
 
 
 def has_control_characters(text: str) -> bool:
@@ -75,7 +75,7 @@ def has_control_characters(text: str) -> bool:
 def subject_field_problem(field: str, value: str) -> str | None:
     """What is wrong with an X.509 subject field's value (`field` one of `SUBJECT_FIELD_LIMITS`), or None."""
     limit = SUBJECT_FIELD_LIMITS[field]
-    if field == "country" and not _COUNTRY.match(value):
+    if field == "country" and not _COUNTRY.fullmatch(value):
         return f"{value!r} must be a two-letter ISO 3166 code such as US or DE"
     if has_control_characters(value):
         return f"{value!r} contains control characters (newlines, tabs, ...); use printable text"

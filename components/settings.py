@@ -2,7 +2,12 @@
 
 `parse_settings` is pure (a mapping of config keys to values in, `Settings` out) so every rule is tested without
 Pulumi; `load_settings` feeds it from `pulumi.Config`. Every error names the setting and what is allowed, and
-all of them are reported together, before any resource exists.
+all of them are reported together, before any resource exists; a key the project does not declare is refused
+with the closest known key. The rules themselves live in `components/rules`, shared with the components.
+
+Settings also build each component's typed arguments (`CaSettings.private_ca_args`, `Settings.certificate_args`,
+`network_args`, `backend_args`), so `__main__.py` only wires components together. Adding a setting is its
+`Pulumi.yaml` entry, its line in `DECLARED`, its field and rule here, and its argument.
 """
 
 from __future__ import annotations

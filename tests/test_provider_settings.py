@@ -18,8 +18,8 @@ from tests.stack_harness import CERTIFICATE_TYPE, run_stack
 ACM_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/0123abcd-0000-0000-0000-000000000000"
 BACKEND: dict[str, Any] = {
     "vpcId": "vpc-0123456789abcdef0",
-    "albSubnetIds": ["subnet-0a", "subnet-0b"],
-    "hostSubnetIds": ["subnet-0c"],
+    "albSubnetIds": ["subnet-0a0a0a0a", "subnet-0b0b0b0b"],
+    "hostSubnetIds": ["subnet-0c0c0c0c"],
     "albIngressCidrs": ["10.0.0.0/16"],
     "albCertificateArn": ACM_ARN,
 }

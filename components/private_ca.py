@@ -109,67 +109,12 @@ class PrivateCa(pulumi.ComponentResource):
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
 
-        crl = args.get("crl")
-        crl_ready: list[pulumi.Resource] = []
-        revocation: aws.acmpca.CertificateAuthorityRevocationConfigurationArgs | None = None
         self.crl_bucket: aws.s3.Bucket | None = None
-        if crl:
+        crl_ready: list[pulumi.Resource] = []
+        if args.get("crl"):
             self.crl_bucket, crl_ready = self._crl_bucket(name, partition, account_id, region, tags)
-            revocation = aws.acmpca.CertificateAuthorityRevocationConfigurationArgs(
-                crl_configuration=aws.acmpca.CertificateAuthorityRevocationConfigurationCrlConfigurationArgs(
-                    enabled=True,
-                    expiration_in_days=crl["expiration_days"],
-                    custom_cname=crl.get("custom_cname"),
-                    s3_bucket_name=self.crl_bucket.bucket,
-                    # Block Public Access refuses any other ACL (terraform-provider-aws#33306).
-                    s3_object_acl="BUCKET_OWNER_FULL_CONTROL",
-                )
-            )
-
-        subject = args["subject"]
-        self.authority = aws.acmpca.CertificateAuthority(
-            f"{name}-authority",
-            type=args["ca_type"],
-            usage_mode=args["usage_mode"],
-            permanent_deletion_time_in_days=args["permanent_deletion_days"],
-            key_storage_security_standard=args["key_storage_security_standard"],
-            certificate_authority_configuration=aws.acmpca.CertificateAuthorityCertificateAuthorityConfigurationArgs(
-                key_algorithm=args["key_algorithm"],
-                signing_algorithm=x509.signing_algorithm_for(args["key_algorithm"]),
-                subject=aws.acmpca.CertificateAuthorityCertificateAuthorityConfigurationSubjectArgs(
-                    common_name=subject["common_name"],
-                    organization=subject.get("organization"),
-                    organizational_unit=subject.get("organizational_unit"),
-                    country=subject.get("country"),
-                    state=subject.get("state"),
-                    locality=subject.get("locality"),
-                ),
-            ),
-            revocation_configuration=revocation,
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=crl_ready),
-        )
-
-        if args["ca_type"] == "ROOT":
-            signer_arn: pulumi.Input[str] = self.authority.arn
-            signing_algorithm: pulumi.Input[str] = x509.signing_algorithm_for(args["key_algorithm"])
-            template = ROOT_TEMPLATE
-            validity = aws.acmpca.CertificateValidityArgs(type="YEARS", value=str(args["validity_years"]))
-        else:
-            parent = aws.acmpca.get_certificate_authority_output(
-                arn=args["parent_ca_arn"], opts=pulumi.InvokeOutputOptions(parent=self)
-            )
-            signer_arn = parent.arn
-            # The parent signs with its own key: read its algorithm from its certificate.
-            signing_algorithm = parent.certificate.apply(_signing_algorithm_of_certificate)
-            template = SUBORDINATE_TEMPLATE
-            validity = aws.acmpca.CertificateValidityArgs(
-                type="END_DATE",
-                value=parent.certificate.apply(
-                    lambda parent_pem: _refuse_ended(subordinate_end_date(args["validity_years"], parent_pem))
-                ),
-            )
-
+        self.authority = self._authority(name, args, tags, crl_ready)
+        signer_arn, signing_algorithm, template, validity = self._signer(args)
         self.ca_certificate = aws.acmpca.Certificate(
             f"{name}-ca-certificate",
             certificate_authority_arn=signer_arn,
@@ -195,14 +140,7 @@ class PrivateCa(pulumi.ComponentResource):
         self.acm_issuer_arn = self.arn
         self.acm_permission: aws.acmpca.Permission | None = None
         if args.get("acm_permission"):
-            self.acm_permission = aws.acmpca.Permission(
-                f"{name}-acm-permission",
-                certificate_authority_arn=self.activation.certificate_authority_arn,
-                principal="acm.amazonaws.com",
-                actions=ACM_PERMISSION_ACTIONS,
-                source_account=account_id,
-                opts=pulumi.ResourceOptions(parent=self.authority, protect=False),
-            )
+            self.acm_permission = self._acm_permission(name, account_id)
             # ACM issues a private certificate at the request of the identity that asks for it, but renews it only
             # if the CA granted ACM this permission; without it the CA's owner must renew each one by hand
             # ("Assign certificate renewal permissions to ACM",
@@ -230,6 +168,79 @@ class PrivateCa(pulumi.ComponentResource):
                 "not_after": self.not_after,
                 "crl_bucket_name": self.crl_bucket_name,
             }
+        )
+
+    def _authority(
+        self, name: str, args: PrivateCaArgs, tags: Mapping[str, str], crl_ready: list[pulumi.Resource]
+    ) -> aws.acmpca.CertificateAuthority:
+        """The CA itself (PENDING_CERTIFICATE until activated), after its CRL bucket is ready."""
+        revocation: aws.acmpca.CertificateAuthorityRevocationConfigurationArgs | None = None
+        crl = args.get("crl")
+        if crl and self.crl_bucket is not None:
+            revocation = aws.acmpca.CertificateAuthorityRevocationConfigurationArgs(
+                crl_configuration=aws.acmpca.CertificateAuthorityRevocationConfigurationCrlConfigurationArgs(
+                    enabled=True,
+                    expiration_in_days=crl["expiration_days"],
+                    custom_cname=crl.get("custom_cname"),
+                    s3_bucket_name=self.crl_bucket.bucket,
+                    # Block Public Access refuses any other ACL (terraform-provider-aws#33306).
+                    s3_object_acl="BUCKET_OWNER_FULL_CONTROL",
+                )
+            )
+        subject = args["subject"]
+        return aws.acmpca.CertificateAuthority(
+            f"{name}-authority",
+            type=args["ca_type"],
+            usage_mode=args["usage_mode"],
+            permanent_deletion_time_in_days=args["permanent_deletion_days"],
+            key_storage_security_standard=args["key_storage_security_standard"],
+            certificate_authority_configuration=aws.acmpca.CertificateAuthorityCertificateAuthorityConfigurationArgs(
+                key_algorithm=args["key_algorithm"],
+                signing_algorithm=x509.signing_algorithm_for(args["key_algorithm"]),
+                subject=aws.acmpca.CertificateAuthorityCertificateAuthorityConfigurationSubjectArgs(
+                    common_name=subject["common_name"],
+                    organization=subject.get("organization"),
+                    organizational_unit=subject.get("organizational_unit"),
+                    country=subject.get("country"),
+                    state=subject.get("state"),
+                    locality=subject.get("locality"),
+                ),
+            ),
+            revocation_configuration=revocation,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=crl_ready),
+        )
+
+    def _signer(
+        self, args: PrivateCaArgs
+    ) -> tuple[pulumi.Input[str], pulumi.Input[str], str, aws.acmpca.CertificateValidityArgs]:
+        """Who signs the CA certificate, with which algorithm, template and validity: itself (ROOT) or its parent."""
+        if args["ca_type"] == "ROOT":
+            validity = aws.acmpca.CertificateValidityArgs(type="YEARS", value=str(args["validity_years"]))
+            return self.authority.arn, x509.signing_algorithm_for(args["key_algorithm"]), ROOT_TEMPLATE, validity
+        parent = aws.acmpca.get_certificate_authority_output(
+            arn=args["parent_ca_arn"], opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        validity = aws.acmpca.CertificateValidityArgs(
+            type="END_DATE",
+            value=parent.certificate.apply(
+                lambda parent_pem: _refuse_ended(subordinate_end_date(args["validity_years"], parent_pem))
+            ),
+        )
+        # The parent signs with its own key: read its algorithm from its certificate.
+        signing_algorithm = parent.certificate.apply(_signing_algorithm_of_certificate)
+        return parent.arn, signing_algorithm, SUBORDINATE_TEMPLATE, validity
+
+    def _acm_permission(self, name: str, account_id: pulumi.Output[str]) -> aws.acmpca.Permission:
+        """ACM may issue, fetch and renew private certificates from this CA. Not protected: turning
+        `acm_permission` off stays a plain update."""
+        return aws.acmpca.Permission(
+            f"{name}-acm-permission",
+            certificate_authority_arn=self.activation.certificate_authority_arn,
+            principal="acm.amazonaws.com",
+            actions=ACM_PERMISSION_ACTIONS,
+            source_account=account_id,
+            opts=pulumi.ResourceOptions(parent=self.authority, protect=False),
         )
 
     def _crl_bucket(

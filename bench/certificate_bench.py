@@ -2,10 +2,14 @@
 
 Three tables, from one run:
 
-1. `create()` against the raw floor, per key algorithm: the floor is the same key + CSR generation, then
-   IssueCertificate and GetCertificate with one boto3 client built beforehand. Runs are interleaved (floor,
-   create, create, floor, ...); medians and minimums, and their ratios. Each run's AWS calls are counted on
-   the clients (floor: IssueCertificate + GetCertificate; create: DescribeCertificateAuthority + the same two).
+1. `create()` against the raw floor, per key algorithm: the floor is the same CSR built from the same key, then
+   IssueCertificate and GetCertificate with one boto3 client built beforehand. Runs are interleaved in pairs
+   (floor, create, create, floor, ...); medians and minimums, and their ratios. RSA key generation time varies
+   several-fold from key to key (random prime search), so each pair's key is generated (and timed, in its own
+   columns) just before the pair, and both sides get that key from `x509.generate_private_key`, patched inside
+   this bench only: the ratios compare the provider with the floor, not one key's luck with another's. Each
+   run's AWS calls are counted on the clients (floor: IssueCertificate + GetCertificate; create:
+   DescribeCertificateAuthority + the same two), and both certificates of a pair must carry the pair's key.
 2. A fleet of N concurrent `create()` calls through a proxy that enforces an IssueCertificate quota, at each
    `--quotas` value (below moto's own ceiling of about 15/s here): the IssueCertificate rate achieved as a
    share of the quota, failed creates, requests the proxy refused and let through, and duplicates (issued
@@ -14,7 +18,7 @@ Three tables, from one run:
    one CA, counted at the proxy.
 
 moto signs with its own RSA-2048 key whatever the CA's algorithm and reports every CA as SHORT_LIVED_CERTIFICATE
-(the proxy corrects the latter), so only the generated key varies in table 1. Prints markdown tables.
+(the proxy corrects the latter), so only the key's algorithm varies in table 1. Prints markdown tables.
 
     .venv/bin/python bench/certificate_bench.py [--runs 15] [--fleet 100] [--quotas 2 5] [--stack-size 50]
 """
@@ -27,8 +31,9 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import serialization
 
 from components import certificate, pca_client, x509
 from components.certificate import CertificateProvider
@@ -98,7 +104,49 @@ class _CallCounter:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _floor(client: Any, ca_arn: str, key_algorithm: str) -> None:
+class _PairKey:
+    """Stands in for `x509.generate_private_key` during table 1: hands out the key generated for the current pair.
+
+    RSA key generation time varies several-fold from key to key (a random prime search), so a floor run and a
+    `create()` run that each generated their own key would compare keygen luck, not the provider. Both sides of
+    a pair call this (the floor through `x509.generate_private_key`, `create()` through the same name in
+    components.certificate) and get one key generated beforehand, timed on its own.
+    """
+
+    def __init__(self) -> None:
+        self.key: x509.PrivateKey | None = None
+        self.asked: list[str] = []
+
+    def __call__(self, key_algorithm: str) -> x509.PrivateKey:
+        self.asked.append(key_algorithm)
+        if self.key is None:
+            raise RuntimeError("no key generated for this pair")
+        return self.key
+
+    def take(self) -> list[str]:
+        asked, self.asked = self.asked, []
+        return asked
+
+
+@contextmanager
+def _keys_from(pair_key: _PairKey) -> Iterator[None]:
+    """Inside: every `x509.generate_private_key` call (the floor's and `create()`'s) returns `pair_key.key`."""
+    generate = x509.generate_private_key
+    x509.generate_private_key = pair_key
+    try:
+        yield
+    finally:
+        x509.generate_private_key = generate
+
+
+def _public_der(key_or_certificate: Any) -> bytes:
+    return key_or_certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _floor(client: Any, ca_arn: str, key_algorithm: str) -> str:
+    """The same key + CSR, IssueCertificate and GetCertificate with a client built beforehand: the leaf's PEM."""
     names = x509.SubjectNames.parse(COMMON_NAME, NAMES)
     key = x509.generate_private_key(key_algorithm)
     csr = x509.build_csr(key, COMMON_NAME, names)
@@ -111,12 +159,17 @@ def _floor(client: Any, ca_arn: str, key_algorithm: str) -> None:
     )["CertificateArn"]
     while True:
         try:
-            client.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=arn)
-            return
+            return str(client.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=arn)["Certificate"])
         except ClientError as error:
             if error.response["Error"]["Code"] != "RequestInProgressException":
                 raise
             time.sleep(0.05)
+
+
+def _create(provider: CertificateProvider, inputs: dict[str, Any]) -> str:
+    """`create()`: the leaf's PEM."""
+    outs = provider.create(inputs).outs or {}
+    return str(outs["certificate_pem"])
 
 
 def floor_table(endpoint: str, ca_arn: str, algorithms: list[str], runs: int) -> list[str]:
@@ -126,36 +179,56 @@ def floor_table(endpoint: str, ca_arn: str, algorithms: list[str], runs: int) ->
     floor_calls = _CallCounter(floor_client)
     rows = [
         "| key algorithm | floor median (ms) | create() median (ms) | ratio of medians | floor min (ms) "
-        "| create() min (ms) | ratio of mins | calls per create() / floor | check |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| create() min (ms) | ratio of mins | key generation median (ms) | key generation min (ms) "
+        "| calls per create() / floor | pairs issued for their own key | check |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
+    expected_floor = {(("GetCertificate", 1), ("IssueCertificate", 1))}
+    expected_create = {(("DescribeCertificateAuthority", 1), ("GetCertificate", 1), ("IssueCertificate", 1))}
     for key_algorithm in algorithms:
         inputs = _inputs(provider, ca_arn, endpoint, key_algorithm=key_algorithm)
         provider.create(inputs)  # builds the shared client, as the floor's was built above
         create_calls = _CallCounter(pca_client.client(pca_client.Target.of(inputs)))
-        timings: dict[str, list[float]] = {"floor": [], "create": []}
+        timings: dict[str, list[float]] = {"floor": [], "create": [], "keygen": []}
         seen: dict[str, set[tuple[tuple[str, int], ...]]] = {"floor": set(), "create": set()}
-        actions: dict[str, tuple[Callable[[], object], _CallCounter]] = {
+        actions: dict[str, tuple[Callable[[], str], _CallCounter]] = {
             "floor": (partial(_floor, floor_client, ca_arn, key_algorithm), floor_calls),
-            "create": (partial(provider.create, inputs), create_calls),
+            "create": (partial(_create, provider, inputs), create_calls),
         }
-        for run in range(runs):
-            for name in ("floor", "create") if run % 2 == 0 else ("create", "floor"):
-                action, counter = actions[name]
-                counter.take()
+        generate_private_key = x509.generate_private_key  # the real one, taken before the patch below
+        pair_key = _PairKey()
+        problems: list[str] = []
+        same_key_pairs = 0
+        with _keys_from(pair_key):
+            for run in range(runs):
                 start = time.perf_counter()
-                action()
-                timings[name].append((time.perf_counter() - start) * 1000)
-                seen[name].add(tuple(sorted(counter.take().items())))
-        floor_ms, create_ms = timings["floor"], timings["create"]
-        expected_floor = {(("GetCertificate", 1), ("IssueCertificate", 1))}
-        expected_create = {(("DescribeCertificateAuthority", 1), ("GetCertificate", 1), ("IssueCertificate", 1))}
-        ok = seen["floor"] == expected_floor and seen["create"] == expected_create
+                pair_key.key = generate_private_key(key_algorithm)
+                timings["keygen"].append((time.perf_counter() - start) * 1000)
+                issued_for_key = 0
+                for name in ("floor", "create") if run % 2 == 0 else ("create", "floor"):
+                    action, counter = actions[name]
+                    counter.take()
+                    pair_key.take()
+                    start = time.perf_counter()
+                    pem = action()
+                    timings[name].append((time.perf_counter() - start) * 1000)
+                    seen[name].add(tuple(sorted(counter.take().items())))
+                    if pair_key.take() != [key_algorithm]:
+                        problems.append(f"{name} did not ask for exactly one {key_algorithm} key")
+                    leaf = x509.load_certificates(pem)[0]
+                    issued_for_key += _public_der(leaf) == _public_der(pair_key.key)
+                same_key_pairs += issued_for_key == 2
+        if seen["floor"] != expected_floor or seen["create"] != expected_create:
+            problems.append(f"UNEXPECTED CALLS {seen}")
+        if same_key_pairs != runs:
+            problems.append(f"{runs - same_key_pairs} pairs were not issued for the pair's key")
+        floor_ms, create_ms, keygen_ms = timings["floor"], timings["create"], timings["keygen"]
         rows.append(
             f"| {key_algorithm} | {statistics.median(floor_ms):.1f} | {statistics.median(create_ms):.1f} "
             f"| {statistics.median(create_ms) / statistics.median(floor_ms):.2f}x | {min(floor_ms):.1f} "
-            f"| {min(create_ms):.1f} | {min(create_ms) / min(floor_ms):.2f}x | 3 / 2 "
-            f"| {'ok' if ok else f'UNEXPECTED CALLS {seen}'} |"
+            f"| {min(create_ms):.1f} | {min(create_ms) / min(floor_ms):.2f}x "
+            f"| {statistics.median(keygen_ms):.1f} | {min(keygen_ms):.1f} | 3 / 2 | {same_key_pairs} / {runs} "
+            f"| {'; '.join(dict.fromkeys(problems)) or 'ok'} |"
         )
     return rows
 

@@ -331,8 +331,9 @@ def _check_cidrs(
     return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)  # type: ignore[attr-defined]
 
 
-def _check_string_list(key: str, value: object, *, minimum: int, prefix: str) -> None:
-    """Checks a plain list of ids; Outputs are checked by AWS at deployment."""
+def _check_id_list(key: str, value: object, *, minimum: int, prefix: str, kind: str) -> None:
+    """Checks a plain list of EC2 IDs (`prefix` without the dash, as settings do); a list that is an Output, or
+    an entry that is one (not known until deployment), is checked by AWS at deployment."""
     if isinstance(value, str):
         raise ValueError(f"{key} must be a list of ids, got the string {value!r}")
     if not _is_plain_list(value):
@@ -340,8 +341,8 @@ def _check_string_list(key: str, value: object, *, minimum: int, prefix: str) ->
     if len(value) < minimum:  # type: ignore[arg-type]
         raise ValueError(f"{key} must list at least {minimum} id(s), got {value!r}")
     for item in value:  # type: ignore[attr-defined]
-        if isinstance(item, str) and not item.startswith(prefix):
-            raise ValueError(f"{key} entry {item!r} must be an id starting with {prefix!r}")
+        if isinstance(item, str) and not aws_rules.is_resource_id(item, prefix):
+            raise ValueError(f"{key} entry {item!r} must be {kind} ({aws_rules.resource_id_allowed(prefix)})")
 
 
 def _check_pem(key: str, value: object, marker: str) -> None:
@@ -380,13 +381,13 @@ def _normalise(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def _network_rules(args: Mapping[str, Any]) -> None:
     if isinstance(args["vpc_id"], str) and not aws_rules.is_resource_id(args["vpc_id"], "vpc"):
-        raise ValueError(f"vpc_id must be a VPC id of vpc- and 8 or 17 hex digits, got {args['vpc_id']!r}")
-    _check_string_list("alb_subnet_ids", args["alb_subnet_ids"], minimum=2, prefix="subnet-")
-    _check_string_list("host_subnet_ids", args["host_subnet_ids"], minimum=1, prefix="subnet-")
+        raise ValueError(f"vpc_id must be a VPC id of {aws_rules.resource_id_allowed('vpc')}, got {args['vpc_id']!r}")
+    _check_id_list("alb_subnet_ids", args["alb_subnet_ids"], minimum=2, prefix="subnet", kind="a subnet ID")
+    _check_id_list("host_subnet_ids", args["host_subnet_ids"], minimum=1, prefix="subnet", kind="a subnet ID")
     peers = args["peer_security_group_ids"]
     if isinstance(peers, str) or not _is_plain_list(peers):
         raise ValueError(f"peer_security_group_ids must be a list of security group ids, got {peers!r}")
-    _check_string_list("peer_security_group_ids", peers, minimum=0, prefix="sg-")
+    _check_id_list("peer_security_group_ids", peers, minimum=0, prefix="sg", kind="a security group ID")
     if len(peers) + 2 > aws_rules.SECURITY_GROUP_RULES_MAX:
         raise ValueError(
             f"peer_security_group_ids lists {len(peers)} groups; with the load balancer and the fleet that exceeds "

@@ -569,11 +569,11 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
 def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettings) -> BackendSettings:
     network_cidr = read.string("networkCidr")
     vpc_id = read.string("vpcId")
-    subnet = "a subnet ID (subnet- and 8 or 17 hex digits)"
+    subnet = f"a subnet ID ({aws_rules.resource_id_allowed('subnet')})"
     alb_subnets = read.strings("albSubnetIds", lambda text: aws_rules.is_resource_id(text, "subnet"), subnet)
     host_subnets = read.strings("hostSubnetIds", lambda text: aws_rules.is_resource_id(text, "subnet"), subnet)
     if vpc_id and not aws_rules.is_resource_id(vpc_id, "vpc"):
-        read.problem("vpcId", f"{vpc_id!r} is not a VPC ID (vpc- and 8 or 17 hex digits)")
+        read.problem("vpcId", f"{vpc_id!r} is not a VPC ID ({aws_rules.resource_id_allowed('vpc')})")
     if network_cidr:
         try:
             network.subnet_cidrs(network_cidr)
@@ -598,7 +598,7 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
     if all(network.is_cidr(cidr) for cidr in cidrs):
         # One rule per CIDR and listener port (443, and 80 with httpRedirect).
         _check(read, "albIngressCidrs", aws_rules.security_group_rules_problem(cidrs, 2 if http_redirect else 1))
-    sg = "a security group ID (sg- and 8 or 17 hex digits)"
+    sg = f"a security group ID ({aws_rules.resource_id_allowed('sg')})"
     peers = read.strings("peerSecurityGroupIds", lambda text: aws_rules.is_resource_id(text, "sg"), sg)
     # The hosts' group also admits the load balancer's group and itself.
     rules_max = aws_rules.SECURITY_GROUP_RULES_MAX

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -145,11 +146,11 @@ def mocks() -> Iterator[RecordingMocks]:
 def _args(**overrides: Any) -> EncryptedBackendArgs:
     args: dict[str, Any] = {
         "vpc_id": "vpc-0123456789abcdef0",
-        "alb_subnet_ids": ["subnet-a1", "subnet-b1"],
-        "host_subnet_ids": ["subnet-a2", "subnet-b2"],
+        "alb_subnet_ids": ["subnet-0a1a1a1a", "subnet-0b1b1b1b"],
+        "host_subnet_ids": ["subnet-0a2a2a2a", "subnet-0b2b2b2b"],
         "internal": True,
         "ingress_cidrs": ["10.0.0.0/16", "fd00::/8"],
-        "peer_security_group_ids": ["sg-peer1"],
+        "peer_security_group_ids": ["sg-0e1e1e1e"],
         "host_count": 3,
         "instance_type": "t3.small",
         "listener_certificate_arn": LISTENER_CERT_ARN,
@@ -304,7 +305,9 @@ def test_security_group_rules(mocks: RecordingMocks) -> None:
     backend_in = [r.inputs for r in ingress if r.inputs["securityGroupId"] == backend_sg]
     assert all(r["fromPort"] == 8443 for r in backend_in), urn
     assert all("cidrIpv4" not in r and "cidrIpv6" not in r for r in backend_in), f"{urn}: CIDR ingress"
-    assert sorted(r["referencedSecurityGroupId"] for r in backend_in) == sorted([alb_sg, backend_sg, "sg-peer1"]), urn
+    assert sorted(r["referencedSecurityGroupId"] for r in backend_in) == sorted([alb_sg, backend_sg, "sg-0e1e1e1e"]), (
+        urn
+    )
     backend_out = [r.inputs for r in egress if r.inputs["securityGroupId"] == backend_sg]
     assert {(r["fromPort"], r.get("cidrIpv4"), r.get("referencedSecurityGroupId")) for r in backend_out} == {
         (443, "0.0.0.0/0", None),
@@ -401,7 +404,9 @@ def test_auto_scaling_group_sizes_health_checks_and_refresh(mocks: RecordingMock
     (group,) = mocks.of_type("aws:autoscaling/group:Group")
     inputs = group.inputs
     assert (inputs["minSize"], inputs["desiredCapacity"], inputs["maxSize"]) == (2, 3, 6), urn
-    assert inputs["vpcZoneIdentifiers"] == ["subnet-a2", "subnet-b2"], f"{urn}: spread over the host subnets"
+    assert inputs["vpcZoneIdentifiers"] == ["subnet-0a2a2a2a", "subnet-0b2b2b2b"], (
+        f"{urn}: spread over the host subnets"
+    )
     (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     version = str(zlib.crc32(template.inputs["userData"].encode()) % 1000)
     assert inputs["launchTemplate"] == {"id": "lt-asg-hosts", "version": version}, f"{urn}: a pinned version"
@@ -456,13 +461,44 @@ def test_a_new_boot_script_is_a_new_template_version_not_new_resources(mocks: Re
 @pytest.mark.parametrize("count", [1, 4])
 def test_subnet_ids_may_be_an_output(mocks: RecordingMocks, count: int) -> None:
     def args() -> EncryptedBackendArgs:
-        subnets = pulumi.Output.from_input(["subnet-x", "subnet-y"])
+        subnets = pulumi.Output.from_input(["subnet-0c0c0c0c", "subnet-0d0d0d0d"])
         return _args(host_subnet_ids=subnets, alb_subnet_ids=subnets, host_count=count)
 
     urn = _deploy("outsub", args)
     (group,) = mocks.of_type("aws:autoscaling/group:Group")
-    assert group.inputs["vpcZoneIdentifiers"] == ["subnet-x", "subnet-y"], urn
+    assert group.inputs["vpcZoneIdentifiers"] == ["subnet-0c0c0c0c", "subnet-0d0d0d0d"], urn
     assert group.inputs["desiredCapacity"] == count, urn
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "allowed"),
+    [
+        ("alb_subnet_ids", ["subnet-0a1a1a1a", "subnet-a1"], "a subnet ID (subnet- and 8 or 17 hex digits)"),
+        ("host_subnet_ids", ["subnet-0a2a2a2a1"], "a subnet ID (subnet- and 8 or 17 hex digits)"),
+        ("host_subnet_ids", ["subnet-0A2A2A2A"], "a subnet ID (subnet- and 8 or 17 hex digits)"),
+        ("peer_security_group_ids", ["sg-peer1"], "a security group ID (sg- and 8 or 17 hex digits)"),
+    ],
+)
+def test_prefix_only_ids_are_refused_like_settings_refuse_them(
+    mocks: RecordingMocks, argument: str, value: list[str], allowed: str
+) -> None:
+    """The component checks the whole EC2 ID with the rule settings use, not only its prefix."""
+    with pytest.raises(ValueError, match=re.escape(f"{argument} entry {value[-1]!r} must be {allowed}")):
+        EncryptedBackend("prefix", _args(**{argument: value}))
+    assert mocks.resources == [], "a resource was registered before validation failed"
+
+
+def test_unknown_ids_in_a_list_pass_through_to_aws(mocks: RecordingMocks) -> None:
+    """IDs that are Outputs (another component's, not known yet) are left for AWS to check at deployment."""
+
+    def args() -> EncryptedBackendArgs:
+        subnet = pulumi.Output.from_input("subnet-from-another-stack")
+        group = pulumi.Output.from_input("sg-from-another-stack")
+        return _args(host_subnet_ids=[subnet], peer_security_group_ids=[group])
+
+    urn = _deploy("unknown", args)
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert group.inputs["vpcZoneIdentifiers"] == ["subnet-from-another-stack"], urn
 
 
 def test_key_material_only_in_the_private_key_parameter(mocks: RecordingMocks) -> None:
@@ -641,7 +677,7 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         ({"parameter_prefix": "/aws/reserved"}, "parameter_prefix"),
         ({"region": "Europe"}, "region"),
         ({"instance_type": "big"}, "instance_type"),
-        ({"alb_subnet_ids": ["subnet-a1"]}, "alb_subnet_ids"),
+        ({"alb_subnet_ids": ["subnet-0a1a1a1a"]}, "alb_subnet_ids"),
         ({"host_subnet_ids": []}, "host_subnet_ids"),
         ({"vpc_id": "vpn-1"}, "vpc_id"),
         ({"peer_security_group_ids": ["default"]}, "peer_security_group_ids"),

@@ -133,6 +133,11 @@ def is_resource_id(text: object, prefix: str) -> TypeGuard[str]:
     return isinstance(text, str) and bool(re.fullmatch(_RESOURCE_ID.format(prefix=re.escape(prefix)), text))
 
 
+def resource_id_allowed(prefix: str) -> str:
+    """What `is_resource_id(..., prefix)` accepts, for an error message: `subnet- and 8 or 17 hex digits`."""
+    return f"{prefix}- and 8 or 17 hex digits"
+
+
 def health_check_path_problem(path: object) -> str | None:
     """What is wrong with a load balancer health-check path that nginx answers itself, or None.
 

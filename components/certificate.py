@@ -384,12 +384,12 @@ def _days_rule(inputs: dict[str, Any]) -> Problems:
         yield "validity_days", f"validity_days must be positive, got {validity}"
     elif validity > MAX_VALIDITY_DAYS:
         yield "validity_days", f"validity_days must be at most {MAX_VALIDITY_DAYS} (a century), got {validity}"
-    if renew_before is None:
-        inputs["renew_before_days"] = renew_before = validity // 3
-    if _is_whole(renew_before) and not 0 <= renew_before < validity:
+    inputs["renew_before_days"] = renew_before = aws_rules.renew_before_days(validity, renew_before)
+    low, high = aws_rules.renew_before_range(validity)
+    if _is_whole(renew_before) and not low <= renew_before <= high:
         yield (
             "renew_before_days",
-            (f"renew_before_days must be at least 0 and less than validity_days ({validity}), got {renew_before}"),
+            f"renew_before_days must be at least {low} and less than validity_days ({validity}), got {renew_before}",
         )
 
 

@@ -546,7 +546,7 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
     validity = read.integer("certValidityDays", 0, 0, 3650) or (SHORT_LIVED_MAX_DAYS if short_lived else 90)
     _check(read, "certValidityDays", aws_rules.short_lived_problem("certValidityDays", validity, ca.usage_mode))
     # 0 (the default) leaves it to the provider: a third of the validity.
-    renew_before = read.integer("certRenewBeforeDays", 0, 0, max(validity - 1, 0)) or None
+    renew_before = read.integer("certRenewBeforeDays", 0, *aws_rules.renew_before_range(validity)) or None
     throttle_minutes = read.integer(
         "certThrottleRetryMinutes", aws_rules.DEFAULT_THROTTLE_RETRY_MINUTES, 1, aws_rules.MAX_THROTTLE_RETRY_MINUTES
     )
@@ -718,7 +718,7 @@ def _parse_parameter_key(read: _Reader) -> dict[str, Any]:
 def _parse_expiry_alarm(read: _Reader, certificate: CertificateSettings) -> dict[str, Any]:
     """certExpiryAlarmDays must fall inside the renewal window: a fleet waiting for its next `pulumi up` in
     that window is healthy. 0 (the default) means 14, or half the window when that is shorter."""
-    window = certificate.renew_before_days or certificate.validity_days // 3
+    window = aws_rules.renew_before_days(certificate.validity_days, certificate.renew_before_days)
     days = read.integer("certExpiryAlarmDays", 0, 0, aws_rules.EXPIRY_ALARM_DAYS_MAX)
     if days and days >= window:
         read.problem(

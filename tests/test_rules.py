@@ -46,6 +46,24 @@ def test_resource_ids(text: object, prefix: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("validity", "requested", "days", "allowed"),
+    [
+        (90, None, 30, (0, 89)),
+        (90, 0, 0, (0, 89)),
+        (90, 89, 89, (0, 89)),
+        (7, None, 2, (0, 6)),
+        (1, None, 0, (0, 0)),
+    ],
+)
+def test_renewal_window(validity: int, requested: int | None, days: int, allowed: tuple[int, int]) -> None:
+    """One rule for certRenewBeforeDays (settings) and renew_before_days (the certificate provider)."""
+    assert aws.renew_before_days(validity, requested) == days
+    assert aws.renew_before_range(validity) == allowed
+    low, high = aws.renew_before_range(0)
+    assert low > high, "a certificate valid for no days has no renewal window"
+
+
+@pytest.mark.parametrize(
     ("path", "problem"),
     [
         ("/healthz", None),

@@ -4,8 +4,8 @@ Settings (`components/settings.py`), the Pulumi components, the certificate prov
 import their checks from here, so a setting and the component argument it feeds can never disagree. Nothing in
 this package imports boto3, Pulumi or `cryptography`: each rule is a plain function, tested without mocks.
 
-- `aws`: ARN shapes, resource IDs, ACM PCA enums and templates, the short-lived cap, SSM parameter paths,
-  regions, health-check paths, endpoint URLs, tags and security-group rule quotas;
+- `aws`: ARN shapes, resource IDs, ACM PCA enums and templates, the short-lived cap, a certificate's renewal
+  window, SSM parameter paths, regions, health-check paths, endpoint URLs, tags and security-group rule quotas;
 - `names`: DNS names, IP addresses, nginx server names and X.509 subject fields;
 - `network`: CIDR blocks and the subnet arithmetic of the isolated network.
 

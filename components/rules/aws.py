@@ -94,6 +94,19 @@ def short_lived_problem(name: str, validity_days: int, usage_mode: str) -> str |
     return None
 
 
+def renew_before_range(validity_days: int) -> tuple[int, int]:
+    """The renew-before days a certificate valid for `validity_days` accepts, both ends included: from 0 (renew
+    only once expired) to one day less than its validity (a longer window would replace it on every update).
+    Empty (low > high) when `validity_days` is not positive."""
+    return 0, validity_days - 1
+
+
+def renew_before_days(validity_days: int, renew_before: int | None) -> int:
+    """`renew_before`, or when it is None the default: a third of `validity_days` (30 of 90), as cert-manager
+    renews at two thirds of a certificate's life."""
+    return validity_days // 3 if renew_before is None else renew_before
+
+
 # --- ACM, EC2, ELB ------------------------------------------------------------------------------------------
 
 is_acm_certificate_arn = Shape(

@@ -443,6 +443,37 @@ def _unknown_key(key: str, project: str) -> str:
 
 
 def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
+    mode, ca_stack, parent_arn = _parse_ca_source(read)
+    usage = _parse_ca_usage(read)
+    return CaSettings(
+        mode=mode,
+        subject=CaSubject(
+            common_name=_subject_field(read, "caCommonName", "common_name", f"{project} {stack} CA") or "",
+            organization=_subject_field(read, "caOrganization", "organization"),
+            organizational_unit=_subject_field(read, "caOrganizationalUnit", "organizational_unit"),
+            country=_subject_field(read, "caCountry", "country"),
+            state=_subject_field(read, "caState", "state"),
+            locality=_subject_field(read, "caLocality", "locality"),
+        ),
+        key_algorithm=read.choice("caKeyAlgorithm", aws_rules.KEY_ALGORITHMS, "RSA_2048"),
+        validity_years=_validity_years(read, mode),
+        usage_mode=usage["usage_mode"],
+        permanent_deletion_days=read.integer("caPermanentDeletionDays", 30, *aws_rules.PERMANENT_DELETION_DAYS_RANGE),
+        key_storage_security_standard=read.choice(
+            "caKeyStorageSecurityStandard", KEY_STORAGE_STANDARDS, KEY_STORAGE_STANDARDS[0]
+        ),
+        crl_enabled=usage["crl_enabled"],
+        crl_expiration_days=read.integer("caCrlExpirationDays", 7, *aws_rules.CRL_EXPIRATION_DAYS_RANGE),
+        crl_custom_cname=usage["crl_custom_cname"],
+        acm_permission=usage["acm_permission"],
+        protect=read.boolean("caProtect", True),
+        stack=ca_stack,
+        parent_arn=parent_arn,
+    )
+
+
+def _parse_ca_source(read: _Reader) -> tuple[str, str | None, str | None]:
+    """caMode and where a stack or subordinate CA comes from: (mode, caStack, caParentArn)."""
     mode = read.choice("caMode", CA_MODES, "root")
     ca_stack = read.string("caStack")
     parent_arn = read.string("caParentArn")
@@ -465,7 +496,11 @@ def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
         read.problem("caParentArn", "is only used with caMode subordinate")
     if mode == "subordinate" and bool(ca_stack) == bool(parent_arn):
         read.problem("caMode", "subordinate needs exactly one parent: caStack (a stack's CA) or caParentArn")
+    return mode, ca_stack, parent_arn
 
+
+def _parse_ca_usage(read: _Reader) -> dict[str, Any]:
+    """caUsageMode and what depends on it: the CRL and ACM's permission to renew."""
     usage_mode = read.choice("caUsageMode", USAGE_MODES, "GENERAL_PURPOSE")
     crl_enabled = read.boolean("caCrlEnabled", False)
     if crl_enabled and usage_mode == "SHORT_LIVED_CERTIFICATE":
@@ -479,31 +514,12 @@ def _parse_ca(read: _Reader, *, stack: str, project: str) -> CaSettings:
     acm_permission = read.boolean("caAcmPermission", False)
     if acm_permission and usage_mode == "SHORT_LIVED_CERTIFICATE":
         read.problem("caAcmPermission", "ACM cannot issue from a SHORT_LIVED_CERTIFICATE CA; use GENERAL_PURPOSE")
-    return CaSettings(
-        mode=mode,
-        subject=CaSubject(
-            common_name=_subject_field(read, "caCommonName", "common_name", f"{project} {stack} CA") or "",
-            organization=_subject_field(read, "caOrganization", "organization"),
-            organizational_unit=_subject_field(read, "caOrganizationalUnit", "organizational_unit"),
-            country=_subject_field(read, "caCountry", "country"),
-            state=_subject_field(read, "caState", "state"),
-            locality=_subject_field(read, "caLocality", "locality"),
-        ),
-        key_algorithm=read.choice("caKeyAlgorithm", aws_rules.KEY_ALGORITHMS, "RSA_2048"),
-        validity_years=_validity_years(read, mode),
-        usage_mode=usage_mode,
-        permanent_deletion_days=read.integer("caPermanentDeletionDays", 30, *aws_rules.PERMANENT_DELETION_DAYS_RANGE),
-        key_storage_security_standard=read.choice(
-            "caKeyStorageSecurityStandard", KEY_STORAGE_STANDARDS, KEY_STORAGE_STANDARDS[0]
-        ),
-        crl_enabled=crl_enabled,
-        crl_expiration_days=read.integer("caCrlExpirationDays", 7, *aws_rules.CRL_EXPIRATION_DAYS_RANGE),
-        crl_custom_cname=crl_cname,
-        acm_permission=acm_permission,
-        protect=read.boolean("caProtect", True),
-        stack=ca_stack,
-        parent_arn=parent_arn,
-    )
+    return {
+        "usage_mode": usage_mode,
+        "crl_enabled": crl_enabled,
+        "crl_custom_cname": crl_cname,
+        "acm_permission": acm_permission,
+    }
 
 
 def _subject_field(read: _Reader, key: str, field: str, default: str | None = None) -> str | None:
@@ -567,6 +583,26 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
 
 
 def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettings) -> BackendSettings:
+    network_settings = _parse_network(read)
+    ingress = _parse_ingress(read)
+    listener = _parse_listener(read, ca)
+    image = _parse_host_image(read)
+    host_count = read.integer("hostCount", 2, *aws_rules.HOST_COUNT_RANGE)
+    return BackendSettings(
+        **network_settings,
+        **ingress,
+        **listener,
+        **image,
+        host_count=host_count,
+        host_ami_id=_host_ami_id(read),
+        **_parse_fleet(read, host_count),
+        **_parse_parameter_key(read),
+        **_parse_expiry_alarm(read, certificate),
+    )
+
+
+def _parse_network(read: _Reader) -> dict[str, Any]:
+    """networkCidr (a VPC this stack creates) or an existing vpcId with its subnets."""
     network_cidr = read.string("networkCidr")
     vpc_id = read.string("vpcId")
     subnet = f"a subnet ID ({aws_rules.resource_id_allowed('subnet')})"
@@ -588,6 +624,16 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
             read.problem("albSubnetIds", "an ALB needs subnets in at least two availability zones")
         if not host_subnets:
             read.problem("hostSubnetIds", "at least one subnet for the backend hosts is required")
+    return {
+        "network_cidr": network_cidr,
+        "vpc_id": vpc_id or "",
+        "alb_subnet_ids": alb_subnets,
+        "host_subnet_ids": host_subnets,
+    }
+
+
+def _parse_ingress(read: _Reader) -> dict[str, Any]:
+    """Who may reach the load balancer (albIngressCidrs) and the hosts (peerSecurityGroupIds)."""
     internal = read.boolean("albInternal", True)
     http_redirect = read.boolean("httpRedirect", True)
     cidrs = read.strings("albIngressCidrs", network.is_cidr, "a CIDR block such as 10.0.0.0/16")
@@ -608,6 +654,16 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
             f"lists {len(peers)} groups; with the load balancer and the fleet itself that exceeds AWS's "
             f"{rules_max} rules per security group: at most {rules_max - 2}",
         )
+    return {
+        "alb_internal": internal,
+        "http_redirect": http_redirect,
+        "alb_ingress_cidrs": cidrs,
+        "peer_security_group_ids": peers,
+    }
+
+
+def _parse_listener(read: _Reader, ca: CaSettings) -> dict[str, Any]:
+    """The HTTPS listener's certificate (exactly one source) and the target group's health check."""
     certificate_arn = read.string("albCertificateArn")
     domain_name = read.string("albDomainName")
     if certificate_arn and not aws_rules.is_acm_certificate_arn(certificate_arn):
@@ -633,33 +689,18 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
         )
     health_path = read.string("healthCheckPath", "/healthz") or "/healthz"
     _check(read, "healthCheckPath", aws_rules.health_check_path_problem(health_path))
+    return {"alb_certificate_arn": certificate_arn, "alb_domain_name": domain_name, "health_check_path": health_path}
+
+
+def _parse_host_image(read: _Reader) -> dict[str, Any]:
+    """The hosts' instance type and the SSM parameter that names their AMI."""
     instance_type = read.string("instanceType", "t3.micro") or "t3.micro"
     if not aws_rules.is_instance_type(instance_type):
         read.problem("instanceType", f"{instance_type!r} is not an EC2 instance type such as t3.micro")
     ami_parameter = read.string("amiParameter", AL2023_AMI_PARAMETER) or AL2023_AMI_PARAMETER
     if not aws_rules.is_parameter_path(ami_parameter):
         read.problem("amiParameter", f"{ami_parameter!r} is not an SSM parameter name such as {AL2023_AMI_PARAMETER}")
-    host_count = read.integer("hostCount", 2, *aws_rules.HOST_COUNT_RANGE)
-    return BackendSettings(
-        network_cidr=network_cidr,
-        vpc_id=vpc_id or "",
-        alb_subnet_ids=alb_subnets,
-        host_subnet_ids=host_subnets,
-        alb_internal=internal,
-        alb_ingress_cidrs=cidrs,
-        peer_security_group_ids=peers,
-        host_count=host_count,
-        instance_type=instance_type,
-        http_redirect=http_redirect,
-        health_check_path=health_path,
-        alb_certificate_arn=certificate_arn,
-        alb_domain_name=domain_name,
-        ami_parameter=ami_parameter,
-        host_ami_id=_host_ami_id(read),
-        **_parse_fleet(read, host_count),
-        **_parse_parameter_key(read),
-        **_parse_expiry_alarm(read, certificate),
-    )
+    return {"instance_type": instance_type, "ami_parameter": ami_parameter}
 
 
 def _host_ami_id(read: _Reader) -> str | None:

@@ -1126,6 +1126,11 @@ class EncryptedBackend(pulumi.ComponentResource):
             # status check fails.
             health_check_type="ELB",
             health_check_grace_period=HEALTH_CHECK_GRACE_SECONDS,
+            # On creation `pulumi up` waits (wait_for_capacity_timeout, 10 minutes) until this many hosts pass the
+            # target group's health check: a boot that cannot serve fails the update loudly, and hosts this group
+            # replaces (an earlier deployment's) are deleted only after the new ones serve. Later rollouts are the
+            # instance refresh's, which keeps `min_healthy_percent` serving.
+            min_elb_capacity=fleet.minimum,
             # A new launch template version (boot script, AMI) always starts a refresh; "tag" also rolls the
             # hosts when the tags they are launched with change.
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(

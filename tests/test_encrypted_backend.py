@@ -412,6 +412,7 @@ def test_auto_scaling_group_sizes_health_checks_and_refresh(mocks: RecordingMock
     assert inputs["launchTemplate"] == {"id": "lt-asg-hosts", "version": version}, f"{urn}: a pinned version"
     assert inputs["healthCheckType"] == "ELB", urn
     assert inputs["healthCheckGracePeriod"] == 300, urn
+    assert inputs["minElbCapacity"] == 2, f"{urn}: creation waits for the minimum to pass the health check"
     assert inputs["instanceRefresh"] == {
         "strategy": "Rolling",
         "preferences": {"minHealthyPercentage": 50, "maxHealthyPercentage": 150},

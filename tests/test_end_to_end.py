@@ -37,7 +37,7 @@ from cryptography import x509
 from components.certificate import CertificateProvider
 from components.local.emulator import create_active_ca
 from components.local.nginx import running_nginx, tls_server_block, write_standalone_conf
-from components.local.process import free_port, require_binary
+from components.local.process import free_port, require_binary, stop_process
 from components.local.tls import make_pki
 from tests.tls_fixtures import REPO, VERIFY_TLS, run
 
@@ -86,13 +86,7 @@ def local_backend(args: list[str], tmp_path: Path) -> Iterator[tuple[dict[str, A
         ready = _read_ready_line(process, stderr_path)
         yield ready, process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process, grace=30)  # local-backend stops its nginx and cleans up on SIGTERM
         if process.stdout:
             process.stdout.close()
         nginx_pid = ready.get("pid")

@@ -40,12 +40,12 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], host: str = "127.
     raise RuntimeError(f"nothing listens on {host}:{port} after 10s")
 
 
-def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
-    """SIGTERM (for nginx: fast shutdown of master and workers), then SIGKILL after 10 s."""
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 10) -> None:
+    """SIGTERM (for nginx: fast shutdown of master and workers), then SIGKILL after `grace` seconds."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)

@@ -512,10 +512,13 @@ class CertificateProvider(pulumi.dynamic.ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [key for key in IDENTITY_INPUTS if olds.get(key) != news.get(key)]
         renew_before = news.get("renew_before_days")
-        if olds.get("not_after") and isinstance(renew_before, int) and "not_after" not in replaces:
-            renew_at = x509.parse_iso_utc(olds["not_after"]) - timedelta(days=renew_before)
-            if datetime.now(UTC) >= renew_at:
-                replaces.append("not_after")
+        if (
+            olds.get("not_after")
+            and isinstance(renew_before, int)
+            and "not_after" not in replaces
+            and aws_rules.renewal_due(x509.parse_iso_utc(olds["not_after"]), renew_before, datetime.now(UTC))
+        ):
+            replaces.append("not_after")
         # State written before an input existed lacks it: the default is no change.
         defaults = {"throttle_retry_minutes": DEFAULT_THROTTLE_RETRY_MINUTES, "revoke_on_delete": True}
         in_place = [

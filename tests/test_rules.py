@@ -20,7 +20,7 @@ def test_rules_import_nothing_but_the_standard_library_and_each_other() -> None:
 
     Import lines are read as text: `ast.parse` trips a CPython 3.11 bug (SystemError, AST recursion depth
     mismatch) after the Pulumi mocks have run in the same process."""
-    allowed = {"__future__", "collections", "dataclasses", "ipaddress", "re", "typing", "urllib"}
+    allowed = {"__future__", "collections", "dataclasses", "datetime", "ipaddress", "re", "typing", "urllib"}
     for path in sorted(RULES.glob("*.py")):
         statements = re.findall(r"^(?:from\s+([\w.]+)\s+import\s|import\s+([\w.]+)$)", path.read_text(), re.MULTILINE)
         assert statements or path.name == "__init__.py", f"{path.name}: no imports found; the pattern no longer matches"
@@ -284,3 +284,14 @@ def test_a_trailing_newline_never_passes(rule: Any, text: str) -> None:
     shell script with a line break in it."""
     assert not rule(text)
     assert rule(text.rstrip("\n"))
+
+
+def test_renewal_is_due_from_not_after_minus_renew_before() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    not_after = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    opens = not_after - timedelta(days=30)
+    assert not aws.renewal_due(not_after, 30, opens - timedelta(seconds=1))
+    assert aws.renewal_due(not_after, 30, opens)
+    assert aws.renewal_due(not_after, 0, not_after), "0 days: due once expired"
+    assert not aws.renewal_due(not_after, 0, not_after - timedelta(seconds=1))

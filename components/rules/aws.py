@@ -6,6 +6,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeGuard
 from urllib.parse import urlsplit
 
@@ -105,6 +106,12 @@ def renew_before_days(validity_days: int, renew_before: int | None) -> int:
     """`renew_before`, or when it is None the default: a third of `validity_days` (30 of 90), as cert-manager
     renews at two thirds of a certificate's life."""
     return validity_days // 3 if renew_before is None else renew_before
+
+
+def renewal_due(not_after: datetime, renew_before: int, now: datetime) -> bool:
+    """Whether a certificate that expires at `not_after` is inside its renewal window at `now`: the provider's
+    `diff` replaces it from then on, and the renewal workflow (`scripts/renewal-check`) targets exactly those."""
+    return now >= not_after - timedelta(days=renew_before)
 
 
 # --- ACM, EC2, ELB ------------------------------------------------------------------------------------------

@@ -15,8 +15,6 @@ import pulumi_aws as aws
 
 from components.rules.network import subnet_cidrs
 
-__all__ = ["Network", "NetworkArgs", "subnet_cidrs"]
-
 
 class NetworkArgs(TypedDict):
     cidr_block: str

@@ -10,9 +10,12 @@ getter names are the wire names, so no snake_case to camelCase guessing is neede
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
+import shutil
 import subprocess
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,8 @@ ENDPOINT_OF: dict[str, str | None] = {
     "get_partition_output": None,
     "get_region_output": None,
 }
+#: sha256 of the Apache Software Foundation's LICENSE-2.0.txt (the file pulumi/actions ships as LICENSE).
+APACHE_2_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
 
 
 def _is_type(value: Any, type_name: str) -> bool:
@@ -367,3 +372,56 @@ def test_local_state_is_ignored_by_git(path: str) -> None:
     probe = f"{path}probe.json"
     ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT, check=False)
     assert ignored.returncode == 0, f".gitignore must ignore {path}"
+
+
+# --- packaging and the ecosystem's files -------------------------------------------------------------------
+
+
+def uv_binary() -> str:
+    """The uv `make python-deps` uses: on PATH, else its private copy in .local/uv."""
+    found = shutil.which("uv") or str(ROOT / ".local" / "uv" / "bin" / "uv")
+    assert Path(found).exists(), "uv is neither on PATH nor in .local/uv: run `make python-deps`"
+    return found
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    """The wheel `uv build` makes of this project (offline: hatchling is cached by the project's own sync)."""
+    out = tmp_path_factory.mktemp("wheel")
+    result = subprocess.run(
+        [uv_binary(), "build", "--wheel", "--offline", "--quiet", "--out-dir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (path,) = out.glob("*.whl")
+    return zipfile.ZipFile(path)
+
+
+def test_the_wheel_ships_py_typed_so_type_checkers_read_the_components(wheel: zipfile.ZipFile) -> None:
+    assert (ROOT / "components" / "py.typed").is_file()
+    names = wheel.namelist()
+    assert "components/py.typed" in names, names
+    assert "components/certificate.py" in names, names
+
+
+def test_the_project_is_apache_2_licensed_with_the_full_text(wheel: zipfile.ZipFile) -> None:
+    text = (ROOT / "LICENSE").read_text()
+    # The Apache Software Foundation's LICENSE-2.0.txt, byte for byte, as pulumi/pulumi and pulumi/actions ship it.
+    assert hashlib.sha256(text.encode()).hexdigest() == APACHE_2_SHA256, "LICENSE is not the full Apache-2.0 text"
+    metadata = next(name for name in wheel.namelist() if name.endswith(".dist-info/METADATA"))
+    headers = wheel.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: Apache-2.0" in headers, headers
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in wheel.namelist()), wheel.namelist()
+
+
+def test_the_changelog_keeps_an_unreleased_section_on_top_and_the_history_below() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert text.startswith("# Changelog\n"), text[:80]
+    assert "keepachangelog.com" in text, "says which convention it follows"
+    sections = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    assert sections[0] == "Unreleased", sections
+    assert any(section.startswith("[0.1.0]") for section in sections), "the first build is listed"
+    assert len(sections) >= 3, "what changed since the first build is listed too"

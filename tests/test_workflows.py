@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ PULL_REQUEST = WORKFLOWS / "pull-request.yml"
 DEPLOY = WORKFLOWS / "deploy.yml"
 RENEW = WORKFLOWS / "renew.yml"
 ALL_WORKFLOWS = sorted(WORKFLOWS.glob("*.yml"))
+UV_LOCK = ROOT / "uv.lock"
 BIN = Path(sys.executable).parent
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
@@ -78,9 +80,32 @@ def test_checkouts_do_not_persist_credentials_and_third_party_actions_are_pinned
             assert step["with"]["persist-credentials"] is False, f"{path.name}: job {name}"
         for step in job.get("steps", []):
             uses = step.get("uses")
-            if uses is None or uses.startswith("pulumi/actions@"):
-                continue  # pulumi/actions is tag-pinned with a documented zizmor ignore.
-            assert SHA_PIN.match(uses), f"{path.name}: job {name}: {uses} is not pinned to a commit"
+            if uses is not None:
+                assert SHA_PIN.match(uses), f"{path.name}: job {name}: {uses} is not pinned to a commit"
+    assert "zizmor: ignore" not in path.read_text(), f"{path.name}: no finding is waived"
+
+
+def locked_version(package: str) -> str:
+    (version,) = [
+        entry["version"] for entry in tomllib.loads(UV_LOCK.read_text())["package"] if entry["name"] == package
+    ]
+    return str(version)
+
+
+@pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=lambda p: p.name)
+def test_pulumi_actions_and_the_cli_are_pinned_to_the_versions_the_program_is_tested_with(path):
+    """pulumi/actions at a release's commit (its tag in a comment); the CLI at the Python SDK's locked version."""
+    lines = path.read_text().splitlines()
+    steps = [step for job in load(path)["jobs"].values() for step in steps_using(job, "pulumi/actions")]
+    for step in steps:
+        line = next(line for line in lines if f"uses: {step['uses']}" in line)
+        assert re.search(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), f"{path.name}: {line.strip()}: tag comment"
+        assert str(step.get("with", {}).get("pulumi-version")) == locked_version("pulumi"), (
+            f"{path.name}: pulumi/actions installs the CLI at pulumi-version: {locked_version('pulumi')} "
+            "(the Python SDK's version in uv.lock), not the newest"
+        )
+    if "pulumi " in path.read_text():
+        assert steps, f"{path.name} runs pulumi, so it installs the pinned CLI with pulumi/actions"
 
 
 @pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=lambda p: p.name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.project_tools import uv_binary
 from tests.stack_harness import CERTIFICATE_TYPE, FAKE_PRIVATE_KEY, PKI_CA_ARN, PKI_ROOT_PEM, StackRun, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,13 +36,6 @@ def leaves_no_file_git_would_list() -> Iterator[None]:
     before = git_status()
     yield
     assert git_status() == before, "using examples/consumer left files git lists (add them to .gitignore?)"
-
-
-def uv_binary() -> str:
-    """The uv `make python-deps` uses: on PATH, else its private copy in .local/uv."""
-    found = shutil.which("uv") or str(ROOT / ".local" / "uv" / "bin" / "uv")
-    assert Path(found).exists(), "uv is neither on PATH nor in .local/uv: run `make python-deps`"
-    return found
 
 
 def run_uv(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,6 @@ import ast
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import zipfile
 from functools import cache
@@ -26,6 +25,7 @@ import pytest
 import yaml
 
 from components.settings import CONFIG_KEYS, SettingsError, parse_settings
+from tests.project_tools import uv_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILE = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -375,13 +375,6 @@ def test_local_state_is_ignored_by_git(path: str) -> None:
 
 
 # --- packaging and the ecosystem's files -------------------------------------------------------------------
-
-
-def uv_binary() -> str:
-    """The uv `make python-deps` uses: on PATH, else its private copy in .local/uv."""
-    found = shutil.which("uv") or str(ROOT / ".local" / "uv" / "bin" / "uv")
-    assert Path(found).exists(), "uv is neither on PATH nor in .local/uv: run `make python-deps`"
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,3 +17,14 @@ def uv_binary() -> str:
     found = shutil.which("uv") or str(ROOT / ".local" / "uv" / "bin" / "uv")
     assert Path(found).exists(), "uv is neither on PATH nor in .local/uv: run `make python-deps`"
     return found
+
+
+def load_script(name: str) -> ModuleType:
+    """`scripts/NAME` (no .py suffix) loaded as a module, to test its functions one by one."""
+    loader = importlib.machinery.SourceFileLoader(f"script_{name.replace('-', '_')}", str(ROOT / "scripts" / name))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module  # its dataclasses look their module up there
+    loader.exec_module(module)
+    return module

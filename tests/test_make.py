@@ -122,25 +122,7 @@ elif args[:1] == ["destroy"]:
 
 
 def make_down(tmp_path: Path, pulumi: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    make = shutil.which("make")
-    assert make, "make is required"
-    return subprocess.run(
-        [
-            make,
-            "-s",
-            "-C",
-            str(ROOT),
-            "down",
-            f"PULUMI={pulumi}",
-            f"LOCAL_DIR={tmp_path / 'local'}",
-            f"STATE_DIR={tmp_path / 'state'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "FAKE_PULUMI_LOG": str(tmp_path / "pulumi.log"), "FAKE_PULUMI_ROOT": str(ROOT), **env},
-        check=False,
-    )
+    return run_make(tmp_path, "down", f"PULUMI={pulumi}", env=env, timeout=120)
 
 
 def fake_pulumi(tmp_path: Path) -> Path:

@@ -7,8 +7,6 @@ says the same both ways; each synopsis in the README lists exactly the options t
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import re
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from types import ModuleType
 import pytest
 
 from components.local.process import free_port, stop_process, wait_for_port
+from tests.project_tools import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(path for path in (ROOT / "scripts").iterdir() if path.is_file())
@@ -79,13 +78,7 @@ def test_every_script_the_readme_documents_exists() -> None:
 
 @pytest.fixture(scope="module")
 def local_backend() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("local_backend_demo", str(ROOT / "scripts" / "local-backend"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # its dataclasses look their module up there
-    loader.exec_module(module)
-    return module
+    return load_script("local-backend")
 
 
 def test_validity_note_says_why_a_certificate_differs_from_the_request(local_backend: ModuleType) -> None:

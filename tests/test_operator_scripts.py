@@ -82,12 +82,12 @@ def local_backend() -> ModuleType:
 
 
 def test_validity_note_says_why_a_certificate_differs_from_the_request(local_backend: ModuleType) -> None:
-    assert local_backend.validity_note(7.0, 7, emulator_is_moto=True) == "7 days, as requested"
+    assert local_backend.validity_note(7.0, 7, emulator_is_moto=True) == "(7 days, as requested)"
     moto = local_backend.validity_note(365.0, 7, emulator_is_moto=True)
-    assert moto.startswith("365 days; 7 requested: moto, the local emulator, ignores the requested validity"), moto
+    assert moto.startswith("(365 days; 7 requested): moto, the local emulator, ignores the requested validity"), moto
     assert "AWS Private CA issues what is requested" in moto, moto
     other = local_backend.validity_note(30.0, 90, emulator_is_moto=False)
-    assert other == "30 days; 90 requested: the CA did not issue the validity requested", other
+    assert other == "(30 days; 90 requested): the CA did not issue the validity requested", other
 
 
 def test_is_moto_tells_moto_from_another_server(local_backend: ModuleType, moto_endpoint: str) -> None:
@@ -125,4 +125,4 @@ def test_demo_line_says_moto_ignored_the_validity(moto_endpoint: str, tmp_path: 
             process.stdout.close()
     (issued,) = [line for line in stderr_path.read_text().splitlines() if "issued arn:" in line]
     # moto reports every CA as short-lived, so local-backend asks for the short-lived cap of 7 days.
-    assert "(365 days; 7 requested: moto, the local emulator, ignores the requested validity" in issued, issued
+    assert "(365 days; 7 requested): moto, the local emulator, ignores the requested validity" in issued, issued

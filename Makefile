@@ -38,8 +38,9 @@ LOCAL_ENV := env PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE
 
 help:
 	@echo "make up     pulumi up of the local stack against the local AWS emulator, then serve its certificate"
+	@echo "            (other ports: make up EMULATOR_PORT=5001 BACKEND_PORT=8444)"
 	@echo "make down   destroy the local stack and stop what make up started"
-	@echo "make test   install what the tests need (apt packages included) and run them all"
+	@echo "make test   install what the tests need (apt-get: Debian-family, root or sudo) and run them all"
 	@echo "make lint   ruff, ruff format --check, mypy"
 	@echo "make bench  print the benchmark tables"
 

@@ -459,6 +459,9 @@ def make_up_on_another_port(tmp_path: Path) -> Iterator[tuple[subprocess.Complet
         for path in (tmp_path / "local" / "backend.pid", tmp_path / "local" / "emulator.pid")
         if path.exists()
     ]
+    backend_json = tmp_path / "local" / "backend.json"
+    if backend_json.exists() and backend_json.read_text().strip():
+        pids.append(int(json.loads(backend_json.read_text())["pid"]))  # nginx, which local-backend stops
     try:
         yield result, emulator_port, backend_port
     finally:

@@ -137,7 +137,7 @@ def new_leaf(issuer: Ca, options: LeafOptions = LeafOptions()) -> tuple[x509.Cer
         .not_valid_before(NOW + options.days[0] * _DAY).not_valid_after(NOW + options.days[1] * _DAY)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                key.public_key() if options.self_signed else issuer.key.public_key()  # type: ignore[arg-type]
+                key.public_key() if options.self_signed else issuer.key.public_key()
             ),
             critical=False,
         )

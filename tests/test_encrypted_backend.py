@@ -914,6 +914,7 @@ def test_hosts_pin_the_ca_bundle_even_when_it_is_an_output(mocks: RecordingMocks
 
 
 def test_a_ca_bundle_without_a_certificate_is_refused_before_any_resource(mocks: RecordingMocks) -> None:
+    not_a_certificate = "-----BEGIN CERTIFICATE-----\nbm90\n-----END CERTIFICATE-----\n"
     with pytest.raises(ValueError, match=r"ca_bundle_pem must be PEM CA certificates"):
-        EncryptedBackend("nopins", _args(ca_bundle_pem="-----BEGIN CERTIFICATE-----\nbm90\n-----END CERTIFICATE-----\n"))
+        EncryptedBackend("nopins", _args(ca_bundle_pem=not_a_certificate))
     assert mocks.resources == [], "a resource was registered before validation failed"

@@ -207,7 +207,7 @@ def test_usage_errors_exit_2(files: Files, pki: Pki) -> None:
     material = pki.issue()
     for part in ("full_chain", "key", "bundle"):
         (files.directory / part).write_text(getattr(material, part))
-    base = ["--certificate", files.directory / "full_chain", "--key", files.directory / "key"]
+    base: list[str | Path] = ["--certificate", files.directory / "full_chain", "--key", files.directory / "key"]
     base += ["--bundle", files.directory / "bundle", "--pins", files.pins]
     cases: list[list[str | Path]] = [
         base,  # no --name

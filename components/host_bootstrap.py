@@ -504,7 +504,7 @@ TimeoutStartSec={SYNC_START_TIMEOUT}
 # While no certificate is installed (exit {no_certificate}), run again in {retry} s, not at the next
 # timer run: a new host must serve within the health check grace period. A failure while the previous
 # certificate is served (exit {serving}) waits for the timer. Oneshot services may use
-# Restart=on-failure (systemd/systemd#7474; AL2023 runs systemd 252), not RestartForceExitStatus=:
+# Restart=on-failure since systemd 245 (systemd/systemd@10e7272; AL2023 runs 252), not RestartForceExitStatus=:
 # https://www.freedesktop.org/software/systemd/man/252/systemd.service.html
 Restart=on-failure
 RestartPreventExitStatus={serving}

@@ -21,6 +21,7 @@ fires well before any served certificate expires.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -32,6 +33,7 @@ from typing import Any, NotRequired, TypedDict, TypeVar
 import pulumi
 import pulumi_aws as aws
 
+from components import x509
 from components.host_bootstrap import (
     CERTIFICATE_PATH,
     METRIC_DIMENSION,
@@ -55,8 +57,8 @@ __all__ = [
     "CERTIFICATE_METRIC_NAMESPACE",
     "DEFAULT_AMI_PARAMETER",
     "LISTENER_SSL_POLICY",
+    "TLS_GATE_SCRIPT_PATH",
     "TRUST_CA_SCRIPT_PATH",
-    "VERIFY_TLS_SCRIPT_PATH",
     "EncryptedBackend",
     "EncryptedBackendArgs",
 ]
@@ -64,9 +66,12 @@ __all__ = [
 DEFAULT_AMI_PARAMETER = aws_rules.AL2023_AMI_PARAMETER
 #: Set explicitly: listeners created through the API default to the old ELBSecurityPolicy-2016-08.
 LISTENER_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-#: The trust-ca and verify-tls scripts the hosts run, embedded in their user data.
+#: The trust-ca and host gate scripts the hosts run, embedded in their user data.
 TRUST_CA_SCRIPT_PATH = Path(__file__).resolve().parent.parent / "scripts" / "trust-ca"
-VERIFY_TLS_SCRIPT_PATH = TRUST_CA_SCRIPT_PATH.with_name("verify-tls")
+TLS_GATE_SCRIPT_PATH = TRUST_CA_SCRIPT_PATH.with_name("tls-gate")
+#: Stands in for the CA fingerprints while the CA bundle is not known yet: the rest of the boot script is
+#: checked before any resource is created.
+_STAND_IN_PIN = "0" * 64
 #: The metric every host's sync script reports (components/host_bootstrap.py renders it): the days left on the
 #: certificate nginx serves, with one dimension `Backend` = the backend's name.
 CERTIFICATE_METRIC_NAMESPACE = METRIC_NAMESPACE
@@ -563,8 +568,11 @@ def _validate(raw: Mapping[str, Any]) -> _Settings:
     )
 
 
-def _render_boot_script(args: Mapping[str, Any], settings: _Settings, parameters: HostParameters) -> str:
-    """The hosts' boot script: parameter names, nginx block, trust-ca and verify-tls; never key material."""
+def _render_boot_script(
+    args: Mapping[str, Any], settings: _Settings, parameters: HostParameters
+) -> str | pulumi.Output[str]:
+    """The hosts' boot script: parameter names, nginx block, trust-ca, the host gate and the SHA-256 fingerprints of
+    the CA bundle's certificates (the only CAs hosts accept); never key material. An output when the bundle is."""
     server_block = render_server_block(
         server_names=args["server_names"],
         certificate_path=CERTIFICATE_PATH,
@@ -572,15 +580,26 @@ def _render_boot_script(args: Mapping[str, Any], settings: _Settings, parameters
         port=settings.backend_port,
         health_check_path=settings.health_check_path,
     )
-    return render_user_data(
+    render = functools.partial(
+        render_user_data,
         region=settings.region,
         parameters=parameters,
         server_block=server_block,
         trust_ca_script=TRUST_CA_SCRIPT_PATH.read_text(encoding="utf-8"),
-        verify_tls_script=VERIFY_TLS_SCRIPT_PATH.read_text(encoding="utf-8"),
+        tls_gate_script=TLS_GATE_SCRIPT_PATH.read_text(encoding="utf-8"),
         # The alarm's dimension: every host of this backend reports under the same name.
         metric_backend=settings.backend_name,
     )
+    bundle = args["ca_bundle_pem"]
+    if isinstance(bundle, str):
+        try:
+            fingerprints = x509.sha256_fingerprints(bundle)
+        except ValueError as error:
+            raise ValueError(f"ca_bundle_pem must be PEM CA certificates: {error}") from None
+        return render(ca_fingerprints=fingerprints)
+    # Known once the CA is: everything but the pins is checked now, before any resource is created.
+    render(ca_fingerprints=[_STAND_IN_PIN])
+    return pulumi.Output.from_input(bundle).apply(lambda pem: render(ca_fingerprints=x509.sha256_fingerprints(pem)))
 
 
 def _statement(sid: str, principal: Any, actions: Sequence[str], condition: Any = None) -> dict[str, Any]:
@@ -1048,7 +1067,11 @@ class EncryptedBackend(pulumi.ComponentResource):
         return role_policy, profile
 
     def _launch_template(
-        self, *, backend_group: aws.ec2.SecurityGroup, profile: aws.iam.InstanceProfile, user_data: str
+        self,
+        *,
+        backend_group: aws.ec2.SecurityGroup,
+        profile: aws.iam.InstanceProfile,
+        user_data: str | pulumi.Output[str],
     ) -> aws.ec2.LaunchTemplate:
         """Every host's definition. A changed boot script or AMI is a new version (the template itself stays)."""
         name, settings = self._name, self._settings
@@ -1089,7 +1112,7 @@ class EncryptedBackend(pulumi.ComponentResource):
             # the backend certificate's EC2 wildcard covers, so host-to-host TLS verifies.
             private_dns_name_options=aws.ec2.LaunchTemplatePrivateDnsNameOptionsArgs(hostname_type="ip-name"),
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
-            user_data=pack_user_data(user_data),
+            user_data=pulumi.Output.from_input(user_data).apply(pack_user_data),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume", tags=self._tags(f"{name}-host"))
             ],
@@ -1105,7 +1128,7 @@ class EncryptedBackend(pulumi.ComponentResource):
         backend_group: aws.ec2.SecurityGroup,
         target_group: aws.lb.TargetGroup,
         profile: aws.iam.InstanceProfile,
-        user_data: str,
+        user_data: str | pulumi.Output[str],
         depends_on: list[pulumi.Resource],
     ) -> aws.autoscaling.Group:
         name, fleet = self._name, self._settings.fleet

@@ -8,16 +8,20 @@ bundle), never their values. A sync script installed on the host fetches them at
 parameter values) reaches nginx without replacing the host: the user data does not change on rotation.
 
 What the script does, in order:
-1. writes `/usr/local/sbin/trust-ca` (the repository's `scripts/trust-ca`), `/usr/local/bin/verify-tls`
-   (`scripts/verify-tls`, for operators on the host), the sync script `/usr/local/sbin/pca-backend-tls-sync`,
-   the nginx server block `/etc/nginx/conf.d/pca-backend.conf` and a systemd service + timer for the sync;
+1. writes `/usr/local/sbin/trust-ca` (the repository's `scripts/trust-ca`), the host gate
+   `/usr/local/sbin/pca-backend-tls-gate` (`scripts/tls-gate`), the pins file `/etc/pca-backend/ca-pins` (SHA-256
+   fingerprints of the stack's CA certificates: the only CAs the host accepts in a bundle), the sync script
+   `/usr/local/sbin/pca-backend-tls-sync`, the nginx server block `/etc/nginx/conf.d/pca-backend.conf` and a
+   systemd service + timer for the sync;
 2. enables the timer, installs nginx with dnf (the AWS CLI v2 and python3 are part of the AL2023 AMI);
-3. runs the sync once, then enables and starts nginx.
+3. enables nginx and starts the first sync, which starts nginx once valid material is installed and, until
+   then, runs again every FIRST_SYNC_RETRY_SECONDS (well inside the load balancer's health check grace period)
+   instead of waiting for the timer.
 
-The sync writes the certificate, key and bundle through a temporary file and `mv` (atomic), tests the
-result with `nginx -t`, restores the previous files if the test fails (nginx is never reloaded onto a
-broken configuration), reloads nginx only when something changed, and installs the bundle into the
-host's trust store so hosts verify each other.
+The sync lets the host gate decide on a new set (certificate, key, bundle), writes it through a temporary file and
+`mv` (atomic), tests the result with `nginx -t`, restores the previous files if the test fails (nginx is never
+reloaded onto a broken configuration), reloads nginx only when something changed, and installs the bundle into
+the host's trust store so hosts verify each other.
 
 The script is plain bash with every file embedded verbatim (comments and all). `pack_user_data` turns it into
 what the launch template carries: base64 of the gzip-compressed script. cloud-init uncompresses gzip user
@@ -32,33 +36,42 @@ from __future__ import annotations
 import base64
 import json
 import posixpath
+import re
 import shlex
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from components.rules.aws import is_parameter_path, is_region, is_reserved_parameter_path
+from components.settings import ec2_private_dns_wildcard
 
 __all__ = [
     "BUNDLE_PATH",
     "CERTIFICATE_PATH",
+    "FIRST_SYNC_RETRY_SECONDS",
+    "GATE_PATH",
     "METRIC_DIMENSION",
     "METRIC_NAME",
     "METRIC_NAMESPACE",
     "METRIC_PUT_ACTION",
     "PARAMETER_READ_ACTION",
+    "PINS_PATH",
     "PRIVATE_KEY_PATH",
     "SERVER_BLOCK_PATH",
+    "SYNC_EXIT_NO_CERTIFICATE",
+    "SYNC_EXIT_SERVING_PREVIOUS",
     "SYNC_SCRIPT_PATH",
     "TRUST_CA_PATH",
     "USER_DATA_LIMIT_BYTES",
-    "VERIFY_TLS_PATH",
     "HostParameters",
     "check_metric_backend",
     "check_region",
+    "ec2_private_dns_domain",
     "is_parameter_path",
     "is_reserved_parameter_path",
     "pack_user_data",
+    "render_pins",
     "render_sync_script",
     "render_user_data",
 ]
@@ -71,14 +84,27 @@ PRIVATE_KEY_PATH = "/etc/pki/nginx/private/server.key"
 BUNDLE_PATH = "/etc/pki/nginx/ca-bundle.pem"
 SERVER_BLOCK_PATH = "/etc/nginx/conf.d/pca-backend.conf"
 TRUST_CA_PATH = "/usr/local/sbin/trust-ca"
-#: On every user's PATH: the README's host check (`verify-tls <peer>:443`) needs no root.
-VERIFY_TLS_PATH = "/usr/local/bin/verify-tls"
+#: The host gate (scripts/tls-gate): every set of key material passes it before nginx or the trust store sees it.
+GATE_PATH = "/usr/local/sbin/pca-backend-tls-gate"
+#: Root-owned, public: the SHA-256 fingerprints of the stack's CA certificates, from the launch template.
+PINS_PATH = "/etc/pca-backend/ca-pins"
 SYNC_SCRIPT_PATH = "/usr/local/sbin/pca-backend-tls-sync"
 SYNC_UNIT = "pca-backend-tls-sync"
 #: Anchor name in the trust store (`trust-ca --name`).
 TRUST_ANCHOR_NAME = "pca-backend"
+#: The sync's exit status when it failed and no certificate is installed yet: systemd runs it again after
+#: FIRST_SYNC_RETRY_SECONDS (Restart=on-failure). EX_TEMPFAIL of sysexits.h.
+SYNC_EXIT_NO_CERTIFICATE = 75
+#: Its exit status for every other failure: nginx keeps serving the previous certificate and the next try is the
+#: timer's (RestartPreventExitStatus), so a refused rotation does not hammer SSM and KMS.
+SYNC_EXIT_SERVING_PREVIOUS = 1
+#: Seconds between two first-sync attempts: a host whose material arrives late (the parameters written after
+#: the group launched it, credentials or endpoints still coming up) serves within the load balancer's health
+#: check grace period (300 s) instead of failing it and being replaced.
+FIRST_SYNC_RETRY_SECONDS = 20
 
 _MAX_SYNC_INTERVAL_MINUTES = 24 * 60
+_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 # Boot-time package install attempts (back-off capped at 60 s: about an hour).
 _PACKAGE_ATTEMPTS = 60
 
@@ -100,6 +126,43 @@ def check_region(region: object) -> str:
     if not is_region(region):
         raise ValueError(f"region must be an AWS region name such as 'eu-west-1', got {region!r}")
     return region
+
+
+def ec2_private_dns_domain(region: str) -> str:
+    """The domain of the IP-based EC2 private DNS names in `region`: `ec2.internal` in us-east-1,
+    `<region>.compute.internal` elsewhere (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-instance-naming.html).
+
+    The names on the certificate come from the same rule (settings.ec2_private_dns_wildcard). A DHCP options set
+    with its own domain name changes the instances' `local-hostname`, not these names, whose A records EC2's DNS
+    always answers ("DNS A record queries are always responded to irrespective of the guest OS hostname settings").
+    """
+    return ec2_private_dns_wildcard(check_region(region)).removeprefix("*.")
+
+
+def _check_fingerprints(ca_fingerprints: Sequence[str]) -> list[str]:
+    """The fingerprints sorted and de-duplicated (the pins file must not change with the bundle's order)."""
+    if isinstance(ca_fingerprints, str) or not isinstance(ca_fingerprints, Sequence) or not ca_fingerprints:
+        raise ValueError(
+            "ca_fingerprints must be a non-empty list of the SHA-256 fingerprints of the CA bundle's certificates "
+            f"(x509.sha256_fingerprints), got {ca_fingerprints!r}"
+        )
+    for fingerprint in ca_fingerprints:
+        if not isinstance(fingerprint, str) or not _FINGERPRINT_RE.fullmatch(fingerprint):
+            raise ValueError(
+                "ca_fingerprints entries must be SHA-256 fingerprints as 64 lowercase hex digits without colons, "
+                f"got {fingerprint!r}"
+            )
+    return sorted(set(ca_fingerprints))
+
+
+def render_pins(ca_fingerprints: Sequence[str]) -> str:
+    """The pins file (PINS_PATH) the host gate and trust-ca read: one fingerprint a line, sorted."""
+    lines = [
+        "# SHA-256 fingerprints of the CA certificates this host accepts in its CA bundle (pca-backend).",
+        "# From the launch template: a new CA is a new launch template version.",
+        *_check_fingerprints(ca_fingerprints),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _check_parameters(parameters: HostParameters) -> HostParameters:
@@ -228,12 +291,19 @@ def render_sync_script(*, region: str, parameters: HostParameters, metric_backen
     """The bash script installed as /usr/local/sbin/pca-backend-tls-sync (run by a systemd timer).
 
     It reads the three parameters in one `aws ssm get-parameters --with-decryption` call (so a certificate
-    is never paired with a key of another rotation), checks the new set as a whole before installing it
-    (the certificate chains to the new CA bundle, is inside its validity period, matches the key and names
-    this host's EC2 private DNS name, read from IMDSv2; the bundle holds only CA certificates), installs it
-    atomically, runs `nginx -t` (restoring the previous files when it fails), reloads nginx only when a
-    file changed, and installs the CA bundle into the trust store with trust-ca. A refused set leaves the
-    previous one served, is logged with the reason and makes the run exit non-zero.
+    is never paired with a key of another rotation), lets the host gate (GATE_PATH, scripts/tls-gate) decide on
+    the new set as a whole before installing it (only pinned CAs in the bundle; a server certificate that
+    chains to them, inside its validity period, names this host's EC2 private DNS name and matches the key),
+    installs it atomically, runs `nginx -t` (restoring the previous files when it fails), reloads nginx only
+    when a file changed, and installs the CA bundle into the trust store with trust-ca (which checks the pins
+    again). A refused set leaves the previous one served, is logged with the reason and makes the run exit
+    non-zero: SYNC_EXIT_NO_CERTIFICATE while no certificate is installed (systemd retries soon), else
+    SYNC_EXIT_SERVING_PREVIOUS (the timer retries).
+
+    The host's name is derived from its private IPv4 address (IMDSv2 `local-ipv4`) and the region, not read from
+    `local-hostname`: in a VPC whose DHCP options set a domain name, `local-hostname` is in that domain
+    (`ip-10-0-1-5.corp.example.com`, or several names separated by spaces), a name the certificate's EC2
+    wildcard does not cover, while the EC2 name still resolves (see ec2_private_dns_domain).
 
     After every run, refused or not, it puts the days left on the certificate nginx serves to CloudWatch
     (`PcaBackend` / `CertificateDaysToExpiry`, dimension `Backend` = `metric_backend`: the backend's name,
@@ -244,6 +314,7 @@ def render_sync_script(*, region: str, parameters: HostParameters, metric_backen
     parameters = _check_parameters(parameters)
     metric_backend = check_metric_backend(metric_backend)
     q = shlex.quote
+    no_certificate, serving, retry = SYNC_EXIT_NO_CERTIFICATE, SYNC_EXIT_SERVING_PREVIOUS, FIRST_SYNC_RETRY_SECONDS
     dimensions = json.dumps([{"Name": METRIC_DIMENSION, "Value": metric_backend}], separators=(",", ":"))
     return f"""#!/bin/bash
 # Install the TLS certificate, key and CA bundle kept in SSM Parameter Store (rendered by
@@ -261,12 +332,15 @@ readonly PRIVATE_KEY_PARAMETER={q(parameters.private_key)}
 readonly CA_BUNDLE_PARAMETER={q(parameters.ca_bundle)}
 readonly METRIC_DIMENSIONS={q(dimensions)}
 readonly IMDS={IMDS_URL}
+readonly EC2_DNS_DOMAIN={q(ec2_private_dns_domain(region))}
 readonly AWS_TIMEOUTS=(--cli-connect-timeout {AWS_CLI_CONNECT_TIMEOUT} --cli-read-timeout {AWS_CLI_READ_TIMEOUT})
 
 readonly CERT={CERTIFICATE_PATH}
 readonly KEY={PRIVATE_KEY_PATH}
 readonly BUNDLE={BUNDLE_PATH}
 readonly TRUST_CA={TRUST_CA_PATH}
+readonly GATE={GATE_PATH}
+readonly PINS={PINS_PATH}
 
 # days until the served certificate's notAfter (negative once expired) -> CloudWatch.
 report_days_to_expiry() {{
@@ -285,6 +359,8 @@ report_days_to_expiry() {{
 }}
 
 new_cert="" new_key="" new_bundle=""
+# Exit status: 0; {no_certificate} when the run failed and no certificate is installed (the unit runs again in
+# {retry} s); {serving} when it failed and nginx keeps serving the previous certificate (the timer runs it again).
 finish() {{
     local status=$? staged
     for staged in "$new_cert" "$new_key" "$new_bundle"; do
@@ -293,6 +369,12 @@ finish() {{
     if ! report_days_to_expiry; then
         echo "could not put {METRIC_NAME} to CloudWatch" >&2
         if [ "$status" -eq 0 ]; then status=1; fi
+    fi
+    if [ "$status" -ne 0 ] && [ -s "$CERT" ]; then
+        status={serving}
+    elif [ "$status" -ne 0 ]; then
+        echo "no certificate is installed yet: trying again in {retry} s" >&2
+        status={no_certificate}
     fi
     exit "$status"
 }}
@@ -335,45 +417,18 @@ fetch() {{
     return 1
 }}
 
-# This host's EC2 private DNS name(s), from IMDSv2 (local-hostname: "the private IPv4 DNS hostname"):
-# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-categories.html
-host_names() {{
-    local token
+# This host's EC2 private DNS name: ip-<private IPv4 with dashes>.<EC2 domain of the region>, the IP-based name
+# the launch template asks for and the certificate's EC2 wildcard covers. Derived from IMDSv2 local-ipv4, not read
+# from local-hostname, which follows a custom DHCP options domain name (and may list several names):
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-instance-naming.html
+host_name() {{
+    local token ipv4
     token=$(curl -sSf --connect-timeout 2 --max-time 5 --retry 3 -X PUT \\
         -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$IMDS/latest/api/token") || return 1
-    curl -sSf --connect-timeout 2 --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" \\
-        "$IMDS/latest/meta-data/local-hostname"
-}}
-
-# check_material CERT KEY BUNDLE: prints why the set must not be served, and fails; silent when it is good.
-check_material() {{
-    local cert=$1 key=$2 bundle=$3 names name output
-    # The same parser trust-ca installs the bundle with, so a bundle that passes here installs later.
-    if ! output=$("$TRUST_CA" --check "$bundle" 2>&1); then
-        echo "the CA bundle is not a PEM bundle of CA certificates: ${{output##*error: }}"
-        return 1
-    fi
-    # Only the new bundle is trusted here: the host's trust store (which holds the current CA) is left out.
-    local verify=(openssl verify -no-CApath -no-CAstore -CAfile "$bundle" -untrusted "$cert" -purpose sslserver)
-    if ! output=$("${{verify[@]}}" "$cert" 2>&1); then
-        echo "the certificate does not chain to the new CA bundle or is outside its validity period:" \\
-            "$(grep -m1 '^error' <<<"$output" || tail -n1 <<<"$output")"
-        return 1
-    fi
-    if ! names=$(host_names) || [ -z "$names" ]; then
-        echo "could not read this host's names from the instance metadata service (IMDSv2)"
-        return 1
-    fi
-    for name in $names; do
-        if ! "${{verify[@]}}" -verify_hostname "$name" "$cert" >/dev/null 2>&1; then
-            echo "the certificate does not name this host ($name); host-to-host verification would fail"
-            return 1
-        fi
-    done
-    if ! cmp -s <(openssl x509 -in "$cert" -noout -pubkey) <(openssl pkey -in "$key" -pubout 2>/dev/null); then
-        echo "the private key does not match the certificate"
-        return 1
-    fi
+    ipv4=$(curl -sSf --connect-timeout 2 --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" \\
+        "$IMDS/latest/meta-data/local-ipv4") || return 1
+    [[ $ipv4 =~ ^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$ ]] || return 1
+    echo "ip-${{ipv4//./-}}.$EC2_DNS_DOMAIN"
 }}
 
 fetch
@@ -383,9 +438,17 @@ chmod 0600 "$new_key"
 if cmp -s "$new_cert" "$CERT" && cmp -s "$new_key" "$KEY" && cmp -s "$new_bundle" "$BUNDLE"; then
     echo "TLS material unchanged"
 else
-    if ! reason=$(check_material "$new_cert" "$new_key" "$new_bundle"); then
-        echo "refused the new TLS material from SSM Parameter Store: $reason." \\
-            "Still serving the previous certificate; nginx not reloaded" >&2
+    if ! name=$(host_name); then
+        reason="could not read this host's private IPv4 address from the instance metadata service (IMDSv2)"
+    elif ! reason=$("$GATE" --certificate "$new_cert" --key "$new_key" --bundle "$new_bundle" --pins "$PINS" \\
+        --name "$name" 2>&1); then
+        reason=${{reason:-the host gate failed without a reason}}
+    else
+        reason=""
+    fi
+    if [ -n "$reason" ]; then
+        echo "refused the new TLS material from SSM Parameter Store: $reason." >&2
+        if [ -s "$CERT" ]; then echo "Still serving the previous certificate; nginx not reloaded" >&2; fi
         exit 1
     fi
     # Keep the current files (hard links, so the renames below leave them intact) to restore on failure.
@@ -420,12 +483,14 @@ if [ -s "$CERT" ] && ! systemctl is-active --quiet nginx && systemctl is-enabled
     echo "nginx started"
 fi
 
-# Idempotent: changes (and updates the trust store) only when the bundle differs from the anchors.
-"$TRUST_CA" --name {TRUST_ANCHOR_NAME} --os rhel "$BUNDLE"
+# Idempotent: changes (and updates the trust store) only when the bundle differs from the anchors. --pins:
+# it refuses a CA that is not pinned, whatever wrote the bundle file.
+"$TRUST_CA" --name {TRUST_ANCHOR_NAME} --os rhel --pins "$PINS" "$BUNDLE"
 """
 
 
 def _render_units(sync_interval_minutes: int) -> tuple[str, str]:
+    no_certificate, serving, retry = SYNC_EXIT_NO_CERTIFICATE, SYNC_EXIT_SERVING_PREVIOUS, FIRST_SYNC_RETRY_SECONDS
     service = f"""[Unit]
 Description=Install the nginx TLS certificate from SSM Parameter Store (pca-backend)
 Wants=network-online.target
@@ -436,6 +501,14 @@ Type=oneshot
 ExecStart={SYNC_SCRIPT_PATH}
 # A hung package install or endpoint must not keep the unit (and the next timer run) waiting forever.
 TimeoutStartSec={SYNC_START_TIMEOUT}
+# While no certificate is installed (exit {no_certificate}), run again in {retry} s, not at the next
+# timer run: a new host must serve within the health check grace period. A failure while the previous
+# certificate is served (exit {serving}) waits for the timer. Oneshot services may use
+# Restart=on-failure since systemd 245 (systemd/systemd@10e7272; AL2023 runs 252), not RestartForceExitStatus=:
+# https://www.freedesktop.org/software/systemd/man/252/systemd.service.html
+Restart=on-failure
+RestartPreventExitStatus={serving}
+RestartSec={retry}
 """
     timer = f"""[Unit]
 Description=Pick up a rotated TLS certificate every {sync_interval_minutes} minutes (pca-backend)
@@ -472,7 +545,8 @@ def render_user_data(
     parameters: HostParameters,
     server_block: str,
     trust_ca_script: str,
-    verify_tls_script: str,
+    tls_gate_script: str,
+    ca_fingerprints: Sequence[str],
     sync_interval_minutes: int = 15,
     metric_backend: str | None = None,
 ) -> str:
@@ -480,7 +554,11 @@ def render_user_data(
 
     `parameters` names the SSM SecureString parameters the host reads; `server_block` is the nginx server
     block (see `nginx_config.render_server_block`, with CERTIFICATE_PATH and PRIVATE_KEY_PATH);
-    `trust_ca_script` and `verify_tls_script` are the contents of scripts/trust-ca and scripts/verify-tls.
+    `trust_ca_script` and `tls_gate_script` are the contents of scripts/trust-ca and scripts/tls-gate (the
+    operators' scripts/verify-tls no longer fits beside them in EC2's 16 KB). `ca_fingerprints` are the SHA-256
+    fingerprints of the CA bundle's certificates (`x509.sha256_fingerprints`): the host accepts no other CA in a
+    bundle, so whoever can write the parameters cannot add a trust anchor to the hosts; a new CA is a new launch
+    template version.
     `metric_backend` is the backend's name, the same for every host of one backend: the `Backend` dimension
     of the `PcaBackend` / `CertificateDaysToExpiry` metric each host puts after every sync (default: the SSM
     path the three parameters share, which is already unique per backend). Every file is embedded verbatim.
@@ -493,7 +571,8 @@ def render_user_data(
     parameters = _check_parameters(parameters)
     server_block = _check_text("server_block", server_block)
     trust_ca_script = _check_text("trust_ca_script", trust_ca_script, script="scripts/trust-ca")
-    verify_tls_script = _check_text("verify_tls_script", verify_tls_script, script="scripts/verify-tls")
+    tls_gate_script = _check_text("tls_gate_script", tls_gate_script, script="scripts/tls-gate")
+    pins = render_pins(ca_fingerprints)
     interval = _check_interval(sync_interval_minutes)
     if metric_backend is None:
         metric_backend = posixpath.commonpath([parameters.full_chain, parameters.private_key, parameters.ca_bundle])
@@ -508,10 +587,11 @@ def render_user_data(
         "# Everything this script prints goes to the journal: journalctl -t pca-backend-bootstrap",
         "exec > >(logger -t pca-backend-bootstrap -s 2>/dev/console) 2>&1",
         "",
-        "install -d -m 0755 /usr/local/sbin /usr/local/bin /etc/pki/nginx /etc/nginx/conf.d",
+        f"install -d -m 0755 /usr/local/sbin /etc/pki/nginx /etc/nginx/conf.d {posixpath.dirname(PINS_PATH)}",
         "install -d -m 0700 /etc/pki/nginx/private",
         *_write_file(TRUST_CA_PATH, "0755", trust_ca_script, "PCA_BACKEND_TRUST_CA_EOF", "trust_ca_script"),
-        *_write_file(VERIFY_TLS_PATH, "0755", verify_tls_script, "PCA_BACKEND_VERIFY_TLS_EOF", "verify_tls_script"),
+        *_write_file(GATE_PATH, "0755", tls_gate_script, "PCA_BACKEND_TLS_GATE_EOF", "tls_gate_script"),
+        *_write_file(PINS_PATH, "0644", pins, "PCA_BACKEND_PINS_EOF", "ca_fingerprints"),
         *_write_file(SYNC_SCRIPT_PATH, "0700", sync_script, "PCA_BACKEND_SYNC_EOF", "sync_script"),
         *_write_file(SERVER_BLOCK_PATH, "0644", server_block, "PCA_BACKEND_NGINX_EOF", "server_block"),
         *_write_file(f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service, "PCA_BACKEND_UNIT_EOF", "service"),
@@ -535,19 +615,19 @@ def render_user_data(
         "    attempt=$((attempt + 1))",
         "done",
         "",
-        "# Enabled before the first sync: the sync starts an enabled nginx once valid material is in place,",
-        "# so if this first sync fails, the timer's next successful run brings nginx up.",
+        "# The sync starts the enabled nginx once it installed valid material. Until then it runs again",
+        f"# every {FIRST_SYNC_RETRY_SECONDS} s (exit {SYNC_EXIT_NO_CERTIFICATE}, Restart=on-failure),",
+        "# inside the health check's grace period; --no-block: this script need not wait for it.",
         "systemctl enable nginx.service",
-        f"systemctl start {SYNC_UNIT}.service",
-        "systemctl enable --now nginx.service",
-        'echo "pca-backend bootstrap done"',
+        f"systemctl start --no-block {SYNC_UNIT}.service",
+        f'echo "pca-backend bootstrap done; the first TLS sync is running (journalctl -u {SYNC_UNIT})"',
     ]
     user_data = "\n".join(lines) + "\n"
     packed_size = len(_gzip(user_data.encode()))
     if packed_size > USER_DATA_LIMIT_BYTES:
         raise ValueError(
             f"the user data would be {packed_size} bytes gzip-compressed, over EC2's limit of "
-            f"{USER_DATA_LIMIT_BYTES}: shorten server_block, trust_ca_script or verify_tls_script"
+            f"{USER_DATA_LIMIT_BYTES}: shorten server_block, trust_ca_script or tls_gate_script"
         )
     return user_data
 

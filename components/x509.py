@@ -40,6 +40,7 @@ __all__ = [
     "parse_csr",
     "parse_iso_utc",
     "private_key_pem",
+    "sha256_fingerprints",
     "signing_algorithm_for",
     "unsupported_key_algorithm",
 ]
@@ -189,6 +190,18 @@ def colon_hex(serial: int) -> str:
 def load_certificates(pem: str) -> list[x509.Certificate]:
     """Every certificate in a PEM bundle, in order."""
     return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []
+
+
+def sha256_fingerprints(bundle_pem: str) -> list[str]:
+    """The SHA-256 fingerprint (of the DER encoding: lowercase hex, no colons) of every certificate in a PEM bundle,
+    in order: what a host pins (`openssl x509 -outform DER | sha256sum` prints the same).
+
+    Raises ValueError when the text holds no certificate or one that does not parse.
+    """
+    certificates = load_certificates(bundle_pem) if isinstance(bundle_pem, str) else []
+    if not certificates:
+        raise ValueError("the CA bundle holds no PEM certificate")
+    return [certificate.fingerprint(hashes.SHA256()).hex() for certificate in certificates]
 
 
 def not_after(certificate: x509.Certificate) -> datetime:

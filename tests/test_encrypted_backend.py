@@ -23,12 +23,14 @@ from pulumi.runtime.mocks import MockMonitor
 from components.encrypted_backend import (
     DEFAULT_AMI_PARAMETER,
     LISTENER_SSL_POLICY,
+    TLS_GATE_SCRIPT_PATH,
     TRUST_CA_SCRIPT_PATH,
-    VERIFY_TLS_SCRIPT_PATH,
     EncryptedBackend,
     EncryptedBackendArgs,
 )
 from components.host_bootstrap import USER_DATA_LIMIT_BYTES, pack_user_data, render_user_data
+from components.x509 import sha256_fingerprints
+from tests.stack_harness import PKI_ROOT_PEM
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -42,7 +44,9 @@ LISTENER_CERT_ARN = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/aaaaaaaa-bbbb-c
 KEY_BODY = "RkFLRS1TRUNSRVQtS0VZLURPLU5PVC1MRUFLLTAxMjM0NTY3ODk="
 FAKE_KEY_PEM = f"-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----\n"
 FAKE_CHAIN_PEM = "-----BEGIN CERTIFICATE-----\nRkFLRS1MRUFG\n-----END CERTIFICATE-----\n"
-FAKE_BUNDLE_PEM = "-----BEGIN CERTIFICATE-----\nRkFLRS1ST09U\n-----END CERTIFICATE-----\n"
+# A real certificate: the hosts pin the SHA-256 fingerprint of each certificate in the bundle.
+FAKE_BUNDLE_PEM = PKI_ROOT_PEM
+BUNDLE_BODY = FAKE_BUNDLE_PEM.splitlines()[1]
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -512,11 +516,11 @@ def test_key_material_only_in_the_private_key_parameter(mocks: RecordingMocks) -
     for resource in mocks.resources:
         if resource.typ != "aws:ssm/parameter:Parameter":
             assert "RkFLRS1MRUFG" not in _dump(resource.inputs), f"{urn}: chain in {resource.name}"
-            assert "RkFLRS1ST09U" not in _dump(resource.inputs), f"{urn}: bundle in {resource.name}"
+            assert BUNDLE_BODY not in _dump(resource.inputs), f"{urn}: bundle in {resource.name}"
     # The user data is base64 of gzip, opaque to the scan above: read it unpacked, as cloud-init does.
     (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     script = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
-    for body in (KEY_BODY, "RkFLRS1MRUFG", "RkFLRS1ST09U"):
+    for body in (KEY_BODY, "RkFLRS1MRUFG", BUNDLE_BODY):
         assert body not in script, f"{urn}: PEM body {body} in the user data"
 
 
@@ -892,6 +896,25 @@ def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypa
     script = render_user_data(**call)
     assert template.inputs["userData"] == pack_user_data(script), f"{urn}: the packed form"
     assert gzip.decompress(base64.b64decode(template.inputs["userData"])).decode() == script, urn
-    # The hosts get both operator scripts, verbatim.
+    # The hosts get trust-ca and the host gate, verbatim, and pin the bundle's CA.
     assert call["trust_ca_script"] == TRUST_CA_SCRIPT_PATH.read_text(), urn
-    assert call["verify_tls_script"] == VERIFY_TLS_SCRIPT_PATH.read_text(), urn
+    assert call["tls_gate_script"] == TLS_GATE_SCRIPT_PATH.read_text(), urn
+    assert call["ca_fingerprints"] == sha256_fingerprints(FAKE_BUNDLE_PEM), urn
+
+
+def test_hosts_pin_the_ca_bundle_even_when_it_is_an_output(mocks: RecordingMocks) -> None:
+    """The CA bundle usually comes from the CA component or a StackReference: the user data waits for it."""
+    urn = _deploy("pinned", lambda: _args(ca_bundle_pem=pulumi.Output.from_input(FAKE_BUNDLE_PEM)))
+
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    script = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
+    (fingerprint,) = sha256_fingerprints(FAKE_BUNDLE_PEM)
+    pins = script.split("<<'PCA_BACKEND_PINS_EOF'\n", 1)[1].split("PCA_BACKEND_PINS_EOF\n", 1)[0]
+    assert [line for line in pins.splitlines() if not line.startswith("#")] == [fingerprint], urn
+
+
+def test_a_ca_bundle_without_a_certificate_is_refused_before_any_resource(mocks: RecordingMocks) -> None:
+    not_a_certificate = "-----BEGIN CERTIFICATE-----\nbm90\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ValueError, match=r"ca_bundle_pem must be PEM CA certificates"):
+        EncryptedBackend("nopins", _args(ca_bundle_pem=not_a_certificate))
+    assert mocks.resources == [], "a resource was registered before validation failed"

@@ -15,22 +15,29 @@ import pytest
 from components.host_bootstrap import (
     BUNDLE_PATH,
     CERTIFICATE_PATH,
+    FIRST_SYNC_RETRY_SECONDS,
+    GATE_PATH,
+    PINS_PATH,
     PRIVATE_KEY_PATH,
     SERVER_BLOCK_PATH,
+    SYNC_EXIT_NO_CERTIFICATE,
+    SYNC_EXIT_SERVING_PREVIOUS,
     SYNC_SCRIPT_PATH,
     TRUST_CA_PATH,
     USER_DATA_LIMIT_BYTES,
-    VERIFY_TLS_PATH,
     HostParameters,
+    ec2_private_dns_domain,
     pack_user_data,
+    render_pins,
     render_sync_script,
     render_user_data,
 )
 from components.nginx_config import render_server_block
+from components.settings import ec2_private_dns_wildcard
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRUST_CA = REPO_ROOT / "scripts" / "trust-ca"
-VERIFY_TLS = REPO_ROOT / "scripts" / "verify-tls"
+TLS_GATE = REPO_ROOT / "scripts" / "tls-gate"
 
 PARAMETERS = HostParameters(
     full_chain="/pca-backend/dev/full-chain",
@@ -39,7 +46,9 @@ PARAMETERS = HostParameters(
 )
 SYNC_KWARGS = {"metric_backend": "pca-backend-dev"}
 SMALL_TRUST_CA = "#!/usr/bin/env python3\nprint('trust-ca stand-in')\n"
-SMALL_VERIFY_TLS = "#!/usr/bin/env python3\nprint('verify-tls stand-in')\n"
+SMALL_TLS_GATE = "#!/usr/bin/env python3\nprint('tls-gate stand-in')\n"
+#: SHA-256 fingerprints as x509.sha256_fingerprints gives them (two CAs: a subordinate and its root).
+FINGERPRINTS = [hashlib.sha256(b"subordinate").hexdigest(), hashlib.sha256(b"root").hexdigest()]
 #: The fixed gzip header pack_user_data writes: magic, deflate, no flags, MTIME 0, XFL 2, OS 255 (unknown).
 FIXED_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
 
@@ -58,15 +67,16 @@ def _render(**overrides: object) -> str:
         "parameters": PARAMETERS,
         "server_block": _server_block(),
         "trust_ca_script": SMALL_TRUST_CA,
-        "verify_tls_script": SMALL_VERIFY_TLS,
+        "tls_gate_script": SMALL_TLS_GATE,
+        "ca_fingerprints": FINGERPRINTS,
     }
     kwargs.update(overrides)
     return render_user_data(**kwargs)  # type: ignore[arg-type]
 
 
 def _render_real(**overrides: object) -> str:
-    """The user data with the repository's own trust-ca and verify-tls, as the component renders it."""
-    scripts = {"trust_ca_script": TRUST_CA.read_text(), "verify_tls_script": VERIFY_TLS.read_text()}
+    """The user data with the repository's own trust-ca and tls-gate, as the component renders it."""
+    scripts = {"trust_ca_script": TRUST_CA.read_text(), "tls_gate_script": TLS_GATE.read_text()}
     return _render(**{**scripts, **overrides})
 
 
@@ -103,7 +113,8 @@ def test_every_file_is_embedded_verbatim_comments_included() -> None:
 
     embedded = {
         "PCA_BACKEND_TRUST_CA_EOF": TRUST_CA.read_text(),
-        "PCA_BACKEND_VERIFY_TLS_EOF": VERIFY_TLS.read_text(),
+        "PCA_BACKEND_TLS_GATE_EOF": TLS_GATE.read_text(),
+        "PCA_BACKEND_PINS_EOF": render_pins(FINGERPRINTS),
         "PCA_BACKEND_SYNC_EOF": sync,
         "PCA_BACKEND_NGINX_EOF": _server_block(),
     }
@@ -135,7 +146,8 @@ def test_the_boot_script_writes_each_file_byte_for_byte(tmp_path: Path) -> None:
     sync = render_sync_script(region="eu-west-1", parameters=PARAMETERS, metric_backend="/pca-backend/dev")
     expected = {
         TRUST_CA_PATH: (TRUST_CA.read_text(), 0o755),
-        VERIFY_TLS_PATH: (VERIFY_TLS.read_text(), 0o755),
+        GATE_PATH: (TLS_GATE.read_text(), 0o755),
+        PINS_PATH: (render_pins(FINGERPRINTS), 0o644),
         SYNC_SCRIPT_PATH: (sync, 0o700),
         SERVER_BLOCK_PATH: (_server_block(), 0o644),
     }
@@ -143,7 +155,9 @@ def test_the_boot_script_writes_each_file_byte_for_byte(tmp_path: Path) -> None:
         written = Path(rooted(path))
         assert written.read_text() == rooted(content), path
         assert written.stat().st_mode & 0o777 == mode, path
-    assert VERIFY_TLS_PATH == "/usr/local/bin/verify-tls", "on every user's PATH, as the README says"
+    # The pins' directory is root's alone to change (the boot script runs as root; 0755, like /usr/local/sbin).
+    assert Path(rooted(PINS_PATH)).parent.stat().st_mode & 0o777 == 0o755
+    assert GATE_PATH == "/usr/local/sbin/pca-backend-tls-gate", "the path the per-host agent calls too"
 
 
 def test_packing_is_deterministic() -> None:
@@ -198,9 +212,13 @@ def test_user_data_installs_every_piece() -> None:
     assert f"chmod 0700 {SYNC_SCRIPT_PATH}" in user_data
     assert "OnUnitActiveSec=15min" in user_data
     assert "systemctl enable --now pca-backend-tls-sync.timer" in user_data
-    # The first sync runs before nginx is started, so nginx starts with the certificate in place.
-    first_sync = user_data.index("systemctl start pca-backend-tls-sync.service")
-    assert first_sync < user_data.index("systemctl enable --now nginx.service")
+    # nginx is enabled, not started: the first sync starts it once the certificate is in place, and retries
+    # every FIRST_SYNC_RETRY_SECONDS until then (the boot script does not wait for that).
+    first_sync = user_data.index("systemctl start --no-block pca-backend-tls-sync.service")
+    assert user_data.index("systemctl enable nginx.service") < first_sync
+    boot = user_data[user_data.index("systemctl daemon-reload") :]  # after the embedded files
+    assert "systemctl enable --now nginx" not in boot
+    assert "systemctl start nginx" not in boot
     assert "logger -t pca-backend-bootstrap" in user_data
 
 
@@ -243,9 +261,14 @@ def test_sync_script_installs_atomically_and_checks_nginx() -> None:
     assert sync.index("nginx -t") < sync.index("systemctl reload nginx")
     assert "previous files restored" in sync
     assert "readonly TRUST_CA=/usr/local/sbin/trust-ca" in sync
-    assert '"$TRUST_CA" --name pca-backend --os rhel "$BUNDLE"' in sync
-    # The gate runs before anything is moved into place.
-    assert sync.index('check_material "$new_cert" "$new_key" "$new_bundle"') < sync.index('mv -f -- "$new_cert"')
+    assert f"readonly GATE={GATE_PATH}" in sync
+    assert f"readonly PINS={PINS_PATH}" in sync
+    # trust-ca checks the pins again before the bundle reaches the trust store.
+    assert '"$TRUST_CA" --name pca-backend --os rhel --pins "$PINS" "$BUNDLE"' in sync
+    # The gate, with the contract the per-host agent uses too, runs before anything is moved into place.
+    gate = '"$GATE" --certificate "$new_cert" --key "$new_key" --bundle "$new_bundle" --pins "$PINS" \\\n'
+    assert gate in sync
+    assert sync.index(gate) < sync.index('mv -f -- "$new_cert"')
 
 
 def test_sync_script_reports_days_to_expiry_with_timeouts() -> None:
@@ -327,9 +350,15 @@ def test_shellcheck(tmp_path: Path) -> None:
         ({"server_block": "-----BEGIN PRIVATE KEY-----\nabc\n"}, "server_block"),
         ({"trust_ca_script": "print('no shebang')\n"}, "trust_ca_script"),
         ({"trust_ca_script": 42}, "trust_ca_script"),
-        ({"verify_tls_script": "print('no shebang')\n"}, "verify_tls_script"),
-        ({"verify_tls_script": "#!/bin/sh\nPCA_BACKEND_VERIFY_TLS_EOF\n"}, "verify_tls_script"),
-        ({"verify_tls_script": ""}, "verify_tls_script"),
+        ({"tls_gate_script": "print('no shebang')\n"}, "tls_gate_script"),
+        ({"tls_gate_script": "#!/bin/sh\nPCA_BACKEND_TLS_GATE_EOF\n"}, "tls_gate_script"),
+        ({"tls_gate_script": ""}, "tls_gate_script"),
+        ({"ca_fingerprints": []}, "ca_fingerprints"),
+        ({"ca_fingerprints": FINGERPRINTS[0]}, "ca_fingerprints"),
+        ({"ca_fingerprints": [FINGERPRINTS[0].upper()]}, "ca_fingerprints"),
+        ({"ca_fingerprints": [":".join(FINGERPRINTS[0][i : i + 2] for i in range(0, 64, 2))]}, "ca_fingerprints"),
+        ({"ca_fingerprints": [FINGERPRINTS[0][:40]]}, "ca_fingerprints"),
+        ({"ca_fingerprints": [None]}, "ca_fingerprints"),
         ({"sync_interval_minutes": 0}, "sync_interval_minutes"),
         ({"sync_interval_minutes": True}, "sync_interval_minutes"),
         ({"sync_interval_minutes": "15"}, "sync_interval_minutes"),
@@ -343,3 +372,80 @@ def test_shellcheck(tmp_path: Path) -> None:
 def test_invalid_inputs_name_the_argument(overrides: dict[str, object], argument: str) -> None:
     with pytest.raises(ValueError, match=re.escape(argument)):
         _render(**overrides)
+
+
+def _units(tmp_path: Path, user_data: str) -> tuple[Path, Path]:
+    """The rendered service and timer, as files systemd can read (ExecStart pointed at /bin/true)."""
+    service = _heredoc_body(user_data, "PCA_BACKEND_UNIT_EOF")
+    timer_start = user_data.index("<<'PCA_BACKEND_UNIT_EOF'", user_data.index("pca-backend-tls-sync.timer <<"))
+    timer = _heredoc_body(user_data[timer_start:], "PCA_BACKEND_UNIT_EOF")
+    assert "[Timer]" in timer
+    assert "[Service]" in service
+    paths = (tmp_path / "pca-backend-tls-sync.service", tmp_path / "pca-backend-tls-sync.timer")
+    paths[0].write_text(service.replace(f"ExecStart={SYNC_SCRIPT_PATH}", "ExecStart=/bin/true"))
+    paths[1].write_text(timer)
+    return paths
+
+
+def test_the_first_sync_retries_within_the_health_check_grace_period(tmp_path: Path) -> None:
+    """Restart=on-failure retries a sync that exits 75 (no certificate yet), not one that exits 1 (one served)."""
+    from components.encrypted_backend import HEALTH_CHECK_GRACE_SECONDS
+
+    service, _ = _units(tmp_path, _render())
+    settings = dict(
+        line.split("=", 1) for line in service.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
+    assert settings["Type"] == "oneshot"
+    assert settings["Restart"] == "on-failure"
+    assert settings["RestartPreventExitStatus"] == str(SYNC_EXIT_SERVING_PREVIOUS) == "1"
+    assert settings["RestartSec"] == str(FIRST_SYNC_RETRY_SECONDS)
+    assert SYNC_EXIT_NO_CERTIFICATE not in (0, SYNC_EXIT_SERVING_PREVIOUS)
+    # One attempt is at most the fetch's five tries (3+6+9+12+15 s of back-off) and the gate: several fit.
+    attempt = FIRST_SYNC_RETRY_SECONDS + sum(3 * n for n in range(1, 6))
+    assert 3 * attempt <= HEALTH_CHECK_GRACE_SECONDS, "at least three attempts inside the grace period"
+    # The timer still runs every interval once a certificate is served.
+    assert "OnUnitActiveSec=15min" in (tmp_path / "pca-backend-tls-sync.timer").read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_accepts_the_units(tmp_path: Path) -> None:
+    """systemd 252 (Amazon Linux 2023's) loads both units; it refuses what it does not allow for oneshot services."""
+    service, timer = _units(tmp_path, _render())
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(service), str(timer)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The same check refuses a oneshot unit with RestartForceExitStatus= (the obvious but refused alternative).
+    service.write_text(service.read_text() + f"RestartForceExitStatus={SYNC_EXIT_NO_CERTIFICATE}\n")
+    refused = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(service)], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode != 0
+    assert "RestartForceExitStatus" in refused.stdout + refused.stderr
+
+
+def test_pins_are_sorted_and_the_user_data_does_not_depend_on_the_bundle_order() -> None:
+    pins = render_pins([FINGERPRINTS[1], FINGERPRINTS[0], FINGERPRINTS[1]])
+    assert [line for line in pins.splitlines() if not line.startswith("#")] == sorted(FINGERPRINTS)
+    assert _render(ca_fingerprints=FINGERPRINTS) == _render(ca_fingerprints=FINGERPRINTS[::-1])
+    assert _render(ca_fingerprints=FINGERPRINTS) != _render(ca_fingerprints=FINGERPRINTS[:1]), "a new CA rolls hosts"
+
+
+@pytest.mark.parametrize(
+    ("region", "domain"),
+    [
+        ("us-east-1", "ec2.internal"),
+        ("eu-west-1", "eu-west-1.compute.internal"),
+        ("us-gov-west-1", "us-gov-west-1.compute.internal"),
+    ],
+)
+def test_the_host_name_is_the_ec2_name_the_certificate_covers(region: str, domain: str) -> None:
+    assert ec2_private_dns_domain(region) == domain
+    assert ec2_private_dns_wildcard(region) == f"*.{domain}", "the certificate's EC2 wildcard"
+    sync = render_sync_script(region=region, parameters=PARAMETERS, **SYNC_KWARGS)
+    assert f"readonly EC2_DNS_DOMAIN={domain}" in sync
+    # Derived from local-ipv4: local-hostname follows a custom DHCP options domain name.
+    assert "latest/meta-data/local-ipv4" in sync
+    assert "meta-data/local-hostname" not in sync
+    with pytest.raises(ValueError, match="region"):
+        ec2_private_dns_domain("us-east-1; id")

@@ -2,106 +2,58 @@
 
 Stand-ins on PATH: `aws` (SSM GetParameters from files; put-metric-data recorded), `systemctl` (drives the
 test's nginx), `nginx` (the real one, pointed at the test's configuration) and `python3` (the hosts' 3.9 when
-found). The instance metadata service is a small IMDSv2 server on 127.0.0.1; trust-ca is the real script
-with --no-update on a scratch root. Each bad rotation must leave the old certificate served; a good one
-must be served after one run.
+found). The instance metadata service is a small IMDSv2 server on 127.0.0.1 that answers the shapes EC2 gives
+(custom DHCP domain names included); the host gate and trust-ca are the real scripts (trust-ca with --no-update
+on a scratch root), under the hosts' 3.9. Each bad rotation must leave the old certificate served; a good one
+must be served after one run. The look-alike sets are tests/gate_material.py's, as in tests/test_tls_gate.py.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import re
 import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.host_bootstrap import (
     AWS_CLI_CONNECT_TIMEOUT,
     AWS_CLI_READ_TIMEOUT,
+    FIRST_SYNC_RETRY_SECONDS,
+    GATE_PATH,
     IMDS_URL,
     METRIC_NAME,
     METRIC_NAMESPACE,
+    PINS_PATH,
+    SYNC_EXIT_NO_CERTIFICATE,
+    SYNC_EXIT_SERVING_PREVIOUS,
     TRUST_CA_PATH,
     HostParameters,
+    render_pins,
     render_sync_script,
 )
 from components.local.nginx import write_standalone_conf
 from components.local.process import free_port, require_binary
 from components.nginx_config import render_server_block
+from tests.gate_material import HOST_NAME, REFUSALS, LeafOptions, Material, Pki, wrong_set
 from tests.host_python import find_host_python
-from tests.tls_fixtures import TRUST_CA, run
+from tests.tls_fixtures import REPO, TRUST_CA, run
 
 PARAMETERS = HostParameters("/pca-backend/dev/full-chain", "/pca-backend/dev/private-key", "/pca-backend/dev/ca-bundle")
-HOST_NAME = "ip-10-0-1-5.eu-west-1.compute.internal"
-FLEET_NAME = "*.eu-west-1.compute.internal"
+PRIVATE_IPV4 = "10.0.1.5"
 METRIC_BACKEND = "pca-backend-dev"
-NOW = datetime.datetime.now(datetime.UTC)
-
-
-# --- certificates ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ca:
-    key: ec.EllipticCurvePrivateKey
-    certificate: x509.Certificate
-
-    @property
-    def pem(self) -> str:
-        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def new_ca(name: str) -> Ca:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    certificate = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    return Ca(key, certificate)
-
-
-@dataclass(frozen=True)
-class Material:
-    full_chain: str
-    key: str
-    bundle: str
-    leaf: x509.Certificate
-
-
-def issue(ca: Ca, *, names: tuple[str, ...] = (FLEET_NAME,), days: float = 90, starts_in_days: float = -1) -> Material:
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca.certificate.subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW + datetime.timedelta(days=starts_in_days))
-        .not_valid_after(NOW + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
-    )  # fmt: skip
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return Material(leaf.public_bytes(serialization.Encoding.PEM).decode(), key_pem, ca.pem, leaf)
+GATE = REPO / "scripts" / "tls-gate"
 
 
 # --- IMDSv2 stand-in -------------------------------------------------------------------------------------
@@ -109,16 +61,20 @@ def issue(ca: Ca, *, names: tuple[str, ...] = (FLEET_NAME,), days: float = 90, s
 
 class _Imds(BaseHTTPRequestHandler):
     token = "test-imds-token"
+    DEFAULTS: ClassVar[dict[str, str]] = {"local-ipv4": PRIVATE_IPV4, "local-hostname": HOST_NAME}
+    #: What each metadata path answers (a test changes them; the `imds` fixture puts the defaults back).
+    answers: ClassVar[dict[str, str]] = dict(DEFAULTS)
 
     def do_PUT(self) -> None:
         ok = self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
         self._answer(200 if ok else 400, self.token if ok else "")
 
     def do_GET(self) -> None:
+        key = self.path.removeprefix("/latest/meta-data/")
         if self.headers.get("X-aws-ec2-metadata-token") != self.token:
             self._answer(401, "")  # IMDSv2 only: no token, no answer
-        elif self.path == "/latest/meta-data/local-hostname":
-            self._answer(200, HOST_NAME)
+        elif key in self.answers:
+            self._answer(200, self.answers[key])
         else:
             self._answer(404, "")
 
@@ -133,7 +89,7 @@ class _Imds(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def imds() -> Iterator[str]:
+def imds_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Imds)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -142,6 +98,15 @@ def imds() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def imds(imds_server: str) -> Iterator[str]:
+    _Imds.answers = dict(_Imds.DEFAULTS)
+    try:
+        yield imds_server
+    finally:
+        _Imds.answers = dict(_Imds.DEFAULTS)
 
 
 # --- the host ------------------------------------------------------------------------------------------
@@ -177,19 +142,22 @@ else:
 class Host:
     """One backend host on this machine: the rendered sync script, its files and a real nginx."""
 
-    def __init__(self, tmp_path: Path, imds_url: str) -> None:
+    def __init__(self, tmp_path: Path, imds_url: str, pins: list[str], *, region: str = "eu-west-1") -> None:
         self.fake = tmp_path / "fake"
         self.pki = tmp_path / "pki"
         self.nginx_dir = tmp_path / "nginx"
+        self.trust_root = tmp_path / "trust-root"
         bin_dir = self.fake / "bin"
-        for directory in (self.fake / "ssm", bin_dir, tmp_path / "trust-root"):
+        for directory in (self.fake / "ssm", bin_dir, self.trust_root):
             directory.mkdir(parents=True)
+        self.pins = self.fake / "ca-pins"
+        self.pins.write_text(render_pins(pins))
         self.python = find_host_python() or sys.executable
         self.port = free_port()
         write_standalone_conf(
             self.nginx_dir,
             render_server_block(
-                server_names=[HOST_NAME],
+                server_names=["*.eu-west-1.compute.internal"],
                 certificate_path=str(self.pki / "server.crt"),
                 private_key_path=str(self.pki / "private/server.key"),
                 port=self.port,
@@ -212,28 +180,32 @@ case "$1" in
 esac
 """,
             "python3": f'#!/bin/bash\nexec {self.python} "$@"\n',
-            "trust-ca": f'#!/bin/bash\nexec {self.python} {TRUST_CA} --root {tmp_path}/trust-root --no-update "$@"\n',
+            "trust-ca": f'#!/bin/bash\nexec {self.python} {TRUST_CA} --root {self.trust_root} --no-update "$@"\n',
+            "pca-backend-tls-gate": f'#!/bin/bash\nexec {self.python} {GATE} "$@"\n',
             "sleep": "#!/bin/bash\nexit 0\n",
         }
         for command, body in shims.items():
             (bin_dir / command).write_text(body)
             (bin_dir / command).chmod(0o755)
-        script = render_sync_script(region="eu-west-1", parameters=PARAMETERS, metric_backend=METRIC_BACKEND)
+        script = render_sync_script(region=region, parameters=PARAMETERS, metric_backend=METRIC_BACKEND)
         script = (
             script.replace("/etc/pki/nginx", str(self.pki))
             .replace(TRUST_CA_PATH, str(bin_dir / "trust-ca"))
+            .replace(GATE_PATH, str(bin_dir / "pca-backend-tls-gate"))
+            .replace(PINS_PATH, str(self.pins))
             .replace(IMDS_URL, imds_url)
         )
+        assert "/etc/" not in script.replace("/etc/os-release", ""), "every host path points into the test"
         self.script = tmp_path / "pca-backend-tls-sync"
         self.script.write_text(script)
         # No /usr/sbin: the only nginx is the shim (a test takes it away as if the package were missing).
         self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE": str(self.fake)}
 
-    def put(self, material: Material, *, key: str | None = None, bundle: str | None = None) -> None:
+    def put(self, material: Material) -> None:
         for name, value in (
             (PARAMETERS.full_chain, material.full_chain),
-            (PARAMETERS.private_key, material.key if key is None else key),
-            (PARAMETERS.ca_bundle, material.bundle if bundle is None else bundle),
+            (PARAMETERS.private_key, material.key),
+            (PARAMETERS.ca_bundle, material.bundle),
         ):
             (self.fake / "ssm" / name.replace("/", "_")).write_text(value)
 
@@ -265,6 +237,12 @@ esac
             time.sleep(0.02)
         return time.monotonic() - start
 
+    def anchors(self) -> set[x509.Certificate]:
+        """The certificates trust-ca put into the (scratch) trust store."""
+        directory = self.trust_root / "etc/pki/ca-trust/source/anchors"
+        files = sorted(directory.glob("*.pem")) if directory.is_dir() else []
+        return {certificate for path in files for certificate in x509.load_pem_x509_certificates(path.read_bytes())}
+
     def stop(self) -> None:
         pid_file = self.nginx_dir / "nginx.pid"
         if pid_file.exists():
@@ -272,17 +250,18 @@ esac
 
 
 @pytest.fixture(scope="module")
-def ca() -> Ca:
-    return new_ca("pca-backend test CA")
+def pki() -> Pki:
+    return Pki()
 
 
-@pytest.fixture
-def host(tmp_path: Path, imds: str, ca: Ca) -> Iterator[Host]:
+@contextmanager
+def serving_host(directory: Path, imds_url: str, pki: Pki) -> Iterator[Host]:
+    """A host that installed a good set and serves it."""
     require_binary("openssl")
     require_binary("curl")
-    machine = Host(tmp_path, imds)
+    machine = Host(directory, imds_url, pki.pins)
     try:
-        first = issue(ca)
+        first = pki.issue()
         machine.put(first)
         status, output = machine.sync()
         assert status == 0, output
@@ -292,53 +271,77 @@ def host(tmp_path: Path, imds: str, ca: Ca) -> Iterator[Host]:
         machine.stop()
 
 
-def _refusal_cases(ca: Ca) -> dict[str, tuple[Material, dict[str, str]]]:
-    other_ca = new_ca("another CA")
-    good = issue(ca)
-    return {
-        "expired": (issue(ca, days=-1, starts_in_days=-30), {}),
-        "not-yet-valid": (issue(ca, days=90, starts_in_days=2), {}),
-        "other-ca": (issue(other_ca), {"bundle": ca.pem}),
-        "names-miss-the-host": (issue(ca, names=("api.internal.example",)), {}),
-        "key-of-another-rotation": (good, {"key": issue(ca).key}),
-        "corrupt-ca-bundle": (good, {"bundle": ca.pem[:300]}),
-        "bundle-is-a-leaf": (good, {"bundle": good.full_chain}),
-    }
+@pytest.fixture
+def host(tmp_path: Path, imds: str, pki: Pki) -> Iterator[Host]:
+    with serving_host(tmp_path, imds, pki) as machine:
+        yield machine
 
 
-REFUSALS = {
-    "expired": "outside its validity period",
-    "not-yet-valid": "outside its validity period",
-    "other-ca": "does not chain to the new CA bundle",
-    "names-miss-the-host": f"does not name this host ({HOST_NAME})",
-    "key-of-another-rotation": "private key does not match",
-    "corrupt-ca-bundle": "CA bundle is not a PEM bundle of CA certificates",
-    "bundle-is-a-leaf": "CA bundle is not a PEM bundle of CA certificates",
-}
+@pytest.fixture(scope="module")
+def refusing_host(tmp_path_factory: pytest.TempPathFactory, imds_server: str, pki: Pki) -> Iterator[Host]:
+    """One serving host for all the look-alikes: a refused set changes nothing on it (each test checks that)."""
+    with serving_host(tmp_path_factory.mktemp("refusing-host"), imds_server, pki) as machine:
+        yield machine
 
 
-@pytest.mark.parametrize("case", list(REFUSALS))
-def test_bad_material_is_refused_and_the_old_certificate_keeps_serving(host: Host, ca: Ca, case: str) -> None:
-    served_before = host.served()
-    material, overrides = _refusal_cases(ca)[case]
-    host.put(material, **overrides)
-    status, output = host.sync()
+@pytest.fixture
+def fresh_host(tmp_path: Path, imds: str, pki: Pki) -> Iterator[Host]:
+    """A host whose first sync has not installed anything yet."""
+    require_binary("openssl")
+    require_binary("curl")
+    machine = Host(tmp_path, imds, pki.pins)
+    try:
+        yield machine
+    finally:
+        machine.stop()
 
-    assert status != 0, output
-    assert "refused the new TLS material" in output
-    assert REFUSALS[case] in output, output
-    assert "Still serving the previous certificate" in output
-    assert host.served() == served_before
-    assert "PRIVATE KEY" not in output, "the key must never reach a log"
-    # The metric still reports the certificate that is served.
+
+def _assert_reports_the_served_certificate(host: Host, served: x509.Certificate) -> None:
     (metric,) = host.metrics()
     days = metric["data"][0]["Value"]
-    expected = (served_before.not_valid_after_utc - datetime.datetime.now(datetime.UTC)).total_seconds()
+    expected = (served.not_valid_after_utc - datetime.datetime.now(datetime.UTC)).total_seconds()
     assert abs(days - expected / 86400) < 0.02
 
 
-def test_good_rotation_is_served_after_one_run(host: Host, ca: Ca) -> None:
-    rotated = issue(ca, days=30)
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_look_alike_material_is_refused_and_the_old_certificate_keeps_serving(
+    refusing_host: Host, imds: str, pki: Pki, case: str
+) -> None:
+    host = refusing_host
+    served_before = host.served()
+    anchors_before = host.anchors()
+    material = wrong_set(pki, case)
+    host.put(material)
+    status, output = host.sync()
+
+    assert status == SYNC_EXIT_SERVING_PREVIOUS, output
+    reason = re.search(r"refused the new TLS material from SSM Parameter Store: (.*)\.\n", output)
+    assert reason, output
+    assert re.search(REFUSALS[case], reason.group(1)), output
+    assert "Still serving the previous certificate" in output
+    assert host.served() == served_before
+    assert host.anchors() == anchors_before, "nothing reached the trust store"
+    assert "PRIVATE KEY" not in output, "the key must never reach a log"
+    _assert_reports_the_served_certificate(host, served_before)
+
+
+def test_the_trust_store_gets_exactly_the_pinned_cas(host: Host, pki: Pki) -> None:
+    pinned = {pki.root.certificate, pki.subordinate.certificate}
+    assert host.anchors() == pinned
+
+
+def test_trust_ca_refuses_an_unpinned_ca_even_behind_the_gate(host: Host, pki: Pki) -> None:
+    """Defence in depth: were the gate to pass a bundle with an unpinned CA, trust-ca would still refuse it."""
+    (host.fake / "bin" / "pca-backend-tls-gate").write_text("#!/bin/bash\nexit 0\n")  # a gate that lets all in
+    host.put(wrong_set(pki, "bundle-adds-a-second-anchor"))
+    status, output = host.sync()
+    assert status == SYNC_EXIT_SERVING_PREVIOUS, output
+    assert "is not pinned; refusing to trust it" in output
+    assert host.anchors() == {pki.root.certificate, pki.subordinate.certificate}
+
+
+def test_good_rotation_is_served_after_one_run(host: Host, pki: Pki) -> None:
+    rotated = pki.issue(LeafOptions(days=(-1, 30)))
     started = time.monotonic()
     host.put(rotated)  # new material in "SSM"
     status, output = host.sync()
@@ -364,8 +367,113 @@ def test_good_rotation_is_served_after_one_run(host: Host, ca: Ca) -> None:
     assert 29.9 < datum["Value"] <= 30
 
 
-def test_every_aws_call_has_timeouts_and_the_parameters_come_in_one_call(host: Host, ca: Ca) -> None:
-    host.put(issue(ca))
+@pytest.mark.parametrize(
+    "local_hostname",
+    [
+        "ip-10-0-1-5.corp.example.com",  # a DHCP options set with its own domain name
+        "ip-10-0-1-5.corp.example.com.",  # ... written with a trailing dot
+        "ip-10-0-1-5.corp.example.com example.com eu-west-1.compute.internal",  # several domain names
+        "ip-10-0-1-5.eu-west-1.compute.internal corp.example.com",
+        "i-0123456789abcdef0.eu-west-1.compute.internal",  # resource-based naming
+        "",  # no answer at all
+    ],
+)
+def test_custom_dhcp_domain_names_do_not_stop_a_host(fresh_host: Host, pki: Pki, local_hostname: str) -> None:
+    """The host checks its EC2 name, derived from local-ipv4, whatever local-hostname says."""
+    _Imds.answers["local-hostname"] = local_hostname
+    material = pki.issue()
+    fresh_host.put(material)
+    status, output = fresh_host.sync()
+    assert status == 0, output
+    assert fresh_host.served() == material.leaf
+
+
+def test_the_ec2_name_is_checked_not_the_dhcp_one(fresh_host: Host, pki: Pki) -> None:
+    """A certificate for the custom domain only is refused: host-to-host clients use the EC2 names."""
+    _Imds.answers["local-hostname"] = "ip-10-0-1-5.corp.example.com"
+    fresh_host.put(pki.issue(LeafOptions(names=("*.corp.example.com",))))
+    status, output = fresh_host.sync()
+    assert status == SYNC_EXIT_NO_CERTIFICATE, output
+    assert f"does not name this host ({HOST_NAME})" in output
+
+
+def test_us_east_1_hosts_check_their_ec2_internal_name(tmp_path: Path, imds: str, pki: Pki) -> None:
+    _Imds.answers["local-ipv4"] = "10.0.7.9"
+    machine = Host(tmp_path, imds, pki.pins, region="us-east-1")
+    try:
+        machine.put(pki.issue(LeafOptions(names=("*.ec2.internal",))))
+        status, output = machine.sync()
+        assert status == 0, output
+        machine.put(pki.issue(LeafOptions(names=("*.us-east-1.compute.internal",))))
+        status, output = machine.sync()
+        assert status == SYNC_EXIT_SERVING_PREVIOUS, output
+        assert "does not name this host (ip-10-0-7-9.ec2.internal)" in output
+    finally:
+        machine.stop()
+
+
+@pytest.mark.parametrize("answer", [None, "", "10.0.1", "10.0.1.5; id", "fe80::1"])
+def test_without_a_private_ipv4_address_nothing_is_installed(fresh_host: Host, pki: Pki, answer: str | None) -> None:
+    if answer is None:
+        del _Imds.answers["local-ipv4"]
+    else:
+        _Imds.answers["local-ipv4"] = answer
+    fresh_host.put(pki.issue())
+    status, output = fresh_host.sync()
+    assert status == SYNC_EXIT_NO_CERTIFICATE, output
+    assert "could not read this host's private IPv4 address" in output
+    assert not (fresh_host.pki / "server.crt").exists()
+
+
+def test_imds_is_required(tmp_path: Path, pki: Pki) -> None:
+    """Without the instance metadata service the host cannot know its name: nothing is installed."""
+    machine = Host(tmp_path, f"http://127.0.0.1:{free_port()}", pki.pins)
+    try:
+        machine.put(pki.issue())
+        status, output = machine.sync()
+        assert status == SYNC_EXIT_NO_CERTIFICATE, output
+        assert "could not read this host's private IPv4 address" in output
+        assert not (machine.pki / "server.crt").exists()
+        assert "no certificate is served yet" in output
+    finally:
+        machine.stop()
+
+
+# --- first sync: the exit status tells systemd whether to retry soon (75) or wait for the timer (1) ------
+
+
+def test_a_first_sync_that_fails_asks_for_a_retry(fresh_host: Host, pki: Pki) -> None:
+    (fresh_host.fake / "ssm-down").touch()
+    status, output = fresh_host.sync()
+    assert status == SYNC_EXIT_NO_CERTIFICATE == 75, output
+    assert f"no certificate is installed yet: trying again in {FIRST_SYNC_RETRY_SECONDS} s" in output
+    assert "Still serving" not in output
+
+    # Refused material on a host that serves nothing yet: a retry too (the parameters may be fixed any moment).
+    (fresh_host.fake / "ssm-down").unlink()
+    fresh_host.put(wrong_set(pki, "leaf-is-a-ca"))
+    status, output = fresh_host.sync()
+    assert status == SYNC_EXIT_NO_CERTIFICATE, output
+    assert "refused the new TLS material" in output
+
+    # The parameters are right at the next try: installed, nginx started, success.
+    good = pki.issue()
+    fresh_host.put(good)
+    status, output = fresh_host.sync()
+    assert status == 0, output
+    assert "nginx started" in output
+    assert fresh_host.served() == good.leaf
+
+
+def test_a_failure_while_serving_waits_for_the_timer(host: Host) -> None:
+    (host.fake / "ssm-down").touch()
+    status, output = host.sync()
+    assert status == SYNC_EXIT_SERVING_PREVIOUS == 1, output
+    assert "trying again in" not in output
+
+
+def test_every_aws_call_has_timeouts_and_the_parameters_come_in_one_call(host: Host, pki: Pki) -> None:
+    host.put(pki.issue())
     status, output = host.sync()
     assert status == 0, output
     calls = host.aws_calls()
@@ -387,7 +495,7 @@ def test_unchanged_material_does_not_reload(host: Host) -> None:
     assert len(host.metrics()) == 1
 
 
-def test_unreachable_ssm_retries_then_fails_and_keeps_serving(host: Host, ca: Ca) -> None:
+def test_unreachable_ssm_retries_then_fails_and_keeps_serving(host: Host) -> None:
     served = host.served()
     (host.fake / "ssm-down").touch()
     status, output = host.sync()
@@ -403,20 +511,6 @@ def test_missing_parameter_is_refused(host: Host) -> None:
     assert status != 0
     assert f"parameter {PARAMETERS.private_key} not found" in output
     assert host.served() == served
-
-
-def test_imds_names_are_required(tmp_path: Path, ca: Ca) -> None:
-    """Without the instance metadata service the host cannot know its names: nothing is installed."""
-    machine = Host(tmp_path, f"http://127.0.0.1:{free_port()}")
-    try:
-        machine.put(issue(ca))
-        status, output = machine.sync()
-        assert status != 0
-        assert "could not read this host's names" in output
-        assert not (machine.pki / "server.crt").exists()
-        assert "no certificate is served yet" in output
-    finally:
-        machine.stop()
 
 
 def test_missing_packages_are_installed_by_the_sync_and_a_failure_still_reports(host: Host) -> None:

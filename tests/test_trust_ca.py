@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from components.local.process import require_binary
 from components.local.tls import Pki, make_pki
@@ -247,3 +248,43 @@ def test_check_validates_without_writing(debian_root: Path, pki: Pki, tmp_path: 
     leaf = trust_ca("--check", pki.leaf_cert)
     assert leaf.returncode == 3
     assert "not a CA certificate" in leaf.stderr
+
+
+def _pins_file(tmp_path: Path, *bundles: Path) -> Path:
+    """A pins file (as the hosts' boot script writes it) for every certificate in `bundles`."""
+    pins = tmp_path / "ca-pins"
+    lines = ["# pinned CAs", ""]
+    for bundle in bundles:
+        lines += [certificate.fingerprint(hashes.SHA256()).hex() for certificate in certificates(bundle)]
+    pins.write_text("\n".join(lines) + "\n")
+    return pins
+
+
+def test_pins_let_only_pinned_cas_in(rhel_root: Path, pki: Pki, tmp_path: Path) -> None:
+    """Defence in depth behind the host gate: a bundle that gained an unpinned CA never reaches the trust store."""
+    pins = _pins_file(tmp_path, pki.ca_bundle)
+    result = trust_ca("--root", rhel_root, "--no-update", "--pins", pins, pki.ca_bundle)
+    assert result.returncode == 0, result.stderr
+
+    other = make_pki(tmp_path / "other")
+    widened = tmp_path / "widened.pem"
+    widened.write_bytes(pki.ca_bundle.read_bytes() + other.ca_bundle.read_bytes())
+    for extra in ([], ["--check"]):
+        refused = trust_ca("--root", rhel_root, "--no-update", *extra, "--pins", pins, widened)
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert "certificate 2 (sha256 " in refused.stderr
+        assert "is not pinned" in refused.stderr
+    assert sorted(path.name for path in (rhel_root / RHEL_ANCHORS).iterdir()) == ["private-ca.pem"]
+    # Without --pins (an operator's own use) the same bundle installs.
+    assert trust_ca("--root", rhel_root, "--no-update", widened).returncode == 0
+
+
+@pytest.mark.parametrize("content", ["", "# nothing\n", "AB" * 32 + "\n", "not a fingerprint\n"])
+def test_an_invalid_pins_file_is_a_usage_error(pki: Pki, tmp_path: Path, content: str) -> None:
+    pins = tmp_path / "ca-pins"
+    pins.write_text(content)
+    result = trust_ca("--check", "--pins", pins, pki.ca_bundle)
+    assert result.returncode == 2, result.stderr
+    assert "SHA-256 fingerprints" in result.stderr
+    assert trust_ca("--check", "--pins", tmp_path / "missing", pki.ca_bundle).returncode == 2
+    assert trust_ca("--remove", "--pins", pins).returncode == 2

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import subprocess
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from cryptography import x509 as cx509
@@ -397,3 +400,38 @@ def test_join_pem() -> None:
 def test_join_pem_of_nothing() -> None:
     assert x509.join_pem() == ""
     assert x509.join_pem("", [], ["", " "]) == ""
+
+
+def test_sha256_fingerprints_are_what_openssl_prints(tmp_path: Path, keys: dict[str, x509.PrivateKey]) -> None:
+    key = keys["EC_prime256v1"]
+    pems = []
+    for common_name in ("root", "subordinate"):
+        name = cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        certificate = (
+            cx509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(cx509.random_serial_number())
+            .not_valid_before(datetime(2030, 1, 1, tzinfo=UTC)).not_valid_after(datetime(2031, 1, 1, tzinfo=UTC))
+            .sign(key, hashes.SHA256())
+        )  # fmt: skip
+        pems.append(certificate.public_bytes(serialization.Encoding.PEM).decode())
+    fingerprints = x509.sha256_fingerprints("# a comment\n" + x509.join_pem(pems))
+
+    assert len(fingerprints) == 2
+    for pem, fingerprint in zip(pems, fingerprints, strict=True):
+        der = cx509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+        assert fingerprint == hashlib.sha256(der).hexdigest()
+        path = tmp_path / "ca.pem"
+        path.write_text(pem)
+        openssl = subprocess.run(
+            ["openssl", "x509", "-in", str(path), "-noout", "-fingerprint", "-sha256"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert openssl.stdout.strip().split("=", 1)[1].replace(":", "").lower() == fingerprint
+
+
+@pytest.mark.parametrize(
+    "bundle", ["", "not PEM", "-----BEGIN CERTIFICATE-----\nbm90\n-----END CERTIFICATE-----\n", None]
+)
+def test_sha256_fingerprints_need_a_certificate(bundle: object) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        x509.sha256_fingerprints(bundle)  # type: ignore[arg-type]

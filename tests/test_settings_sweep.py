@@ -95,7 +95,6 @@ CASES = [
         albCertificateArn=CA_ARN,
     ),
     bad("alb-domain-one-label", "dev", "albDomainName", "two labels or more", albDomainName="backend"),
-    bad("alb-domain-wildcard", "dev", "albDomainName", "no wildcard", albDomainName="*.internal.example.com"),
     bad("alb-domain-space", "dev", "albDomainName", "two labels or more", albDomainName="back end.example.com"),
     bad("network-host-bits", "local", "networkCidr", "IPv4 network from /16 to /26", networkCidr="10.42.0.1/24"),
     bad("network-too-big", "local", "networkCidr", "IPv4 network from /16 to /26", networkCidr="10.0.0.0/8"),

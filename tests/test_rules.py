@@ -457,7 +457,7 @@ def _key(algorithm: str) -> Any:
 
 _SUBJECTS = (["backend.example.com"], ["c" * 64])
 _ISSUERS = (["Root"], ["C" * 64, "O" * 64, "U" * 64, "US", "S" * 128, "L" * 128])
-_NAME_SETS = (
+_NAME_SETS: tuple[list[str], ...] = (
     [],
     ["a.example.com", "10.0.0.5", "fd00::5"],
     [f"h{index}.{'a' * 60}.example.com" for index in range(30)],
@@ -561,3 +561,12 @@ def test_csr_size_bounds_real_csrs(key: str) -> None:
 
 def test_der_lengths() -> None:
     assert [sizes.tlv(n) for n in (0, 127, 128, 255, 256, 65535, 65536)] == [2, 129, 131, 258, 260, 65539, 65541]
+
+
+def test_the_largest_private_key_fits_a_standard_parameter() -> None:
+    """The private-key parameter stays in the Standard tier (4 KB): no key algorithm a setting allows outgrows
+    it, so no setting needs a size check for it."""
+    from components import x509 as project_x509
+
+    largest = max(len(project_x509.private_key_pem(_key(algorithm))) for algorithm in sizes.KEY_SIZES)
+    assert largest <= aws.PARAMETER_VALUE_MAX["Standard"], largest

@@ -945,7 +945,7 @@ def test_ingress_cidrs_compared_as_networks() -> None:
 
 
 def test_settings_that_do_not_apply_are_refused_and_defaults_are_not() -> None:
-    stack_mode = {"caMode": "stack", "caStack": "pki"}
+    stack_mode: dict[str, Any] = {"caMode": "stack", "caStack": "pki"}
     # Pulumi hands Pulumi.yaml's defaults over as if set: those are not "given".
     assert parse(**stack_mode, caProtect="true", caValidityYears="0", caKeyAlgorithm="RSA_2048").ca.mode == "stack"
     assert "caMode is stack" in problem_of("caProtect", **stack_mode, caProtect="false")

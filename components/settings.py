@@ -1,9 +1,12 @@
 """Stack settings: the one place project config is read, validated and turned into typed values.
 
-`parse_settings` is pure (a mapping of config keys to values in, `Settings` out) so every rule is tested without
-Pulumi; `load_settings` feeds it from `pulumi.Config`. Every error names the setting and what is allowed, and
-all of them are reported together, before any resource exists; a key the project does not declare is refused
-with the closest known key. The rules themselves live in `components/rules`, shared with the components.
+`parse_settings` is pure (a mapping of config keys to values, the `aws:` provider settings and the regions AWS has
+in, `Settings` out) so every rule is tested without Pulumi; `load_settings` feeds it from `pulumi.Config` and
+botocore's region list, and raises its error as a `pulumi.RunError`. Every error names the setting and what is
+allowed, and all of them are reported together, before any resource exists; a key the project does not declare is
+refused with the closest known key, and a setting the stack's mode ignores is refused too. The rules themselves
+live in `components/rules`, shared with the components; what a CA read at preview must allow
+(`CaRequirements`) is checked in `components.ca_source` once it is known.
 
 Settings also build each component's typed arguments (`CaSettings.private_ca_args`, `Settings.certificate_args`,
 `network_args`, `backend_args`), so `__main__.py` only wires components together. Adding a setting is its
@@ -36,15 +39,19 @@ __all__ = [
     "AL2023_AMI_PARAMETER",
     "CONFIG_KEYS",
     "DECLARED",
+    "DEFAULTS",
     "LIST_KEYS",
     "SHORT_LIVED_MAX_DAYS",
     "BackendSettings",
+    "CaRequirements",
     "CaSettings",
     "CaSubject",
     "CertificateSettings",
     "Settings",
     "SettingsError",
+    "botocore_regions",
     "ec2_private_dns_wildcard",
+    "full_chain_problem",
     "load_settings",
     "parse_settings",
 ]
@@ -740,12 +747,11 @@ def _check_placement(
 #: The AWS provider's identity and transport settings that the certificate provider does not read, and what to
 #: set instead: the environment, which both providers read (botocore and the AWS provider's SDK).
 _PROVIDER_ONLY_SETTINGS: Mapping[str, str] = {
-    "accessKey": "put the keys in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), "
-    "which both providers read, or better use aws:profile or aws:assumeRoles",
-    "secretKey": "put the keys in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), "
-    "which both providers read, or better use aws:profile or aws:assumeRoles",
-    "token": "put the keys in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), "
-    "which both providers read, or better use aws:profile or aws:assumeRoles",
+    **dict.fromkeys(
+        ("accessKey", "secretKey", "token"),
+        "put the keys in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), which both "
+        "providers read, or better use aws:profile or aws:assumeRoles",
+    ),
     "assumeRoleWithWebIdentity": "set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE (and AWS_ROLE_SESSION_NAME) in the "
     "environment: both providers' default credential chains assume the role from them",
     "sharedCredentialsFiles": "set AWS_SHARED_CREDENTIALS_FILE in the environment, which both providers read",

@@ -1,9 +1,12 @@
 """Stack settings: the one place project config is read, validated and turned into typed values.
 
-`parse_settings` is pure (a mapping of config keys to values in, `Settings` out) so every rule is tested without
-Pulumi; `load_settings` feeds it from `pulumi.Config`. Every error names the setting and what is allowed, and
-all of them are reported together, before any resource exists; a key the project does not declare is refused
-with the closest known key. The rules themselves live in `components/rules`, shared with the components.
+`parse_settings` is pure (a mapping of config keys to values, the `aws:` provider settings and the regions AWS has
+in, `Settings` out) so every rule is tested without Pulumi; `load_settings` feeds it from `pulumi.Config` and
+botocore's region list, and raises its error as a `pulumi.RunError`. Every error names the setting and what is
+allowed, and all of them are reported together, before any resource exists; a key the project does not declare is
+refused with the closest known key, and a setting the stack's mode ignores is refused too. The rules themselves
+live in `components/rules`, shared with the components; what a CA read at preview must allow
+(`CaRequirements`) is checked in `components.ca_source` once it is known.
 
 Settings also build each component's typed arguments (`CaSettings.private_ca_args`, `Settings.certificate_args`,
 `network_args`, `backend_args`), so `__main__.py` only wires components together. Adding a setting is its
@@ -15,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from components.rules import aws as aws_rules
-from components.rules import names, network
+from components.rules import names, network, sizes
 from components.rules.aws import AL2023_AMI_PARAMETER, KEY_STORAGE_STANDARDS, SHORT_LIVED_MAX_DAYS, USAGE_MODES
 
 if TYPE_CHECKING:  # the argument types only: settings stay importable without Pulumi
@@ -35,15 +39,19 @@ __all__ = [
     "AL2023_AMI_PARAMETER",
     "CONFIG_KEYS",
     "DECLARED",
+    "DEFAULTS",
     "LIST_KEYS",
     "SHORT_LIVED_MAX_DAYS",
     "BackendSettings",
+    "CaRequirements",
     "CaSettings",
     "CaSubject",
     "CertificateSettings",
     "Settings",
     "SettingsError",
+    "botocore_regions",
     "ec2_private_dns_wildcard",
+    "full_chain_problem",
     "load_settings",
     "parse_settings",
 ]
@@ -70,6 +78,30 @@ class CaSubject:
 
 
 @dataclass(frozen=True)
+class CaRequirements:
+    """What a CA known only at preview must allow: the CA `caStack` provides (caMode stack) or the parent that
+    signs this stack's subordinate (`caStack` or `caParentArn`). `components.ca_source` checks it before creating
+    anything, and refuses naming the setting at fault."""
+
+    partition: str
+    region: str
+    """The stack's region: the certificate provider and the subordinate's signing call use the CA there."""
+    certificate_days: int | None = None
+    """The backend certificate's validity (None: no backend): it must end before the CA does."""
+    certificate_common_name: str = ""
+    certificate_names: tuple[str, ...] = ()
+    """The names on the backend certificate (its common name first), for the size of its chain."""
+    certificate_key_algorithm: str = "EC_prime256v1"
+    acm_domain_name: bool = False
+    """albDomainName asks ACM for a certificate from the CA, which a SHORT_LIVED_CERTIFICATE CA cannot give."""
+    own_certificate_size: int = 0
+    """caMode subordinate: the estimated PEM size of this stack's CA certificate, between the backend
+    certificate and the parent's chain; 0 otherwise."""
+    crl_host_length: int = 0
+    """The longest CRL distribution point host the backend certificate can carry (0: no CRL known)."""
+
+
+@dataclass(frozen=True)
 class CaSettings:
     """Where the CA comes from and, when this stack creates it, how."""
 
@@ -90,6 +122,8 @@ class CaSettings:
     stack: str | None
     """The StackReference that provides the CA (mode stack) or the parent CA (mode subordinate)."""
     parent_arn: str | None
+    requirements: CaRequirements = CaRequirements("aws", "us-east-1")
+    """What the CA or parent read at preview must allow (set by `parse_settings`)."""
 
     def private_ca_args(self, parent_arn: pulumi.Input[str] | None) -> PrivateCaArgs:
         """`PrivateCaArgs` of the CA this stack creates (modes root and subordinate); `parent_arn` resolves
@@ -128,6 +162,17 @@ class CertificateSettings:
     template: str
     throttle_retry_minutes: int = aws_rules.DEFAULT_THROTTLE_RETRY_MINUTES
     """How long the provider retries calls AWS throttles (`certThrottleRetryMinutes`)."""
+
+    def server_names(self, region: str) -> list[str]:
+        """The names on the certificate and in nginx: the hosts' own EC2 names first, so host-to-host TLS
+        verifies out of the box, then `certNames`."""
+        wildcard = ec2_private_dns_wildcard(region)
+        # nginx takes the names without the trailing dot of a fully qualified name.
+        return [wildcard, *(name.removesuffix(".") for name in self.names if name != wildcard)]
+
+    def subject_common_name(self, region: str) -> str:
+        """certCommonName, else the first of certNames, else the hosts' EC2 wildcard."""
+        return self.common_name or (self.names[0] if self.names else self.server_names(region)[0])
 
 
 @dataclass(frozen=True)
@@ -199,9 +244,7 @@ class Settings:
         """The names on the backend certificate and in nginx: the hosts' own EC2 names first, so host-to-host TLS
         verifies out of the box, then `certNames`."""
         certificate, _ = self._parts()
-        wildcard = ec2_private_dns_wildcard(self.region)
-        # nginx takes the names without the trailing dot of a fully qualified name.
-        return [wildcard, *(name.removesuffix(".") for name in certificate.names if name != wildcard)]
+        return certificate.server_names(self.region)
 
     def certificate_args(self, *, ca_arn: pulumi.Input[str], validity_days: pulumi.Input[int]) -> CertificateArgs:
         """`CertificateArgs` of the backend certificate; `validity_days` as the CA source confirmed it."""
@@ -209,7 +252,7 @@ class Settings:
         names_ = self.server_names()
         return {
             "ca_arn": ca_arn,
-            "common_name": certificate.common_name or (certificate.names[0] if certificate.names else names_[0]),
+            "common_name": certificate.subject_common_name(self.region),
             "subject_alternative_names": names_,
             "key_algorithm": certificate.key_algorithm,
             "validity_days": validity_days,
@@ -289,6 +332,27 @@ def ec2_private_dns_wildcard(region: str) -> str:
     return "*.ec2.internal" if region == "us-east-1" else f"*.{region}.compute.internal"
 
 
+#: The longest value any setting takes (an external ID is 1,224 characters): longer text is refused before any
+#: rule, so no message repeats kilobytes of it.
+VALUE_LENGTH_MAX = 2048
+#: A whole number as Pulumi hands it over: ASCII digits only (Python's int() also takes Arabic-Indic or fullwidth
+#: digits), and few enough of them that int() never refuses the text (it does past 4,300 digits).
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`repr(value)`, cut to about `limit` characters with its full length said, for messages."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters as text"
+    return f"{text[:limit]}... ({size})"
+
+
+def _kind(value: object) -> str:
+    return {list: "a list", dict: "a map", bool: "a boolean"}.get(type(value), f"a {type(value).__name__}")
+
+
 class _Reader:
     """Typed access to raw config that records every problem instead of stopping at the first."""
 
@@ -300,32 +364,41 @@ class _Reader:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
 
+    def refused(self, key: str) -> bool:
+        """Whether a problem names `key` already."""
+        return any(problem.startswith(f"{key}: ") for problem in self.problems)
+
+    def given(self, key: str) -> bool:
+        """Whether the stack sets `key` to something other than its Pulumi.yaml default (which Pulumi hands over
+        as if the stack had set it)."""
+        value = self.raw.get(key)
+        if value is None or value == "" or value == []:
+            return False
+        return _comparable(value) != _comparable(DEFAULTS.get(key))
+
     def string(self, key: str, default: str | None = None) -> str | None:
         value = self.raw.get(key)
         if value is None or value == "":
             return default
-        if not isinstance(value, str):
-            self.problem(key, f"must be a string, got {value!r}")
-            return default
-        if names.has_control_characters(value):
-            # Values reach X.509 subjects, nginx configuration and shell scripts: no newline may split them.
-            self.problem(key, f"{value!r} contains control characters (newlines, tabs, ...); use printable text")
+        problem = text_problem(value)
+        if problem is not None:
+            self.problem(key, problem)
             return default
         return value
 
     def choice(self, key: str, allowed: Sequence[str], default: str) -> str:
         value = self.string(key, default) or default
         if value not in allowed:
-            self.problem(key, f"{value!r} is not allowed; allowed: {', '.join(allowed)}")
+            self.problem(key, f"{shown(value)} is not allowed; allowed: {', '.join(allowed)}")
             return default
         return value
 
     def integer(self, key: str, default: int, low: int, high: int) -> int:
         value = self.raw.get(key, default)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            self.problem(key, f"must be a whole number from {low} to {high}, got {value!r}")
+            self.problem(key, f"must be a whole number from {low} to {high} (digits 0-9), got {shown(value)}")
             return default
         if not low <= value <= high:
             self.problem(key, f"must be from {low} to {high}, got {value}")
@@ -337,23 +410,49 @@ class _Reader:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if not isinstance(value, bool):
-            self.problem(key, f"must be true or false, got {value!r}")
+            self.problem(key, f"must be true or false, got {shown(value)}")
             return default
         return value
 
     def strings(self, key: str, check: Callable[[str], bool] | None = None, what: str = "") -> tuple[str, ...]:
         value = self.raw.get(key, [])
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            self.problem(key, f"must be a list of strings, got {value!r}")
+            self.problem(key, f"must be a list of strings, got {shown(value)}")
+            return ()
+        too_long = [item for item in value if len(item) > VALUE_LENGTH_MAX]
+        if too_long:
+            self.problem(key, f"{shown(too_long[0])} is longer than any value a setting takes ({VALUE_LENGTH_MAX})")
             return ()
         if check is not None:
             for item in value:
                 if not check(item):
-                    self.problem(key, f"{item!r} is not {what}")
+                    self.problem(key, f"{shown(item)} is not {what}")
         duplicates = sorted({item for item in value if value.count(item) > 1})
         if duplicates:
-            self.problem(key, f"lists {', '.join(map(repr, duplicates))} more than once; list each once")
+            self.problem(key, f"lists {', '.join(map(shown, duplicates))} more than once; list each once")
         return tuple(value)
+
+
+def text_problem(value: object) -> str | None:
+    """Why `value` is not usable text for a string setting, or None."""
+    if not isinstance(value, str):
+        return f"must be a string, got {_kind(value)}: {shown(value)}"
+    if len(value) > VALUE_LENGTH_MAX:
+        return f"is {len(value)} characters long; no setting takes more than {VALUE_LENGTH_MAX}"
+    if names.has_control_characters(value):
+        # Values reach X.509 subjects, nginx configuration and shell scripts: no newline may split them.
+        return f"{shown(value)} contains control characters (newlines, tabs, ...); use printable text"
+    return None
+
+
+def _comparable(value: object) -> object:
+    """A setting's value as it compares with its default: Pulumi hands scalars over as text."""
+    if isinstance(value, str):
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if _WHOLE_NUMBER.fullmatch(value.strip()):
+            return int(value)
+    return value
 
 
 def _check(read: _Reader, key: str, problem: str | None) -> None:
@@ -362,34 +461,50 @@ def _check(read: _Reader, key: str, problem: str | None) -> None:
 
 
 def parse_settings(
-    raw: Mapping[str, Any], *, stack: str, project: str, region: str | None, aws: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any],
+    *,
+    stack: str,
+    project: str,
+    region: object,
+    aws: Mapping[str, Any] | None = None,
+    regions: Mapping[str, str] | None = None,
 ) -> Settings:
     """Validate config (project keys without their namespace) into `Settings`, or raise `SettingsError`.
 
-    `aws` holds the `aws:` provider settings that matter here: `profile` and `assumeRoles`.
+    `aws` holds the stack's `aws:` provider settings (keys without the namespace, structured values decoded).
+    `regions` maps each region AWS has to its partition; None: the regions botocore ships (`botocore_regions`).
     """
     read = _Reader(raw)
     for key in raw:
         if key not in CONFIG_KEYS:
             read.problem(key, _unknown_key(key, project))
-    aws_identity = _parse_aws_identity(read, aws or {})
-    if not region:
-        read.problem("aws:region", "is required (e.g. us-east-1)")
-        region = "us-east-1"
-    elif not aws_rules.is_region(region):
-        read.problem("aws:region", f"{region!r} is not an AWS region name such as us-east-1 or eu-west-1")
-        region = "us-east-1"
+    region_known, partition = _parse_region(read, region, botocore_regions() if regions is None else regions)
+    # Rules that need a region run with us-east-1 while aws:region is wrong; its own problem is reported.
+    region = region_known or "us-east-1"
 
     ca = _parse_ca(read, stack=stack, project=project)
     backend_enabled = read.boolean("backendEnabled", True)
-    certificate = _parse_certificate(read, ca) if backend_enabled else None
+    certificate = _parse_certificate(read, ca, region) if backend_enabled else None
     backend = _parse_backend(read, ca, certificate) if backend_enabled and certificate else None
+    _refuse_what_does_not_apply(read, ca, backend_enabled, backend)
 
-    endpoint_url = read.string("awsEndpointUrl")
-    if endpoint_url:
-        _check(read, "awsEndpointUrl", aws_rules.endpoint_url_problem(endpoint_url))
-    prefix = read.string("parameterPrefix", f"/{project}/{stack}") or f"/{project}/{stack}"
+    endpoint_url = read.string("awsEndpointUrl") if backend_enabled else None
+    endpoint_problem = aws_rules.endpoint_url_problem(endpoint_url) if endpoint_url else None
+    _check(read, "awsEndpointUrl", endpoint_problem)
+    aws_identity = (
+        _parse_aws_identity(read, aws or {}, endpoint_url, compare_endpoints=endpoint_problem is None)
+        if backend_enabled
+        else AwsIdentity()
+    )
+    default_prefix = f"/{project}/{stack}"
+    prefix = (read.string("parameterPrefix", default_prefix) or default_prefix) if backend_enabled else default_prefix
     _check(read, "parameterPrefix", aws_rules.parameter_prefix_problem(prefix))
+
+    if region_known:
+        _check_placement(read, ca, certificate, backend, aws_identity, partition=partition, region=region)
+    if certificate is not None:
+        _check_certificate_fits(read, ca, certificate, region)
+    ca = replace(ca, requirements=_ca_requirements(ca, certificate, backend, partition, region))
 
     if read.problems:
         raise SettingsError(read.problems)
@@ -405,35 +520,355 @@ def parse_settings(
     )
 
 
-def _parse_aws_identity(read: _Reader, provider_settings: Mapping[str, Any]) -> AwsIdentity:
-    profile = provider_settings.get("profile") or None
-    if profile is not None and not aws_rules.is_profile_name(profile):
-        read.problem("aws:profile", f"{profile!r} is not {aws_rules.PROFILE_NAME}")
-        profile = None
-    roles = provider_settings.get("assumeRoles") or []
+#: Settings of a CA this stack creates (caMode root or subordinate); a stack that reads its CA uses it as it is.
+_CA_CREATION_KEYS = (
+    "caCommonName",
+    "caOrganization",
+    "caOrganizationalUnit",
+    "caCountry",
+    "caState",
+    "caLocality",
+    "caKeyAlgorithm",
+    "caValidityYears",
+    "caUsageMode",
+    "caPermanentDeletionDays",
+    "caKeyStorageSecurityStandard",
+    "caCrlEnabled",
+    "caCrlExpirationDays",
+    "caCrlCustomCname",
+    "caAcmPermission",
+    "caProtect",
+)
+#: Settings of the CRL, when caCrlEnabled publishes one.
+_CRL_KEYS = ("caCrlExpirationDays", "caCrlCustomCname")
+
+
+def _refuse_what_does_not_apply(
+    read: _Reader, ca: CaSettings, backend_enabled: bool, backend: BackendSettings | None
+) -> None:
+    """A setting the stack's mode ignores is refused, not silently dropped: whoever wrote it expects an effect."""
+    if ca.mode == "stack":
+        for key in (key for key in _CA_CREATION_KEYS if read.given(key)):
+            read.problem(
+                key,
+                "applies only to a CA this stack creates, and caMode is stack, which uses caStack's CA as it is: "
+                "remove it here (set it on the stack that owns the CA)",
+            )
+    elif not ca.crl_enabled:
+        for key in (key for key in _CRL_KEYS if read.given(key)):
+            read.problem(key, "applies only to a published CRL, and caCrlEnabled is false: remove it or enable the CRL")
+    if not backend_enabled:
+        backend_keys = (key for key in CONFIG_KEYS if not key.startswith("ca") and key != "backendEnabled")
+        for key in (key for key in backend_keys if read.given(key)):
+            read.problem(
+                key,
+                "applies only to the certificate and backend, and backendEnabled is false (a CA-only stack): remove it",
+            )
+    if backend is not None and backend.host_ami_id and read.given("amiParameter"):
+        read.problem("amiParameter", "names the hosts' AMI only while hostAmiId is empty, and hostAmiId is set")
+
+
+def _crl_host_length(ca: CaSettings, region: str) -> int:
+    """The longest host a certificate's CRL distribution point can name: the custom CNAME, or the bucket's S3
+    host (a bucket name has at most 63 characters); 0 without a CRL."""
+    if not ca.crl_enabled:
+        return 0
+    return len(ca.crl_custom_cname or f"{'b' * 63}.s3.{region}.amazonaws.com.cn")
+
+
+def full_chain_problem(
+    *,
+    leaf_common_name: str,
+    leaf_names: Sequence[str],
+    leaf_key_algorithm: str,
+    issuer: Sequence[str],
+    issuer_key_algorithm: str,
+    crl_host_length: int,
+    ca_chain_size: int,
+) -> str | None:
+    """Why the backend certificate with the CA chain (`ca_chain_size` characters of PEM) would not fit the hosts'
+    full-chain parameter, or None. Shared with `components.ca_source`, which knows the CA chain at preview."""
+    leaf = sizes.pem_size(
+        sizes.certificate_size(
+            subject=[leaf_common_name],
+            issuer=issuer,
+            key_algorithm=leaf_key_algorithm,
+            issuer_key_algorithm=issuer_key_algorithm,
+            names=leaf_names,
+            crl_host_length=crl_host_length,
+        )
+    )
+    limit = aws_rules.PARAMETER_VALUE_MAX["Advanced"]
+    if leaf + ca_chain_size <= limit:
+        return None
+    return (
+        f"the certificate's full chain would be about {leaf + ca_chain_size:,} characters (the certificate about "
+        f"{leaf:,} with {len(leaf_names)} names, the CA certificates {ca_chain_size:,}); the hosts' full-chain "
+        f"parameter holds at most {limit:,} (Parameter Store's advanced tier): use fewer or shorter names"
+    )
+
+
+def _check_certificate_fits(read: _Reader, ca: CaSettings, certificate: CertificateSettings, region: str) -> None:
+    """The backend certificate's CSR fits IssueCertificate, and its full chain a parameter, estimated from what
+    settings know: the names, the key algorithms and, for a CA this stack creates, its subject. The chain of a CA
+    read at preview is added by `components.ca_source`."""
+    common_name = certificate.subject_common_name(region).removesuffix(".")
+    leaf_names = list(dict.fromkeys([common_name, *certificate.server_names(region)]))
+    csr = sizes.pem_size(
+        sizes.csr_size(common_name=common_name, names=leaf_names, key_algorithm=certificate.key_algorithm),
+        "CERTIFICATE REQUEST",
+    )
+    if csr > aws_rules.ISSUE_CERTIFICATE_CSR_MAX:
+        read.problem(
+            "certNames",
+            f"the certificate request for these {len(leaf_names)} names would be about {csr:,} bytes; "
+            f"IssueCertificate takes at most {aws_rules.ISSUE_CERTIFICATE_CSR_MAX:,}: use fewer or shorter names",
+        )
+    subject = [value for value in vars(ca.subject).values() if value]
+    if ca.mode == "root":
+        issuer, issuer_key, ca_chain = subject, ca.key_algorithm, _own_certificate_size(ca, issuer=subject)
+    elif ca.mode == "subordinate":
+        # The parent's part of the chain is added once the parent is known.
+        issuer, issuer_key, ca_chain = subject, ca.key_algorithm, _own_certificate_size(ca, issuer=["P"])
+    else:
+        issuer, issuer_key, ca_chain = ["C"], "EC_prime256v1", 0  # the least a CA can be: the rest once known
+    _check(
+        read,
+        "certNames",
+        full_chain_problem(
+            leaf_common_name=common_name,
+            leaf_names=leaf_names,
+            leaf_key_algorithm=certificate.key_algorithm,
+            issuer=issuer,
+            issuer_key_algorithm=issuer_key,
+            crl_host_length=_crl_host_length(ca, region) if ca.mode != "stack" else 0,
+            ca_chain_size=ca_chain,
+        ),
+    )
+
+
+def _own_certificate_size(ca: CaSettings, *, issuer: Sequence[str]) -> int:
+    """PEM size of the CA certificate this stack creates (a root signs its own; a parent's key is the largest
+    until known)."""
+    subject = [value for value in vars(ca.subject).values() if value]
+    root = ca.mode == "root"
+    return sizes.pem_size(
+        sizes.certificate_size(
+            subject=subject,
+            issuer=issuer,
+            key_algorithm=ca.key_algorithm,
+            issuer_key_algorithm=ca.key_algorithm if root else sizes.LARGEST_KEY,
+            # A subordinate's certificate may name its parent's CRL, which is not known here.
+            crl_host_length=0 if root else names.DNS_NAME_MAX,
+        )
+    )
+
+
+def _ca_requirements(
+    ca: CaSettings,
+    certificate: CertificateSettings | None,
+    backend: BackendSettings | None,
+    partition: str,
+    region: str,
+) -> CaRequirements:
+    if certificate is None:
+        return CaRequirements(partition, region)
+    common_name = certificate.subject_common_name(region).removesuffix(".")
+    return CaRequirements(
+        partition=partition,
+        region=region,
+        certificate_days=certificate.validity_days,
+        certificate_common_name=common_name,
+        certificate_names=tuple(dict.fromkeys([common_name, *certificate.server_names(region)])),
+        certificate_key_algorithm=certificate.key_algorithm,
+        acm_domain_name=bool(backend and backend.alb_domain_name),
+        own_certificate_size=_own_certificate_size(ca, issuer=["P"]) if ca.mode == "subordinate" else 0,
+        crl_host_length=_crl_host_length(ca, region) if ca.mode == "subordinate" else 0,
+    )
+
+
+def botocore_regions() -> dict[str, str]:
+    """Every region botocore knows, with its partition (botocore's endpoint data: aws, aws-cn, aws-us-gov, the
+    aws-iso partitions, aws-eusc). Imported here, not at the top: settings stay importable without boto3."""
+    from botocore.loaders import create_loader
+
+    endpoints = create_loader().load_data("endpoints")
+    return {region: partition["partition"] for partition in endpoints["partitions"] for region in partition["regions"]}
+
+
+def _parse_region(read: _Reader, region: object, regions: Mapping[str, str]) -> tuple[str | None, str]:
+    """aws:region and its partition: a region AWS has, as botocore lists them; (None, "aws") when it is not."""
+    if region is None or region == "":
+        read.problem("aws:region", "is required (e.g. us-east-1)")
+        return None, "aws"
+    problem = text_problem(region) or (
+        None if aws_rules.is_region(region) else f"{shown(region)} is not {aws_rules.is_region.what}"
+    )
+    if problem is None:
+        assert isinstance(region, str)
+        problem = aws_rules.region_problem(region, regions)
+        if problem is None:
+            return region, regions[region]
+    read.problem("aws:region", problem)
+    return None, "aws"
+
+
+def _check_placement(
+    read: _Reader,
+    ca: CaSettings,
+    certificate: CertificateSettings | None,
+    backend: BackendSettings | None,
+    identity: AwsIdentity,
+    *,
+    partition: str,
+    region: str,
+) -> None:
+    """Every ARN setting in the stack's partition, and the regional ones (KMS key, ACM certificate, SNS topic,
+    parent CA) in its region. The CA read through caStack is checked once known (`components.ca_source`)."""
+    arns: list[tuple[str, str | None, bool]] = [("caParentArn", ca.parent_arn, True)]
+    if certificate is not None and certificate.template.startswith("arn:"):
+        arns.append(("certTemplate", certificate.template, False))
+    if backend is not None:
+        arns += [
+            ("albCertificateArn", backend.alb_certificate_arn, True),
+            ("parameterKmsKeyArn", backend.parameter_kms_key_arn, True),
+            ("certExpiryAlarmTopicArn", backend.cert_expiry_alarm_topic_arn, True),
+            *(("parameterWriterArns", writer, False) for writer in backend.parameter_writer_arns),
+        ]
+    arns.append(("aws:assumeRoles", identity.assume_role_arn, False))
+    for key, arn, regional in arns:
+        # An ARN its own rule refused is not also placed.
+        if arn and not read.refused(key):
+            _check(
+                read, key, aws_rules.arn_placement_problem(arn, partition=partition, region=region, regional=regional)
+            )
+
+
+#: The AWS provider's identity and transport settings that the certificate provider does not read, and what to
+#: set instead: the environment, which both providers read (botocore and the AWS provider's SDK).
+_PROVIDER_ONLY_SETTINGS: Mapping[str, str] = {
+    **dict.fromkeys(
+        ("accessKey", "secretKey", "token"),
+        "put the keys in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), which both "
+        "providers read, or better use aws:profile or aws:assumeRoles",
+    ),
+    "assumeRoleWithWebIdentity": "set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE (and AWS_ROLE_SESSION_NAME) in the "
+    "environment: both providers' default credential chains assume the role from them",
+    "sharedCredentialsFiles": "set AWS_SHARED_CREDENTIALS_FILE in the environment, which both providers read",
+    "sharedConfigFiles": "set AWS_CONFIG_FILE in the environment, which both providers read",
+    "customCaBundle": "set AWS_CA_BUNDLE in the environment, which both providers read",
+    "httpProxy": "set HTTP_PROXY in the environment, which both providers read",
+    "httpsProxy": "set HTTPS_PROXY in the environment, which both providers read",
+    "noProxy": "set NO_PROXY in the environment, which both providers read",
+    "useFipsEndpoint": "set AWS_USE_FIPS_ENDPOINT=true in the environment, which both providers read",
+    "useDualstackEndpoint": "set AWS_USE_DUALSTACK_ENDPOINT=true in the environment, which both providers read",
+    "ec2MetadataServiceEndpoint": "set AWS_EC2_METADATA_SERVICE_ENDPOINT in the environment, which both providers read",
+    "ec2MetadataServiceEndpointMode": "set AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE in the environment, which both "
+    "providers read",
+}
+#: The `aws:assumeRoles` entry keys the certificate provider uses. `duration` is accepted too: it only sets how
+#: long a session lasts, and the provider refreshes its own before it expires.
+_ROLE_KEYS = ("roleArn", "sessionName", "externalId", "duration")
+#: Entry keys that change what the AWS provider's session may do or how it is marked: the certificate provider's
+#: session would carry none of it.
+_ROLE_SESSION_KEYS = ("policy", "policyArns", "tags", "transitiveTagKeys", "sourceIdentity")
+
+
+def _parse_aws_identity(
+    read: _Reader, provider: Mapping[str, Any], endpoint_url: str | None, *, compare_endpoints: bool
+) -> AwsIdentity:
+    """The stack's identity for the certificate provider: aws:profile and one aws:assumeRoles entry. Everything
+    else that decides who the AWS provider is, or where it calls, is refused: the stack must never deploy as one
+    identity and issue certificates as another."""
+    for key, instead in _PROVIDER_ONLY_SETTINGS.items():
+        value = provider.get(key)
+        if value not in (None, "", [], {}, False, "false"):
+            read.problem(
+                f"aws:{key}",
+                f"the certificate provider does not read it, so the stack would deploy with it and issue "
+                f"certificates without it; {instead}",
+            )
+    profile = provider.get("profile") or None
+    if profile is not None:
+        problem = text_problem(profile) or (
+            None if aws_rules.is_profile_name(profile) else f"{shown(profile)} is not {aws_rules.PROFILE_NAME}"
+        )
+        if problem is not None:
+            read.problem("aws:profile", problem)
+            profile = None
+    role = _assumed_role(read, provider.get("assumeRoles"))
+    if compare_endpoints:
+        _check_endpoints(read, provider.get("endpoints"), endpoint_url, role_assumed=role is not None)
+    return AwsIdentity(profile, *(role or (None, None, None)))
+
+
+def _assumed_role(read: _Reader, roles: object) -> tuple[str, str | None, str | None] | None:
+    """(roleArn, sessionName, externalId) of the one aws:assumeRoles entry, or None."""
+    if roles is None or roles == "" or roles == []:
+        return None
     if not isinstance(roles, list) or not all(isinstance(role, dict) for role in roles):
         read.problem(
-            "aws:assumeRoles", f"must be a list of objects with roleArn (and sessionName, externalId), got {roles!r}"
+            "aws:assumeRoles",
+            f"must be a list of objects with roleArn (and sessionName, externalId), got {shown(roles)}",
         )
-        return AwsIdentity(profile)
-    if not roles:
-        return AwsIdentity(profile)
+        return None
     if len(roles) > 1:
-        read.warnings.append(
-            f"aws:assumeRoles has {len(roles)} entries; the certificate provider assumes only the first "
-            f"({roles[0].get('roleArn')!r}), so it issues as that role, not as the last role of the chain"
+        read.problem(
+            "aws:assumeRoles",
+            f"has {len(roles)} entries (a role chain); the certificate provider assumes one role, so it would issue "
+            "as another identity than the stack deploys as: put the chain in a shared-config profile (role_arn with "
+            "source_profile) and set aws:profile, which both providers read",
         )
-    first = {key: value or None for key, value in roles[0].items()}
-    role_arn, session_name, external_id = first.get("roleArn"), first.get("sessionName"), first.get("externalId")
+        return None
+    entry: dict[str, Any] = roles[0]
+    for key in entry:
+        if key in _ROLE_SESSION_KEYS:
+            read.problem(
+                "aws:assumeRoles",
+                f"{key} shapes the AWS provider's session only; the certificate provider's session would carry none "
+                "of it: attach the restriction to the role itself, or drop it",
+            )
+        elif key not in _ROLE_KEYS:
+            closest = difflib.get_close_matches(key, (*_ROLE_KEYS, *_ROLE_SESSION_KEYS), n=1, cutoff=0.6)
+            hint = f"did you mean {closest[0]}?" if closest else f"allowed: {', '.join(_ROLE_KEYS)}"
+            read.problem("aws:assumeRoles", f"{shown(key)} is not an assumeRoles key; {hint}")
+    role_arn, session_name, external_id = (entry.get(key) or None for key in ("roleArn", "sessionName", "externalId"))
     if not aws_rules.is_iam_role_arn(role_arn):
-        read.problem("aws:assumeRoles", f"roleArn {role_arn!r} is not {aws_rules.IAM_ROLE_ARN}")
+        read.problem("aws:assumeRoles", f"roleArn {shown(role_arn)} is not {aws_rules.IAM_ROLE_ARN}")
+        return None
     for key, value, rule, what in (
         ("sessionName", session_name, aws_rules.is_role_session_name, aws_rules.ROLE_SESSION_NAME),
         ("externalId", external_id, aws_rules.is_external_id, aws_rules.EXTERNAL_ID),
     ):
         if value is not None and not rule(value):
-            read.problem("aws:assumeRoles", f"{key} {value!r} is not {what}")
-    return AwsIdentity(profile, role_arn, session_name, external_id)
+            read.problem("aws:assumeRoles", f"{key} {shown(value)} is not {what}")
+    return role_arn, session_name, external_id
+
+
+def _check_endpoints(read: _Reader, endpoints: object, endpoint_url: str | None, *, role_assumed: bool) -> None:
+    """aws:endpoints and awsEndpointUrl send both providers to the same ACM PCA (and STS, to assume the role):
+    the certificate provider calls awsEndpointUrl for both."""
+    services: dict[str, str] = {}
+    if isinstance(endpoints, list):
+        for entry in endpoints:
+            if isinstance(entry, dict):
+                services.update({key: value for key, value in entry.items() if isinstance(value, str) and value})
+    elif endpoints not in (None, "", []):
+        read.problem("aws:endpoints", f"must be a list of maps of service to URL, got {shown(endpoints)}")
+        return
+    wanted = (endpoint_url or "").rstrip("/")
+    checked = ["acmpca", *(["sts"] if role_assumed and wanted else [])]
+    for service in checked:
+        url = services.get(service, "").rstrip("/")
+        if url == wanted:
+            continue
+        provider_side = f"{service} is {url}" if url else f"has no {service} entry (AWS's own endpoint)"
+        read.problem(
+            "aws:endpoints",
+            f"{provider_side} but the certificate provider calls {wanted or 'AWS'} (awsEndpointUrl): the stack would "
+            f"create its resources at one {service} and issue at another; give {service} and awsEndpointUrl the same "
+            "URL, or neither",
+        )
 
 
 def _unknown_key(key: str, project: str) -> str:
@@ -544,25 +979,29 @@ def _is_backend_name(name: str) -> bool:
 _BACKEND_NAME = "a DNS name or IPv4 address (nginx cannot serve an IPv6 literal as a server name)"
 
 
-def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
+def _parse_certificate(read: _Reader, ca: CaSettings, region: str) -> CertificateSettings:
     cert_names = read.strings("certNames", _is_backend_name, _BACKEND_NAME)
     common_name = read.string("certCommonName")
     if common_name is not None and not _is_backend_name(common_name):
-        read.problem("certCommonName", f"{common_name!r} is not {_BACKEND_NAME}")
+        read.problem("certCommonName", f"{shown(common_name)} is not {_BACKEND_NAME}")
     # The subject CN is certCommonName, else the first of certNames: either way X.509's 64 characters apply.
     subject_cn, cn_key = (common_name, "certCommonName") if common_name else (next(iter(cert_names), None), "certNames")
     if subject_cn and len(subject_cn) > names.SUBJECT_FIELD_LIMITS["common_name"]:
         read.problem(
             cn_key,
-            f"{subject_cn!r} would be the certificate's common name, which X.509 limits to "
+            f"{shown(subject_cn)} would be the certificate's common name, which X.509 limits to "
             f"{names.SUBJECT_FIELD_LIMITS['common_name']} characters; set a shorter certCommonName",
         )
-    short_lived = ca.usage_mode == "SHORT_LIVED_CERTIFICATE"
-    # 0 (the default) means 90 days, or the most a SHORT_LIVED_CERTIFICATE CA allows.
-    validity = read.integer("certValidityDays", 0, 0, 3650) or (SHORT_LIVED_MAX_DAYS if short_lived else 90)
-    _check(read, "certValidityDays", aws_rules.short_lived_problem("certValidityDays", validity, ca.usage_mode))
-    # 0 (the default) leaves it to the provider: a third of the validity.
-    renew_before = read.integer("certRenewBeforeDays", 0, *aws_rules.renew_before_range(validity)) or None
+    validity = _validity_days(read, ca)
+    # 0 (the default) leaves it to the provider: a third of the validity, at least two days.
+    low, high = aws_rules.MIN_RENEWAL_WINDOW_DAYS, validity - 1
+    renew_before = read.integer("certRenewBeforeDays", 0, 0, max(0, high)) or None
+    if renew_before is not None and renew_before < low:
+        read.problem(
+            "certRenewBeforeDays",
+            f"is {renew_before} but must be 0 (a third of certValidityDays) or from {low} to {high}: the expiry "
+            "alarm (at least a day) must fit inside the renewal window",
+        )
     throttle_minutes = read.integer(
         "certThrottleRetryMinutes", aws_rules.DEFAULT_THROTTLE_RETRY_MINUTES, 1, aws_rules.MAX_THROTTLE_RETRY_MINUTES
     )
@@ -580,6 +1019,34 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
         template=template,
         throttle_retry_minutes=throttle_minutes,
     )
+
+
+def _validity_days(read: _Reader, ca: CaSettings) -> int:
+    """certValidityDays: 0 (the default) means 90 days, or the most a SHORT_LIVED_CERTIFICATE CA allows. Long
+    enough for a renewal window of days, short enough to end before a CA this stack creates (one it reads is
+    checked once known, in `components.ca_source`)."""
+    short_lived = ca.usage_mode == "SHORT_LIVED_CERTIFICATE"
+    validity = read.integer("certValidityDays", 0, 0, 3650) or (SHORT_LIVED_MAX_DAYS if short_lived else 90)
+    _check(read, "certValidityDays", aws_rules.short_lived_problem("certValidityDays", validity, ca.usage_mode))
+    if validity < aws_rules.MIN_VALIDITY_DAYS:
+        read.problem(
+            "certValidityDays",
+            f"is {validity} but must be at least {aws_rules.MIN_VALIDITY_DAYS} (or 0 for the default): a "
+            f"{aws_rules.MIN_RENEWAL_WINDOW_DAYS}-day renewal window, in which the next pulumi up replaces the "
+            "certificate and the expiry alarm fits, and a day of life before it",
+        )
+        return aws_rules.MIN_VALIDITY_DAYS
+    # A CA certificate of N years lasts at least N x 365 days; a subordinate's counts from its parent's start,
+    # so it may end sooner (checked against the parent once known).
+    ca_days = 365 * ca.validity_years
+    if ca.mode != "stack" and validity >= ca_days:
+        read.problem(
+            "certValidityDays",
+            f"is {validity}: the certificate would outlive the CA this stack creates, which caValidityYears "
+            f"({ca.validity_years}) makes last about {ca_days} days, and AWS issues nothing past its CA's expiry: "
+            f"lower certValidityDays below {ca_days} or raise caValidityYears",
+        )
+    return validity
 
 
 def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettings) -> BackendSettings:
@@ -618,7 +1085,7 @@ def _parse_network(read: _Reader) -> dict[str, Any]:
         if vpc_id or alb_subnets or host_subnets:
             read.problem("networkCidr", "creates a VPC; it cannot be combined with vpcId, albSubnetIds, hostSubnetIds")
     else:
-        if not vpc_id:
+        if not vpc_id and not read.refused("vpcId"):
             read.problem("vpcId", "is required when backendEnabled is true and networkCidr is not set")
         if len(alb_subnets) < 2:
             read.problem("albSubnetIds", "an ALB needs subnets in at least two availability zones")
@@ -644,6 +1111,16 @@ def _parse_ingress(read: _Reader) -> dict[str, Any]:
     if all(network.is_cidr(cidr) for cidr in cidrs):
         # One rule per CIDR and listener port (443, and 80 with httpRedirect).
         _check(read, "albIngressCidrs", aws_rules.security_group_rules_problem(cidrs, 2 if http_redirect else 1))
+        # On an internal load balancer a world CIDR is refused above: not "list only 0.0.0.0/0" too.
+        compared = [cidr for cidr in cidrs if not (internal and network.is_world(cidr))]
+        for problem in network.overlap_problems(compared):
+            read.problem("albIngressCidrs", problem)
+        for cidr in cidrs:
+            special = network.special_range(cidr)
+            if special is not None:
+                read.problem(
+                    "albIngressCidrs", f"{cidr!r} lies in {special}: no client reaches a load balancer from there"
+                )
     sg = f"a security group ID ({aws_rules.resource_id_allowed('sg')})"
     peers = read.strings("peerSecurityGroupIds", lambda text: aws_rules.is_resource_id(text, "sg"), sg)
     # The hosts' group also admits the load balancer's group and itself.
@@ -668,11 +1145,8 @@ def _parse_listener(read: _Reader, ca: CaSettings) -> dict[str, Any]:
     domain_name = read.string("albDomainName")
     if certificate_arn and not aws_rules.is_acm_certificate_arn(certificate_arn):
         read.problem("albCertificateArn", f"{certificate_arn!r} is not an ACM certificate ARN")
-    if domain_name and not names.is_fqdn(domain_name):
-        read.problem(
-            "albDomainName",
-            f"{domain_name!r} is not a DNS name of two labels or more (no wildcard) such as api.example",
-        )
+    if domain_name:
+        _check(read, "albDomainName", names.acm_domain_name_problem(domain_name))
     if bool(certificate_arn) == bool(domain_name):
         read.problem(
             "albCertificateArn",
@@ -693,13 +1167,25 @@ def _parse_listener(read: _Reader, ca: CaSettings) -> dict[str, Any]:
 
 
 def _parse_host_image(read: _Reader) -> dict[str, Any]:
-    """The hosts' instance type and the SSM parameter that names their AMI."""
+    """The hosts' instance type and the SSM parameter that names their AMI: by default Amazon Linux 2023 of the
+    type's architecture; an explicit parameter whose name says another architecture is refused (the hosts would
+    never boot)."""
     instance_type = read.string("instanceType", "t3.micro") or "t3.micro"
     if not aws_rules.is_instance_type(instance_type):
-        read.problem("instanceType", f"{instance_type!r} is not an EC2 instance type such as t3.micro")
-    ami_parameter = read.string("amiParameter", AL2023_AMI_PARAMETER) or AL2023_AMI_PARAMETER
+        read.problem("instanceType", f"{shown(instance_type)} is not an EC2 instance type such as t3.micro")
+    architecture = aws_rules.instance_architecture(instance_type)
+    default = aws_rules.AL2023_AMI_PARAMETERS[architecture]
+    ami_parameter = read.string("amiParameter", default) or default
     if not aws_rules.is_parameter_path(ami_parameter):
-        read.problem("amiParameter", f"{ami_parameter!r} is not an SSM parameter name such as {AL2023_AMI_PARAMETER}")
+        read.problem("amiParameter", f"{shown(ami_parameter)} is not an SSM parameter name such as {default}")
+    elif aws_rules.ami_parameter_architecture(ami_parameter) not in (None, architecture):
+        processor = "an arm64 (Graviton)" if architecture == "arm64" else "an x86_64 (Intel or AMD)"
+        read.problem(
+            "amiParameter",
+            f"names an AMI for {aws_rules.ami_parameter_architecture(ami_parameter)}, but instanceType "
+            f"{instance_type} is {processor} type: leave amiParameter empty for {default}, or pick an instance "
+            "type of the AMI's architecture",
+        )
     return {"instance_type": instance_type, "ami_parameter": ami_parameter}
 
 
@@ -776,93 +1262,111 @@ def _parse_expiry_alarm(read: _Reader, certificate: CertificateSettings) -> dict
 
 
 def load_settings() -> Settings:
-    """Read the current stack's config (project namespace and `aws:region`)."""
+    """Read the current stack's config (the project namespace and the `aws:` provider settings) and parse it with
+    the regions botocore ships. Wrong settings raise `StackSettingsError`, a `pulumi.RunError`: Pulumi prints
+    the list of problems alone and stops, before any resource."""
     import pulumi
     from pulumi.runtime import config as runtime_config
 
+    from components.settings_error import StackSettingsError
+
     project, stack = pulumi.get_project(), pulumi.get_stack()
-    config = pulumi.Config()
-    raw: dict[str, Any] = {}
-    for key in CONFIG_KEYS:
-        # Pulumi hands every value over as a string: lists as JSON, scalars as text that `_Reader` parses.
-        value = config.get(key)
-        if value is not None:
-            raw[key] = _json_or_text(value) if key in LIST_KEYS else value
-    # Every key of the namespace, known or not: a misspelt setting is refused rather than silently ignored.
+    # Every key given, known or not: a misspelt setting is refused rather than silently ignored.
     given = {*runtime_config.CONFIG.get(), *(runtime_config.get_config_env() or {})}
-    for full_key in given:
+    raw: dict[str, Any] = {}
+    provider: dict[str, Any] = {}
+    for full_key in sorted(given):
         namespace, _, key = full_key.partition(":")
-        if namespace == project and key not in raw:
-            raw[key] = config.get(key)
-    aws_config = pulumi.Config("aws")
-    roles = aws_config.get("assumeRoles")
-    aws = {"profile": aws_config.get("profile"), "assumeRoles": _json_or_text(roles) if roles else None}
-    return parse_settings(raw, stack=stack, project=project, region=aws_config.get("region"), aws=aws)
+        if namespace == project:
+            raw[key] = _structured(pulumi.Config().get(key), list_expected=key in LIST_KEYS)
+        elif namespace == "aws":
+            provider[key] = _structured(pulumi.Config("aws").get(key), list_expected=False)
+    try:
+        return parse_settings(
+            raw,
+            stack=stack,
+            project=project,
+            region=provider.pop("region", None),
+            aws=provider,
+            regions=botocore_regions(),
+        )
+    except SettingsError as error:
+        raise StackSettingsError(error.problems) from None
 
 
-def _json_or_text(value: str) -> Any:
-    """A structured setting's JSON, or the text itself when it is not JSON: the rule then says what is
-    expected, naming the setting (Pulumi's own ConfigTypeError would not say what is allowed)."""
+def _structured(value: str | None, *, list_expected: bool) -> Any:
+    """A value as Pulumi hands it over (text; lists and maps as JSON), decoded where it is structured: a list
+    setting's JSON, or any list or map, which a scalar setting then refuses by name (a string setting would
+    otherwise take the JSON text itself, and a CA be named `["Example Root"]`)."""
+    if value is None:
+        return None
     with contextlib.suppress(ValueError):
-        return json.loads(value)
+        decoded = json.loads(value)
+        if list_expected or isinstance(decoded, (list, dict)):
+            return decoded
     return value
 
 
-#: Every project setting and its type in Pulumi.yaml (tests check that Pulumi.yaml declares exactly these).
-DECLARED: Mapping[str, str] = {
-    "caMode": "string",
-    "caStack": "string",
-    "caParentArn": "string",
-    "caCommonName": "string",
-    "caOrganization": "string",
-    "caOrganizationalUnit": "string",
-    "caCountry": "string",
-    "caState": "string",
-    "caLocality": "string",
-    "caKeyAlgorithm": "string",
-    "caValidityYears": "integer",
-    "caUsageMode": "string",
-    "caPermanentDeletionDays": "integer",
-    "caKeyStorageSecurityStandard": "string",
-    "caCrlEnabled": "boolean",
-    "caCrlExpirationDays": "integer",
-    "caCrlCustomCname": "string",
-    "caAcmPermission": "boolean",
-    "caProtect": "boolean",
-    "backendEnabled": "boolean",
-    "certCommonName": "string",
-    "certNames": "array",
-    "certKeyAlgorithm": "string",
-    "certValidityDays": "integer",
-    "certRenewBeforeDays": "integer",
-    "certTemplate": "string",
-    "certThrottleRetryMinutes": "integer",
-    "networkCidr": "string",
-    "vpcId": "string",
-    "albSubnetIds": "array",
-    "hostSubnetIds": "array",
-    "albInternal": "boolean",
-    "albIngressCidrs": "array",
-    "peerSecurityGroupIds": "array",
-    "hostCount": "integer",
-    "instanceType": "string",
-    "httpRedirect": "boolean",
-    "healthCheckPath": "string",
-    "albCertificateArn": "string",
-    "albDomainName": "string",
-    "amiParameter": "string",
-    "hostAmiId": "string",
-    "hostMinCount": "integer",
-    "hostMaxCount": "integer",
-    "hostMinHealthyPercent": "integer",
-    "hostRootVolumeGiB": "integer",
-    "parameterKmsKeyArn": "string",
-    "parameterWriterArns": "array",
-    "certExpiryAlarmDays": "integer",
-    "certExpiryAlarmTopicArn": "string",
-    "awsEndpointUrl": "string",
-    "parameterPrefix": "string",
+#: Every project setting with its type and default in Pulumi.yaml (a test holds them equal). Pulumi hands the
+#: defaults over as if the stack had set them: a setting counts as set when its value differs from its default.
+_DECLARATIONS: Mapping[str, tuple[str, object]] = {
+    "caMode": ("string", "root"),
+    "caStack": ("string", ""),
+    "caParentArn": ("string", ""),
+    "caCommonName": ("string", ""),
+    "caOrganization": ("string", ""),
+    "caOrganizationalUnit": ("string", ""),
+    "caCountry": ("string", ""),
+    "caState": ("string", ""),
+    "caLocality": ("string", ""),
+    "caKeyAlgorithm": ("string", "RSA_2048"),
+    "caValidityYears": ("integer", 0),
+    "caUsageMode": ("string", "GENERAL_PURPOSE"),
+    "caPermanentDeletionDays": ("integer", 30),
+    "caKeyStorageSecurityStandard": ("string", "FIPS_140_2_LEVEL_3_OR_HIGHER"),
+    "caCrlEnabled": ("boolean", False),
+    "caCrlExpirationDays": ("integer", 7),
+    "caCrlCustomCname": ("string", ""),
+    "caAcmPermission": ("boolean", False),
+    "caProtect": ("boolean", True),
+    "backendEnabled": ("boolean", True),
+    "certCommonName": ("string", ""),
+    "certNames": ("array", []),
+    "certKeyAlgorithm": ("string", "EC_prime256v1"),
+    "certValidityDays": ("integer", 0),
+    "certRenewBeforeDays": ("integer", 0),
+    "certTemplate": ("string", "EndEntityServerAuthCertificate/V1"),
+    "certThrottleRetryMinutes": ("integer", 10),
+    "networkCidr": ("string", ""),
+    "vpcId": ("string", ""),
+    "albSubnetIds": ("array", []),
+    "hostSubnetIds": ("array", []),
+    "albInternal": ("boolean", True),
+    "albIngressCidrs": ("array", []),
+    "peerSecurityGroupIds": ("array", []),
+    "hostCount": ("integer", 2),
+    "instanceType": ("string", "t3.micro"),
+    "httpRedirect": ("boolean", True),
+    "healthCheckPath": ("string", "/healthz"),
+    "albCertificateArn": ("string", ""),
+    "albDomainName": ("string", ""),
+    "amiParameter": ("string", ""),
+    "hostAmiId": ("string", ""),
+    "hostMinCount": ("integer", 0),
+    "hostMaxCount": ("integer", 0),
+    "hostMinHealthyPercent": ("integer", 100),
+    "hostRootVolumeGiB": ("integer", 0),
+    "parameterKmsKeyArn": ("string", ""),
+    "parameterWriterArns": ("array", []),
+    "certExpiryAlarmDays": ("integer", 0),
+    "certExpiryAlarmTopicArn": ("string", ""),
+    "awsEndpointUrl": ("string", ""),
+    "parameterPrefix": ("string", ""),
 }
+#: Every project setting and its type in Pulumi.yaml.
+DECLARED: Mapping[str, str] = {key: kind for key, (kind, _) in _DECLARATIONS.items()}
+#: Every project setting and its default in Pulumi.yaml.
+DEFAULTS: Mapping[str, object] = {key: default for key, (_, default) in _DECLARATIONS.items()}
 #: Every project setting.
 CONFIG_KEYS = tuple(DECLARED)
 #: The settings that are lists (`type: array` in Pulumi.yaml).

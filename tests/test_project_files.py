@@ -128,6 +128,15 @@ def stack_config(stack: str) -> dict[str, Any]:
     return stack_file(stack).get("config") or {}
 
 
+def provider_values(stack: str) -> dict[str, Any]:
+    """The stack's `aws:` provider settings other than the region, as `load_settings` passes them."""
+    return {
+        key.partition(":")[2]: value
+        for key, value in stack_config(stack).items()
+        if key.startswith("aws:") and key != "aws:region"
+    }
+
+
 def project_values(stack: str) -> dict[str, Any]:
     """What `load_settings` sees: Pulumi.yaml's defaults, then the stack's project keys, without the namespace."""
     values = {key: spec["default"] for key, spec in DECLARED.items()}
@@ -284,7 +293,9 @@ def test_aws_endpoints_name_known_services(stack: str) -> None:
 def test_every_stack_parses_into_settings(stack: str) -> None:
     region = stack_config(stack).get("aws:region")
     try:
-        settings = parse_settings(project_values(stack), stack=stack, project=PROJECT, region=region)
+        settings = parse_settings(
+            project_values(stack), stack=stack, project=PROJECT, region=region, aws=provider_values(stack)
+        )
     except SettingsError as error:
         pytest.fail(f"{stack}: {error}")
     assert settings.region == region
@@ -294,8 +305,9 @@ def test_every_stack_parses_into_settings(stack: str) -> None:
 def test_every_stack_parses_from_the_strings_pulumi_hands_over(stack: str) -> None:
     values = as_pulumi_hands_them_over(project_values(stack))
     region = stack_config(stack).get("aws:region")
-    from_strings = parse_settings(values, stack=stack, project=PROJECT, region=region)
-    assert from_strings == parse_settings(project_values(stack), stack=stack, project=PROJECT, region=region)
+    aws = provider_values(stack)
+    from_strings = parse_settings(values, stack=stack, project=PROJECT, region=region, aws=aws)
+    assert from_strings == parse_settings(project_values(stack), stack=stack, project=PROJECT, region=region, aws=aws)
 
 
 def test_a_short_lived_stack_may_leave_cert_validity_to_its_default() -> None:

@@ -44,11 +44,15 @@ def test_profile_and_first_role_become_the_identity() -> None:
     assert identity == AwsIdentity("deploy", ROLE["roleArn"], "pulumi-dev", "pki-shared-ca")
 
 
-def test_a_role_chain_uses_the_first_role_and_warns() -> None:
+def test_a_role_chain_is_refused_with_what_to_do_instead() -> None:
+    """The certificate provider assumes one role: with a chain it would issue as another identity than the stack
+    deploys as (issue 14). A shared-config profile holds a chain both providers follow."""
     second = {"roleArn": "arn:aws:iam::444455556666:role/next"}
-    settings = parse({"assumeRoles": [ROLE, second]})
-    assert settings.aws_identity.assume_role_arn == ROLE["roleArn"]
-    assert any("aws:assumeRoles has 2 entries" in warning for warning in settings.warnings)
+    with pytest.raises(SettingsError) as caught:
+        parse({"assumeRoles": [ROLE, second]})
+    (problem,) = caught.value.problems
+    assert problem.startswith("aws:assumeRoles: has 2 entries (a role chain)")
+    assert "aws:profile" in problem
 
 
 @pytest.mark.parametrize(

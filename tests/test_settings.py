@@ -11,14 +11,16 @@ import yaml
 from components.settings import (
     AL2023_AMI_PARAMETER,
     DECLARED,
+    DEFAULTS,
     Settings,
     SettingsError,
+    botocore_regions,
     ec2_private_dns_wildcard,
     parse_settings,
 )
 
-CA_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
-ACM_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+CA_ARN = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
+ACM_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 SUBNET_A, SUBNET_B, SUBNET_C = "subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60712", "subnet-0a1b2c3d"
 
 #: The least a stack with a backend needs: an existing network, ingress and a listener certificate.
@@ -141,7 +143,6 @@ def test_explicit_values_are_kept() -> None:
         albInternal=False,
         albIngressCidrs=["0.0.0.0/0"],
         peerSecurityGroupIds=["sg-0123456789abcdef0"],
-        awsEndpointUrl="http://127.0.0.1:5000",
         parameterPrefix="/team/app",
     )
     assert settings.ca.subject.common_name == "Example Root"
@@ -154,7 +155,6 @@ def test_explicit_values_are_kept() -> None:
     assert settings.certificate.renew_before_days == 10
     assert settings.backend is not None
     assert settings.backend.alb_internal is False
-    assert settings.endpoint_url == "http://127.0.0.1:5000"
     assert settings.parameter_prefix == "/team/app"
 
 
@@ -195,15 +195,21 @@ def test_backend_disabled_needs_no_network_settings() -> None:
     assert settings.ca.mode == "root"
 
 
-def test_backend_disabled_skips_backend_rules() -> None:
-    """Backend settings are not read at all for a CA-only stack, even wrong ones."""
-    settings = parse_settings(
-        {"backendEnabled": "false", "hostCount": 0, "certNames": ["not a name"]},
-        stack="pki",
-        project="pca-backend",
-        region="us-east-1",
-    )
-    assert settings.backend is None
+def test_backend_settings_on_a_ca_only_stack_are_refused_not_ignored() -> None:
+    """A CA-only stack deploys no backend: a backend setting there has no effect, so it is refused by name."""
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(
+            {"backendEnabled": "false", "hostCount": 3, "certNames": ["api.example.com"], "awsEndpointUrl": "x"},
+            stack="pki",
+            project="pca-backend",
+            region="us-east-1",
+        )
+    assert sorted(caught.value.problems) == [
+        f"{key}: applies only to the certificate and backend, and backendEnabled is false (a CA-only stack): remove it"
+        for key in ("awsEndpointUrl", "certNames", "hostCount")
+    ]
+    defaults = {"backendEnabled": False, "hostCount": 2, "certNames": [], "parameterPrefix": ""}
+    assert parse_settings(defaults, stack="pki", project="pca-backend", region="us-east-1").backend is None
 
 
 @pytest.mark.parametrize(
@@ -334,7 +340,9 @@ def test_bad_ca_parent_arn(arn: str) -> None:
 
 def test_parent_arn_in_other_partitions() -> None:
     arn = "arn:aws-us-gov:acm-pca:us-gov-west-1:123456789012:certificate-authority/0a1b2c3d-0000-1111-2222-333344445555"
-    assert parse(caMode="subordinate", caParentArn=arn).ca.parent_arn == arn
+    gov = {**BACKEND, "albCertificateArn": ACM_ARN.replace("arn:aws:acm:eu-west-1", "arn:aws-us-gov:acm:us-gov-west-1")}
+    assert parse(gov, region="us-gov-west-1", caMode="subordinate", caParentArn=arn).ca.parent_arn == arn
+    assert "is in partition aws-us-gov, not aws" in problem_of("caParentArn", caMode="subordinate", caParentArn=arn)
 
 
 @pytest.mark.parametrize("country", ["USA", "us", "U", "1A"])
@@ -389,7 +397,7 @@ def test_acm_permission_with_short_lived_ca() -> None:
 
 
 def test_crl_expiration_days_range() -> None:
-    assert "from 1 to 5000" in problem_of("caCrlExpirationDays", caCrlExpirationDays=0)
+    assert "from 1 to 5000" in problem_of("caCrlExpirationDays", caCrlEnabled=True, caCrlExpirationDays=0)
 
 
 # --- backend certificate rules -----------------------------------------------------------------------------
@@ -642,7 +650,15 @@ def test_endpoint_url_malformed(url: str) -> None:
     ["http://127.0.0.1:5000", "https://localhost:4566/", "https://moto", "http://localhost:4566", "http://[::1]:5000"],
 )
 def test_endpoint_url_accepted(url: str) -> None:
-    assert parse(awsEndpointUrl=url).endpoint_url == url
+    """With the AWS provider's acmpca endpoint at the same URL (aws:endpoints)."""
+    settings = parse_settings(
+        {**BACKEND, "awsEndpointUrl": url},
+        stack="dev",
+        project="pca-backend",
+        region="eu-west-1",
+        aws={"endpoints": [{"acmpca": url.rstrip("/") + "/"}]},
+    )
+    assert settings.endpoint_url == url
 
 
 @pytest.mark.parametrize("prefix", ["team/app", "/team/app/", "/team app", "//team", "/team/$app"])
@@ -767,11 +783,220 @@ def test_fleet_key_and_alarm_rules(changes: dict[str, Any], key: str, allowed: s
 
 def test_declared_types_match_pulumi_yaml() -> None:
     """`DECLARED` is the settings' one declaration: its types are Pulumi.yaml's, so `load_settings` parses
-    exactly the `type: array` settings as JSON lists."""
+    exactly the `type: array` settings as JSON lists; `DEFAULTS` are Pulumi.yaml's, which Pulumi hands over as
+    if the stack had set them, so a setting counts as set only when it differs from its default."""
     project = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())
     assert {key: spec["type"] for key, spec in project["config"].items()} == dict(DECLARED)
+    assert {key: spec["default"] for key, spec in project["config"].items()} == dict(DEFAULTS)
 
 
 def test_unknown_key_suggests_the_closest_setting() -> None:
     assert problem_of("caModee", caModee="root") == "caModee: is not a pca-backend setting; did you mean caMode?"
     assert "see README.md, Configuration reference" in problem_of("frobnicate", frobnicate=1)
+
+
+# --- issue 14: settings checked against each other and against AWS ------------------------------------------
+
+
+def test_botocore_ships_the_regions_and_their_partitions() -> None:
+    regions = botocore_regions()
+    assert regions["us-east-1"] == "aws"
+    assert regions["cn-north-1"] == "aws-cn"
+    assert regions["us-gov-west-1"] == "aws-us-gov"
+    assert "us-eest-1" not in regions
+    assert {"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"} <= set(regions.values())
+
+
+def test_a_region_aws_has_and_its_partition() -> None:
+    """The default region list is botocore's; pure callers may pass their own."""
+    assert parse(region="il-central-1", albCertificateArn=ACM_ARN.replace("eu-west-1", "il-central-1")).region == (
+        "il-central-1"
+    )
+    assert "did you mean us-east-1 or us-west-1?" in problems(region="us-eest-1")[0]
+    only = {"eu-west-1": "aws"}
+    assert parse_settings(BACKEND, stack="dev", project="pca-backend", region="eu-west-1", regions=only).region
+    with pytest.raises(SettingsError, match="not a region AWS has"):
+        parse_settings(BACKEND, stack="dev", project="pca-backend", region="us-east-1", regions=only)
+
+
+def test_arns_in_the_stacks_partition_and_region_are_accepted() -> None:
+    settings = parse(
+        parameterKmsKeyArn="arn:aws:kms:eu-west-1:123456789012:key/1234abcd",
+        certExpiryAlarmTopicArn="arn:aws:sns:eu-west-1:123456789012:ops",
+        certTemplate="arn:aws:acm-pca:::template/EndEntityCertificate/V1",
+        caMode="subordinate",
+        caParentArn=CA_ARN,
+    )
+    assert settings.backend is not None
+    assert settings.backend.parameter_kms_key_arn == "arn:aws:kms:eu-west-1:123456789012:key/1234abcd"
+    writers = parse(parameterWriterArns=["arn:aws:iam::123456789012:role/ci"]).backend
+    assert writers is not None
+    assert writers.parameter_writer_arns == ("arn:aws:iam::123456789012:role/ci",)
+
+
+def test_each_misplaced_arn_is_named() -> None:
+    found = problems(
+        albCertificateArn=ACM_ARN.replace("eu-west-1", "us-east-1"),
+        parameterWriterArns=["arn:aws-cn:iam::123456789012:role/ci"],
+        certExpiryAlarmTopicArn="arn:aws:sns:us-west-2:123456789012:ops",
+    )
+    assert sorted(problem.split(":", 1)[0] for problem in found) == [
+        "albCertificateArn",
+        "certExpiryAlarmTopicArn",
+        "parameterWriterArns",
+    ], found
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "parameter"),
+    [
+        ("t3.micro", "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"),
+        ("t4g.small", "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"),
+        ("c7gn.large", "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"),
+    ],
+)
+def test_the_default_ami_follows_the_instance_types_architecture(instance_type: str, parameter: str) -> None:
+    backend = parse(instanceType=instance_type).backend
+    assert backend is not None
+    assert backend.ami_parameter == parameter
+
+
+def test_an_explicit_ami_parameter_of_the_types_architecture_or_unknown_is_kept() -> None:
+    arm = "/aws/service/ami-amazon-linux-latest/al2023-ami-minimal-kernel-default-arm64"
+    assert parse(instanceType="m7g.large", amiParameter=arm).backend.ami_parameter == arm  # type: ignore[union-attr]
+    assert parse(amiParameter="/team/golden-ami").backend.ami_parameter == "/team/golden-ami"  # type: ignore[union-attr]
+    message = problem_of("amiParameter", instanceType="t4g.micro", amiParameter=AL2023_AMI_PARAMETER)
+    assert "names an AMI for x86_64" in message
+    assert "leave amiParameter empty for /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64" in (
+        message
+    )
+
+
+@pytest.mark.parametrize(("validity", "alarm"), [(3, 1), (5, 1), (6, 1), (7, 1), (9, 1), (12, 2)])
+def test_short_validities_keep_a_window_with_the_alarm_inside(validity: int, alarm: int) -> None:
+    from components.rules.aws import renew_before_days
+
+    backend = parse(certValidityDays=validity).backend
+    assert backend is not None
+    window = renew_before_days(validity, None)
+    assert window >= 2
+    assert 1 <= backend.cert_expiry_alarm_days == alarm < window
+
+
+def test_renew_before_two_days_is_the_least_explicit_window() -> None:
+    assert parse(certValidityDays=3, certRenewBeforeDays=2).certificate.renew_before_days == 2  # type: ignore[union-attr]
+    assert "or from 2 to 29" in problem_of("certRenewBeforeDays", certValidityDays=30, certRenewBeforeDays=1)
+
+
+def test_a_certificate_ends_before_the_ca_this_stack_creates() -> None:
+    assert parse(caValidityYears=1, certValidityDays=364).certificate.validity_days == 364  # type: ignore[union-attr]
+    message = problem_of("certValidityDays", caValidityYears=1, certValidityDays=365)
+    assert "would outlive the CA this stack creates" in message
+    assert "below 365" in message
+    sub = problem_of(
+        "certValidityDays", caMode="subordinate", caParentArn=CA_ARN, caValidityYears=1, certValidityDays=400
+    )
+    assert "would outlive the CA" in sub
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("caCommonName", ["Example Root"]),
+        ("caOrganization", {"name": "Example"}),
+        ("instanceType", ["t3.micro"]),
+        ("certCommonName", 5),
+    ],
+)
+def test_a_list_or_map_where_text_is_expected(key: str, value: Any) -> None:
+    assert (
+        f"must be a string, got a {'list' if isinstance(value, list) else 'map' if isinstance(value, dict) else 'int'}"
+        in (problem_of(key, **{key: value}))
+    )
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0662", "\uff12", "\u00b2", "9" * 5000, "-" + "9" * 5000, "1_000"])
+def test_only_ascii_digits_of_a_sane_length_are_numbers(text: str) -> None:
+    message = problem_of("hostCount", hostCount=text)
+    assert "must be a whole number from 1 to 50 (digits 0-9)" in message
+    assert len(message) < 200, "a 5,000-digit value is cut"
+
+
+def test_text_longer_than_any_setting_is_refused_without_repeating_it() -> None:
+    message = problem_of("vpcId", vpcId="vpc-" + "0" * 5000)
+    assert message == "vpcId: is 5004 characters long; no setting takes more than 2048"
+
+
+def test_acm_takes_wildcard_domain_names() -> None:
+    settings = parse(without("albCertificateArn"), albDomainName="*.dev.example.com", caAcmPermission=True)
+    assert settings.backend is not None
+    assert settings.backend.alb_domain_name == "*.dev.example.com"
+    message = problem_of("albDomainName", without("albCertificateArn"), albDomainName="api.dev.example.com.")
+    assert "no trailing dot: 'api.dev.example.com'" in message
+
+
+def test_ingress_cidrs_compared_as_networks() -> None:
+    backend = parse(albIngressCidrs=["10.0.0.0/16", "10.1.0.0/16", "fd00::/64"]).backend
+    assert backend is not None
+    assert "lies inside 10.0.0.0/8" in problem_of("albIngressCidrs", albIngressCidrs=["10.0.0.0/8", "10.5.0.0/16"])
+    assert "no client reaches a load balancer from there" in problem_of(
+        "albIngressCidrs", albIngressCidrs=["fe80::/64"]
+    )
+
+
+def test_settings_that_do_not_apply_are_refused_and_defaults_are_not() -> None:
+    stack_mode: dict[str, Any] = {"caMode": "stack", "caStack": "pki"}
+    # Pulumi hands Pulumi.yaml's defaults over as if set: those are not "given".
+    assert parse(**stack_mode, caProtect="true", caValidityYears="0", caKeyAlgorithm="RSA_2048").ca.mode == "stack"
+    assert "caMode is stack" in problem_of("caProtect", **stack_mode, caProtect="false")
+    assert "caCrlEnabled is false" in problem_of("caCrlCustomCname", caCrlCustomCname="crl.example.com")
+    assert parse(caCrlEnabled=True, caCrlCustomCname="crl.example.com").ca.crl_custom_cname == "crl.example.com"
+    assert "hostAmiId is set" in problem_of("amiParameter", hostAmiId="ami-0123456789abcdef0", amiParameter="/x/y")
+
+
+def test_identity_settings_the_certificate_provider_honours() -> None:
+    role = {"roleArn": "arn:aws:iam::123456789012:role/deploy", "sessionName": "ci", "duration": "1h"}
+    settings = parse_settings(
+        BACKEND,
+        stack="dev",
+        project="pca-backend",
+        region="eu-west-1",
+        aws={
+            "profile": "deploy",
+            "assumeRoles": [role],
+            "skipCredentialsValidation": "true",
+            "useFipsEndpoint": "false",
+        },
+    )
+    assert (settings.aws_identity.profile, settings.aws_identity.assume_role_session_name) == ("deploy", "ci")
+
+
+def test_identity_settings_it_does_not_are_refused_with_what_to_do() -> None:
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(
+            BACKEND,
+            stack="dev",
+            project="pca-backend",
+            region="eu-west-1",
+            aws={"accessKey": "AKIA", "secretKey": "secret", "sharedConfigFiles": ["/x"], "customCaBundle": "/ca.pem"},
+        )
+    found = {problem.split(":", 2)[1]: problem for problem in caught.value.problems}
+    assert set(found) == {"accessKey", "secretKey", "sharedConfigFiles", "customCaBundle"}
+    assert "AWS_ACCESS_KEY_ID" in found["accessKey"]
+    assert "AWS_CONFIG_FILE" in found["sharedConfigFiles"]
+    assert "AWS_CA_BUNDLE" in found["customCaBundle"]
+    assert all(
+        "secret" not in problem.lower().replace("aws_secret_access_key", "").replace("secretkey", "")
+        for problem in found.values()
+    ), "no credential is repeated"
+
+
+def test_a_stack_with_many_ordinary_names_still_fits() -> None:
+    """The estimate is an upper bound, not a wall: 60 ordinary names and an RSA-4096 root fit the 8 KB."""
+    many = [f"svc-{index:02d}.internal.example.com" for index in range(60)]
+    certificate = parse(certNames=many, caKeyAlgorithm="RSA_4096", certKeyAlgorithm="RSA_4096").certificate
+    assert certificate is not None
+    assert len(certificate.names) == 60
+    long_names = [f"svc-{index:03d}.{'a' * 60}.example.com" for index in range(60)]
+    message = problem_of("certNames", certNames=long_names, certCommonName="api.example.com")
+    assert "holds at most 8,192" in message

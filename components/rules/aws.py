@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,68 @@ class Shape:
         return isinstance(text, str) and self.pattern.fullmatch(text) is not None
 
 
+# --- ARNs, partitions and regions --------------------------------------------------------------------------
+
+#: A partition name's shape: `aws`, `aws-cn`, `aws-us-gov`, `aws-iso-b`, ... (never `awsfoo`). Which partitions
+#: exist, and which regions each has, is botocore's data (`components.settings.botocore_regions`).
+PARTITION = r"aws(?:-[a-z]+)*"
+#: arn:partition:service:region:account-id:resource
+#: (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html).
+_ARN = re.compile(r"arn:(?P<partition>[^:]*):(?P<service>[^:]*):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)")
+
+
+@dataclass(frozen=True)
+class Arn:
+    partition: str
+    service: str
+    region: str
+    """Empty for global resources (IAM) and ACM PCA templates."""
+    account: str
+    resource: str
+
+
+def parse_arn(text: object) -> Arn | None:
+    """The six fields of an ARN, or None when `text` is not one (each setting's own shape says what it must be)."""
+    match = _ARN.fullmatch(text) if isinstance(text, str) else None
+    return Arn(**match.groupdict()) if match else None
+
+
+def arn_placement_problem(arn: str, *, partition: str, region: str, regional: bool) -> str | None:
+    """Why `arn` cannot be used by a stack in `region` (of `partition`), or None.
+
+    ARNs never cross partitions. A regional resource (`regional`: a KMS key, an ACM certificate, an SNS topic, a
+    CA) is used by this stack's resources in its own region: KMS keys, ACM certificates and CAs are regional
+    (https://docs.aws.amazon.com/acm/latest/userguide/acm-regions.html), and the stack calls them there."""
+    parsed = parse_arn(arn)
+    if parsed is None:
+        return None  # the setting's own shape reports it
+    if parsed.partition != partition:
+        return (
+            f"{arn!r} is in partition {parsed.partition}, not {partition}, the partition of aws:region {region}: "
+            "an ARN is only valid in its own partition"
+        )
+    if regional and parsed.region != region:
+        return (
+            f"{arn!r} is in {parsed.region}, not in {region} (aws:region): the stack uses it from its own region; "
+            f"use one in {region}"
+        )
+    return None
+
+
+def region_problem(region: str, regions: Mapping[str, str]) -> str | None:
+    """Why `region` is not one of `regions` (region name -> partition, as botocore ships them), or None."""
+    if region in regions:
+        return None
+    scores = {name: difflib.SequenceMatcher(None, region, name).ratio() for name in regions}
+    best = max(scores.values(), default=0.0)
+    closest = sorted(name for name, score in scores.items() if score == best and score >= 0.75)
+    hint = f"did you mean {' or '.join(closest)}? " if closest else ""
+    return (
+        f"{region!r} is not a region AWS has; {hint}(a region newer than the installed boto3 needs a newer boto3, "
+        "which ships the list)"
+    )
+
+
 # --- ACM Private CA ---------------------------------------------------------------------------------------
 
 #: ACM PCA key algorithms (the `KeyAlgorithm` enum), in the order we document them.
@@ -46,9 +109,9 @@ DEFAULT_TEMPLATE = "EndEntityServerAuthCertificate/V1"
 ROOT_CA_TEMPLATE = "RootCACertificate/V1"
 SUBORDINATE_CA_TEMPLATE = "SubordinateCACertificate_PathLen0/V1"
 _CA_ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):acm-pca:(?P<region>[a-z0-9-]+):\d{12}:certificate-authority/[0-9a-f-]+$"
+    rf"^arn:(?P<partition>{PARTITION}):acm-pca:(?P<region>[a-z0-9-]+):\d{{12}}:certificate-authority/[0-9a-f-]+$"
 )
-_TEMPLATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm-pca:::template/(?P<name>[A-Za-z0-9_]+/V\d+)$")
+_TEMPLATE_ARN = re.compile(rf"^arn:{PARTITION}:acm-pca:::template/(?P<name>[A-Za-z0-9_]+/V\d+)$")
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_]+/V\d+$")
 #: CA templates sign certificate authorities, never a server.
 _CA_TEMPLATE_PREFIXES = ("RootCACertificate", "SubordinateCACertificate")
@@ -102,10 +165,20 @@ def renew_before_range(validity_days: int) -> tuple[int, int]:
     return 0, validity_days - 1
 
 
+#: The shortest default renewal window, in days: a window of 0 days would replace a certificate only once it has
+#: expired, and the expiry alarm (at least a day) must fit inside the window, below its start.
+MIN_RENEWAL_WINDOW_DAYS = 2
+#: The shortest validity that leaves that window and a day of life before it (`certValidityDays`).
+MIN_VALIDITY_DAYS = MIN_RENEWAL_WINDOW_DAYS + 1
+
+
 def renew_before_days(validity_days: int, renew_before: int | None) -> int:
     """`renew_before`, or when it is None the default: a third of `validity_days` (30 of 90), as cert-manager
-    renews at two thirds of a certificate's life."""
-    return validity_days // 3 if renew_before is None else renew_before
+    renews at two thirds of a certificate's life, and never less than `MIN_RENEWAL_WINDOW_DAYS` while the
+    validity leaves room for it (at most one day less than the validity)."""
+    if renew_before is not None:
+        return renew_before
+    return max(0, min(validity_days - 1, max(MIN_RENEWAL_WINDOW_DAYS, validity_days // 3)))
 
 
 def renewal_due(not_after: datetime, renew_before: int, now: datetime) -> bool:
@@ -117,7 +190,7 @@ def renewal_due(not_after: datetime, renew_before: int, now: datetime) -> bool:
 # --- ACM, EC2, ELB ------------------------------------------------------------------------------------------
 
 is_acm_certificate_arn = Shape(
-    re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+"), "an ACM certificate ARN"
+    re.compile(rf"arn:{PARTITION}:acm:[a-z0-9-]+:\d{{12}}:certificate/[0-9a-f-]+"), "an ACM certificate ARN"
 )
 #: EC2 resource IDs: a prefix and 8 (older resources) or 17 lower-case hex digits.
 _RESOURCE_ID = "^{prefix}-(?:[0-9a-f]{{8}}|[0-9a-f]{{17}})$"
@@ -127,8 +200,19 @@ is_region = Shape(re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}"), "an AWS region na
 is_stack_name = Shape(
     re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}"), "a stack name (stack, project/stack or org/project/stack)"
 )
-#: The AMI parameter the hosts boot from by default: the latest Amazon Linux 2023 for x86_64.
-AL2023_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+#: The public parameters that name the latest Amazon Linux 2023 AMI for each architecture
+#: (https://docs.aws.amazon.com/linux/al2023/ug/ec2.html#launch-from-ssm).
+AL2023_AMI_PARAMETERS: Mapping[str, str] = {
+    "x86_64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+    "arm64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+}
+#: The AMI parameter the hosts boot from by default on an x86_64 instance type.
+AL2023_AMI_PARAMETER = AL2023_AMI_PARAMETERS["x86_64"]
+#: An instance type's family: series letters, generation, then options; a `g` among the options means AWS
+#: Graviton, an arm64 processor (`t4g`, `m7g`, `c6gn`, `im4gn`, `x2gd`, `g5g`), and `a1` is the first Graviton
+#: (https://docs.aws.amazon.com/ec2/latest/instancetypes/instance-type-names.html).
+_INSTANCE_FAMILY = re.compile(r"(?P<series>[a-z]+?)(?P<generation>\d+)(?P<options>[a-z-]*)")
+_ARCHITECTURE_MARKS = {"arm64": ("arm64", "aarch64"), "x86_64": ("x86_64", "amd64")}
 #: How many hosts one fleet may have (the Auto Scaling group's desired capacity and minimum).
 HOST_COUNT_RANGE = (1, 50)
 #: The group's maximum: room for an instance refresh that launches a whole new fleet beside the old one.
@@ -158,16 +242,58 @@ def resource_id_allowed(prefix: str) -> str:
     return f"{prefix}- and 8 or 17 hex digits"
 
 
+def instance_architecture(instance_type: str) -> str:
+    """`arm64` for an AWS Graviton instance type, else `x86_64` (Intel and AMD)."""
+    family = instance_type.split(".", 1)[0]
+    match = _INSTANCE_FAMILY.fullmatch(family)
+    return "arm64" if family == "a1" or (match is not None and "g" in match["options"]) else "x86_64"
+
+
+def ami_parameter_architecture(name: str) -> str | None:
+    """The architecture an AMI parameter's name says it is for (`...-arm64`, `..._x86_64`), or None when its
+    name does not say."""
+    last = name.rsplit("/", 1)[-1].lower()
+    found = [arch for arch, marks in _ARCHITECTURE_MARKS.items() if any(mark in last for mark in marks)]
+    return found[0] if len(found) == 1 else None
+
+
+def normalised_url_path(path: str) -> str | None:
+    """The path nginx matches its locations against: `//` merged (`merge_slashes`), `.` segments dropped and `..`
+    segments resolved (https://nginx.org/en/docs/http/ngx_http_core_module.html#location); None when `..` climbs
+    above the root, which nginx answers with 400."""
+    kept: list[str] = []
+    segments = path.split("/")[1:]
+    for segment in segments:
+        if segment == "..":
+            if not kept:
+                return None
+            kept.pop()
+        elif segment not in ("", "."):
+            kept.append(segment)
+    trailing = bool(kept) and segments[-1] in ("", ".", "..")
+    return "/" + "/".join(kept) + ("/" if trailing else "")
+
+
 def health_check_path_problem(path: object) -> str | None:
     """What is wrong with a load balancer health-check path that nginx answers itself, or None.
 
-    `/` is refused: nginx's `location /` serves the application, so the check would never reach it."""
+    `/` is refused: nginx's `location /` serves the application, so the check would never reach it. The path
+    must already be in the form nginx normalises requests to: nginx answers the check from an exact-match
+    location, which a path with `//`, `.` or `..` segments never matches."""
     if not isinstance(path, str) or not _HEALTH_PATH.fullmatch(path):
         return f"{path!r} must be an absolute URL path of letters, digits and . _ ~ / - such as /healthz"
-    if path == "/":
-        return "'/' is the application's own location; use a path of its own such as /healthz"
     if len(path) > HEALTH_CHECK_PATH_MAX:
         return f"is {len(path)} characters long; at most {HEALTH_CHECK_PATH_MAX}"
+    normalised = normalised_url_path(path)
+    if normalised is None:
+        return f"{path!r} climbs above the root with '..' (nginx answers 400); use a path such as /healthz"
+    if normalised == "/":
+        return "'/' is the application's own location; use a path of its own such as /healthz"
+    if normalised != path:
+        return (
+            f"{path!r} is not in the form nginx matches ('//', '.' and '..' are resolved first), so its exact-match "
+            f"location would never answer; use {normalised!r}"
+        )
     return None
 
 
@@ -193,11 +319,11 @@ is_iam_principal_arn = Shape(
     re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(?:role|user)/[\w+=,.@/-]{1,512}"), "an IAM role or user ARN"
 )
 is_kms_key_arn = Shape(
-    re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+"),
+    re.compile(rf"arn:{PARTITION}:kms:[a-z0-9-]+:\d{{12}}:key/[A-Za-z0-9-]+"),
     "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
 )
 is_sns_topic_arn = Shape(
-    re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?"),
+    re.compile(rf"arn:{PARTITION}:sns:[a-z0-9-]+:\d{{12}}:[A-Za-z0-9_-]{{1,256}}(?:\.fifo)?"),
     "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)",
 )
 #: sts:AssumeRole's RoleSessionName (2-64) and ExternalId (2-1224) alphabets
@@ -221,6 +347,16 @@ _PARAMETER_NAME = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
 _RESERVED_PARAMETER_PREFIX = re.compile(r"^/?(?:aws|ssm)", re.IGNORECASE)
 #: The longest parameter prefix: room is left for the `/full-chain`-style names appended under it.
 PARAMETER_PREFIX_MAX = 900
+#: "Parameter hierarchies are limited to a maximum depth of fifteen levels", the parameter's own name included
+#: (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html).
+PARAMETER_LEVELS_MAX = 15
+#: The largest parameter value: 4 KB in the Standard tier, 8 KB in the Advanced tier (which Intelligent-Tiering
+#: switches to), in characters
+#: (https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html).
+PARAMETER_VALUE_MAX = {"Standard": 4096, "Advanced": 8192}
+#: IssueCertificate's `Csr`: at most 32,768 bytes
+#: (https://docs.aws.amazon.com/privateca/latest/APIReference/API_IssueCertificate.html).
+ISSUE_CERTIFICATE_CSR_MAX = 32768
 
 
 def is_parameter_path(name: object) -> TypeGuard[str]:
@@ -242,6 +378,12 @@ def parameter_prefix_problem(prefix: object) -> str | None:
         return f"{prefix!r} starts with aws or ssm, which AWS reserves"
     if len(prefix) > PARAMETER_PREFIX_MAX:
         return f"is {len(prefix)} characters long; at most {PARAMETER_PREFIX_MAX}"
+    levels = prefix.count("/")
+    if levels + 1 > PARAMETER_LEVELS_MAX:
+        return (
+            f"{prefix!r} has {levels} levels and the parameters under it (such as /full-chain) one more; Parameter "
+            f"Store allows {PARAMETER_LEVELS_MAX} levels: at most {PARAMETER_LEVELS_MAX - 1} in the prefix"
+        )
     return None
 
 

@@ -27,6 +27,10 @@ SUBJECT_FIELD_LIMITS: Mapping[str, int] = {
 }
 
 
+#: The longest DNS name (RFC 1035: 255 octets on the wire, 253 characters as text).
+DNS_NAME_MAX = 253
+
+
 def is_dns_name(name: str, *, allow_wildcard: bool = True) -> bool:
     """True for an RFC 1123 host name (one label, like `localhost`, or more), optionally with one leading `*.`
     label (then at least two labels after it) and one trailing dot.
@@ -34,7 +38,7 @@ def is_dns_name(name: str, *, allow_wildcard: bool = True) -> bool:
     The last label may not be all digits (RFC 1123 section 2.1), so a mistyped IPv4 address such as `10.0.0.256`
     is not taken for a name.
     """
-    if not isinstance(name, str) or not name or len(name) > 253 or name != name.strip():
+    if not isinstance(name, str) or not name or len(name) > DNS_NAME_MAX or name != name.strip():
         return False
     labels = name.removesuffix(".").lower().split(".")
     if allow_wildcard and labels[0] == "*":
@@ -44,9 +48,29 @@ def is_dns_name(name: str, *, allow_wildcard: bool = True) -> bool:
     return all(_DNS_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
 
 
+#: ACM puts a certificate's first domain name in its common name, which RFC 5280 limits to 64 characters
+#: (https://docs.aws.amazon.com/acm/latest/APIReference/API_RequestCertificate.html, `DomainName`).
+ACM_DOMAIN_NAME_MAX = 64
+
+
+def acm_domain_name_problem(name: object) -> str | None:
+    """What is wrong with a domain name ACM requests a certificate for, or None: two labels or more, an optional
+    leading `*.` wildcard label, no trailing dot, at most 64 characters (ACM's `DomainName`)."""
+    if not isinstance(name, str) or not is_dns_name(name) or "." not in name.strip("."):
+        return f"{name!r} is not a DNS name of two labels or more such as api.example.com (or *.dev.example.com)"
+    if name.endswith("."):
+        return f"{name!r} ends with a dot; ACM takes domain names with no trailing dot: {name.rstrip('.')!r}"
+    if len(name) > ACM_DOMAIN_NAME_MAX:
+        return (
+            f"is {len(name)} characters long; ACM makes it the certificate's common name, which X.509 limits to "
+            f"at most {ACM_DOMAIN_NAME_MAX}"
+        )
+    return None
+
+
 def is_fqdn(name: str) -> bool:
-    """A DNS name of two labels or more, without a wildcard: what ACM issues a certificate for."""
-    return is_dns_name(name, allow_wildcard=False) and "." in name.strip(".")
+    """A domain name ACM issues a certificate for (`acm_domain_name_problem`)."""
+    return acm_domain_name_problem(name) is None
 
 
 def is_ip_address(name: str) -> bool:

@@ -301,6 +301,15 @@ def test_names_that_are_not_the_hosts_own_are_refused(
     assert aws.calls(ISSUE) == []
 
 
+def test_a_refused_name_is_named_once(issuer: Issuer, fleet: Fleet, ec2: Any) -> None:
+    me, neighbour = fleet.instance_ids[:2]
+    their_name, _ = _names(ec2, neighbour)
+    csr_pem = build_csr(key("ec-p256"), common_name=their_name, dns_names=[their_name, _names(ec2, me)[0]])
+    message = _refusal(_call(issuer, me, csr_pem), 403, "name-not-allowed")
+    assert message.count(their_name) == 1
+    assert message.startswith(f"{their_name} is not among")
+
+
 # --- callers that are not the fleet's instances -------------------------------------------------------------------
 
 

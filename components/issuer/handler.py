@@ -204,7 +204,7 @@ class Issuer:
         identity.check_membership(instance, instance_id, self.config.auto_scaling_group)
         assert instance is not None
         allowed = identity.instance_names(instance, self._dhcp_domains(instance.get("VpcId")))
-        refused = identity.refused_names(names, allowed | self.config.service_names)
+        refused = list(dict.fromkeys(identity.refused_names(names, allowed | self.config.service_names)))
         if refused:
             raise Refused(
                 403,

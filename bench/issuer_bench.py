@@ -28,7 +28,6 @@ import os
 import statistics
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -63,6 +62,7 @@ from components.local.emulator import (
 )
 from components.local.issuer import (
     ACCOUNT,
+    CountingSession,
     LambdaContext,
     create_fleet,
     csr_body,
@@ -76,23 +76,6 @@ KINDS = ("ec-p256", "ec-p384", "rsa-2048", "rsa-4096")
 FLOOR_CALLS = {"IssueCertificate": 1, "GetCertificate": 1}
 WARM_CALLS = {"DescribeInstances": 1, "IssueCertificate": 1, "GetCertificate": 1}
 COLD_CALLS = {**WARM_CALLS, "DescribeCertificateAuthority": 1, "DescribeVpcs": 1, "DescribeDhcpOptions": 1}
-
-
-class CountingSession(boto3.session.Session):
-    """Counts the API calls its clients make (botocore's `before-call` event)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: Counter[str] = Counter()
-        self.events.register("before-call", self._count)
-
-    def _count(self, model: Any, **_kwargs: Any) -> None:
-        self.calls[model.name] += 1
-
-    def take(self) -> dict[str, int]:
-        taken = dict(self.calls)
-        self.calls.clear()
-        return taken
 
 
 def _key(kind: str) -> Any:

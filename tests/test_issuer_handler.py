@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections import Counter
 from typing import Any
 
 import boto3
@@ -34,6 +33,7 @@ from components.issuer.handler import Issuer, IssuerConfig
 from components.local.emulator import RecordingProxy, create_active_ca
 from components.local.issuer import (
     ACCOUNT,
+    CountingSession,
     Fleet,
     LambdaContext,
     create_fleet,
@@ -103,18 +103,6 @@ def _environment(fleet: Fleet, ca_arn: str, **overrides: str) -> dict[str, str]:
         ENV_SERVICE_NAMES: json.dumps([SERVICE_NAME]),
         **overrides,
     }
-
-
-class CountingSession(boto3.session.Session):
-    """A session that counts every AWS call its clients make (botocore's `before-call` event)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: Counter[str] = Counter()
-        self.events.register("before-call", self._count)
-
-    def _count(self, model: Any, **_kwargs: Any) -> None:
-        self.calls[model.name] += 1
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +120,24 @@ def function_url_event(
 def csr_body(csr_pem: str) -> str:
     """The request body the host agent sends."""
     return json.dumps({"csr": csr_pem})
+
+
+class CountingSession(boto3.session.Session):
+    """A session whose clients count every AWS call they make, by operation (botocore's `before-call` event)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+        self.events.register("before-call", self._count)
+
+    def _count(self, model: Any, **_kwargs: Any) -> None:
+        self.calls[model.name] += 1
+
+    def take(self) -> dict[str, int]:
+        """The calls counted so far, and start counting afresh."""
+        taken = dict(self.calls)
+        self.calls.clear()
+        return taken
 
 
 class LambdaContext:

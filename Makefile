@@ -116,6 +116,7 @@ test: system-deps python-deps lint
 bench: system-deps python-deps
 	$(UV) run python bench/certificate_bench.py
 	$(UV) run python bench/nginx_bench.py
+	$(UV) run python bench/issuer_bench.py
 
 # --- make up / make down -------------------------------------------------------------------------------
 # The official installer, pinned to PULUMI_VERSION, with the flags Pulumi's own SDK installs the CLI with

@@ -41,11 +41,14 @@ LOCAL_HOST = "127.0.0.1"
 EMULATOR_DUMMY_CREDENTIAL = "test"
 #: Provider settings that hold credentials.
 AWS_CREDENTIAL_KEYS = {"accessKey", "secretKey", "token", "profile", "sharedCredentialsFiles"}
-#: `aws.<module>` and `aws.<invoke>` the program uses, to the endpoint that serves them where the name differs;
+#: `aws.<module>` and `aws.<invoke>` the program uses, to the endpoint(s) that serve them where the name differs;
 #: None for invokes answered without a call (partition and region come from the provider's own config).
-ENDPOINT_OF: dict[str, str | None] = {
+ENDPOINT_OF: dict[str, str | tuple[str, ...] | None] = {
     "lb": "elbv2",
     "vpc": "ec2",
+    # `aws.cloudwatch` holds alarms (CloudWatch) and log groups (CloudWatch Logs).
+    "cloudwatch": ("cloudwatch", "logs"),
+    "lambda_": "lambda",
     "get_availability_zones_output": "ec2",
     "get_caller_identity_output": "sts",
     "get_partition_output": None,
@@ -103,10 +106,18 @@ def aws_provider_settings() -> dict[str, str]:
 
 @cache
 def aws_endpoint_names() -> set[str]:
-    """The service names `aws:endpoints` accepts: `pulumi.get(self, "<name>")` in `class Endpoints`."""
+    """The service names `aws:endpoints` accepts: `pulumi.get(self, "<name>")` in `class Endpoints`, and the wire
+    name of a getter whose Python name differs (`@pulumi.getter(name="lambda")` on `lambda_`)."""
     tree = ast.parse((Path(pulumi_aws.__file__).parent / "config" / "outputs.py").read_text())
     endpoints = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Endpoints")
-    names = {
+    wire_names = {
+        keyword.value.value
+        for node in ast.walk(endpoints)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "getter"
+        for keyword in node.keywords
+        if keyword.arg == "name" and isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, str)
+    }
+    names = wire_names | {
         node.args[1].value
         for node in ast.walk(endpoints)
         if isinstance(node, ast.Call)
@@ -340,7 +351,10 @@ def test_local_stack_has_an_endpoint_for_every_service_the_program_calls() -> No
     sources = [ROOT / "__main__.py", *sorted((ROOT / "components").glob("*.py"))]
     # `aws.<module>` in code; not `docs.aws.amazon.com` in a comment's URL.
     used = {match for path in sources for match in re.findall(r"(?<![\w./-])aws\.([a-z0-9_]+)\b", path.read_text())}
-    services = {service for name in used if (service := ENDPOINT_OF.get(name, name))}
+    services: set[str] = set()
+    for name in used:
+        endpoint = ENDPOINT_OF.get(name, name)
+        services.update((endpoint,) if isinstance(endpoint, str) else endpoint or ())
     assert services - set(aws_endpoints("local")) == set(), f"local: no endpoint for {sorted(services)}"
 
 

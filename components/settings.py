@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,8 +29,10 @@ if TYPE_CHECKING:  # the argument types only: settings stay importable without P
 
     from components.certificate import CertificateArgs
     from components.encrypted_backend import EncryptedBackendArgs
+    from components.key_delivery import KeyDelivery
     from components.network import NetworkArgs
     from components.private_ca import PrivateCaArgs
+    from components.ssm_key_delivery import SsmKeyDeliveryArgs
 
 __all__ = [
     "AL2023_AMI_PARAMETER",
@@ -234,13 +237,12 @@ class Settings:
         self,
         *,
         acm_issuer_arn: pulumi.Input[str],
-        ca_bundle_pem: pulumi.Input[str],
-        full_chain_pem: pulumi.Input[str],
-        private_key_pem: pulumi.Input[str],
+        key_delivery: KeyDelivery,
         network_ids: tuple[pulumi.Input[str], pulumi.Input[Sequence[str]]] | None = None,
     ) -> EncryptedBackendArgs:
         """`EncryptedBackendArgs` of the backend. `acm_issuer_arn` is the CA ARN given to ACM for an `albDomainName`
-        certificate; `network_ids` is the created network's (VPC ID, subnet IDs)."""
+        certificate; `key_delivery` how the hosts get their key material (see `ssm_key_delivery_args`);
+        `network_ids` is the created network's (VPC ID, subnet IDs)."""
         _, backend = self._parts()
         args: EncryptedBackendArgs = {
             "vpc_id": network_ids[0] if network_ids else backend.vpc_id,
@@ -254,16 +256,13 @@ class Settings:
             "health_check_path": backend.health_check_path,
             "http_redirect": backend.http_redirect,
             "server_names": self.server_names(),
-            "full_chain_pem": full_chain_pem,
-            "private_key_pem": private_key_pem,
-            "ca_bundle_pem": ca_bundle_pem,
-            "parameter_prefix": self.parameter_prefix,
+            "backend_name": self.backend_name,
             "region": self.region,
             "ami_parameter": backend.ami_parameter,
             "host_min_count": backend.host_min_count,
             "min_healthy_percent": backend.host_min_healthy_percent,
-            "parameter_writer_arns": list(backend.parameter_writer_arns),
             "certificate_alarm_days": backend.cert_expiry_alarm_days,
+            "key_delivery": key_delivery,
         }
         # Unset settings leave the component's defaults in place.
         if backend.host_ami_id is not None:
@@ -272,8 +271,6 @@ class Settings:
             args["host_max_count"] = backend.host_max_count
         if backend.host_root_volume_gib is not None:
             args["root_volume_gib"] = backend.host_root_volume_gib
-        if backend.parameter_kms_key_arn is not None:
-            args["parameter_kms_key_arn"] = backend.parameter_kms_key_arn
         if backend.cert_expiry_alarm_topic_arn is not None:
             args["alarm_topic_arn"] = backend.cert_expiry_alarm_topic_arn
         if backend.alb_certificate_arn:
@@ -282,6 +279,32 @@ class Settings:
             args["listener_domain_name"] = backend.alb_domain_name or ""
             args["private_ca_arn"] = acm_issuer_arn
         return args
+
+    def ssm_key_delivery_args(
+        self,
+        *,
+        ca_bundle_pem: pulumi.Input[str],
+        full_chain_pem: pulumi.Input[str],
+        private_key_pem: pulumi.Input[str],
+    ) -> SsmKeyDeliveryArgs:
+        """`SsmKeyDeliveryArgs`: the backend certificate's material, the parameters' path and their key."""
+        _, backend = self._parts()
+        args: SsmKeyDeliveryArgs = {
+            "full_chain_pem": full_chain_pem,
+            "private_key_pem": private_key_pem,
+            "ca_bundle_pem": ca_bundle_pem,
+            "parameter_prefix": self.parameter_prefix,
+            "parameter_writer_arns": list(backend.parameter_writer_arns),
+        }
+        if backend.parameter_kms_key_arn is not None:
+            args["parameter_kms_key_arn"] = backend.parameter_kms_key_arn
+        return args
+
+    @property
+    def backend_name(self) -> str:
+        """The backend's name (metric dimension, alarm, KMS alias): `parameterPrefix` without its leading '/', other
+        characters than letters, digits, '-' and '_' turned into '-' ('/pca-backend/dev' gives 'pca-backend-dev')."""
+        return re.sub(r"[^A-Za-z0-9_-]", "-", self.parameter_prefix.strip("/"))[:64]
 
 
 def ec2_private_dns_wildcard(region: str) -> str:

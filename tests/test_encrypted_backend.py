@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import re
 import zlib
@@ -16,6 +17,7 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.settings as runtime_settings
+import pulumi_aws as aws
 import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
@@ -29,6 +31,8 @@ from components.encrypted_backend import (
     EncryptedBackendArgs,
 )
 from components.host_bootstrap import USER_DATA_LIMIT_BYTES, pack_user_data, render_user_data
+from components.key_delivery import FleetIdentity, HostContext
+from components.ssm_key_delivery import SsmKeyDelivery, SsmKeyDeliveryArgs, SsmKeyParameters
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -143,7 +147,18 @@ def mocks() -> Iterator[RecordingMocks]:
         runtime_settings.ROOT.set(saved_root)
 
 
+#: Arguments of the key delivery (`SsmKeyDelivery`), which `_args` takes as overrides too.
+DELIVERY_KEYS = frozenset(SsmKeyDeliveryArgs.__annotations__)
+
+
 def _args(**overrides: Any) -> EncryptedBackendArgs:
+    """The backend's arguments with `overrides` (its own, or its `SsmKeyDelivery`'s); None removes an argument."""
+    delivery: dict[str, Any] = {
+        "full_chain_pem": FAKE_CHAIN_PEM,
+        "private_key_pem": FAKE_KEY_PEM,
+        "ca_bundle_pem": FAKE_BUNDLE_PEM,
+        "parameter_prefix": "/pca-backend/test",
+    }
     args: dict[str, Any] = {
         "vpc_id": "vpc-0123456789abcdef0",
         "alb_subnet_ids": ["subnet-0a1a1a1a", "subnet-0b1b1b1b"],
@@ -155,15 +170,15 @@ def _args(**overrides: Any) -> EncryptedBackendArgs:
         "instance_type": "t3.small",
         "listener_certificate_arn": LISTENER_CERT_ARN,
         "server_names": ["api.internal.example"],
-        "full_chain_pem": FAKE_CHAIN_PEM,
-        "private_key_pem": FAKE_KEY_PEM,
-        "ca_bundle_pem": FAKE_BUNDLE_PEM,
-        "parameter_prefix": "/pca-backend/test",
+        "backend_name": "pca-backend-test",
         "region": REGION,
         "tags": {"team": "platform"},
     }
-    args.update(overrides)
-    return args  # type: ignore[return-value]
+    for key, value in overrides.items():
+        (delivery if key in DELIVERY_KEYS else args)[key] = value
+    delivery = {key: value for key, value in delivery.items() if value is not None}
+    args = {key: value for key, value in args.items() if value is not None}
+    return {**args, "key_delivery": SsmKeyDelivery(delivery)}  # type: ignore[typeddict-item]
 
 
 def _deploy(name: str, args: EncryptedBackendArgs | Callable[[], EncryptedBackendArgs]) -> str:
@@ -592,8 +607,7 @@ def test_host_policy_reads_only_the_three_parameters(mocks: RecordingMocks) -> N
 
 @pulumi.runtime.test
 def test_acm_private_certificate_path(mocks: RecordingMocks) -> pulumi.Output[Any]:
-    args = _args(listener_domain_name="api.internal.example", private_ca_arn=CA_ARN)
-    del args["listener_certificate_arn"]
+    args = _args(listener_domain_name="api.internal.example", private_ca_arn=CA_ARN, listener_certificate_arn=None)
     backend = EncryptedBackend("acm", args)
 
     def check(values: list[Any]) -> None:
@@ -612,6 +626,8 @@ def test_acm_private_certificate_path(mocks: RecordingMocks) -> pulumi.Output[An
 @pulumi.runtime.test
 def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
     backend = EncryptedBackend("out", _args(host_count=2))
+    delivered = backend.key_delivery
+    assert isinstance(delivered, SsmKeyParameters)
 
     def check(values: list[Any]) -> None:
         urn, dns, url, tg, alb_sg, backend_sg, group, names, listener, role, key, alarm = values
@@ -632,8 +648,15 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         assert role.endswith("out-host-role"), urn
         (component,) = mocks.of_type("pca-backend:index:EncryptedBackend")
         assert component.name == "out", urn
-        children = [r for r in mocks.resources if r.typ != "pca-backend:index:EncryptedBackend"]
-        assert all(r.name.startswith("out-") for r in children), urn
+        # Its parts are named like it, their resources after it.
+        parts = [r for r in mocks.resources if r.typ.startswith("pca-backend:index:")]
+        assert {(r.typ, r.name) for r in parts} == {
+            ("pca-backend:index:EncryptedBackend", "out"),
+            ("pca-backend:index:BackendLoadBalancer", "out"),
+            ("pca-backend:index:HostFleet", "out"),
+            ("pca-backend:index:SsmKeyParameters", "out"),
+        }, urn
+        assert all(r.name.startswith("out-") for r in mocks.resources if r not in parts), urn
 
     return pulumi.Output.all(
         backend.urn,
@@ -643,10 +666,10 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         backend.alb_security_group_id,
         backend.backend_security_group_id,
         backend.auto_scaling_group_name,
-        backend.parameter_names,
+        delivered.parameter_names,
         backend.listener_arn,
         backend.host_role_arn,
-        backend.parameter_key_arn,
+        delivered.key_arn,
         backend.certificate_alarm_arn,
     ).apply(check)
 
@@ -713,9 +736,9 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
     ],
 )
 def test_bad_args_raise_before_any_resource(mocks: RecordingMocks, overrides: dict[str, Any], message: str) -> None:
-    args = {k: v for k, v in _args(**overrides).items() if v is not None}
+    # A bad argument of the key delivery is refused when the delivery is made, before the backend.
     with pytest.raises(ValueError, match=message):
-        EncryptedBackend("bad", args)  # type: ignore[arg-type]
+        EncryptedBackend("bad", _args(**overrides))
     assert mocks.resources == [], "a resource was registered before validation failed"
 
 
@@ -840,7 +863,7 @@ def test_alarm_defaults_and_topic(mocks: RecordingMocks) -> None:
 
     (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     assert alarm.inputs["threshold"] == 14, urn
-    assert alarm.inputs["dimensions"] == {"Backend": "pca-backend-test"}, f"{urn}: named after the prefix"
+    assert alarm.inputs["dimensions"] == {"Backend": "pca-backend-test"}, f"{urn}: the backend's name"
     assert alarm.inputs["alarmActions"] == [topic], urn
     assert alarm.inputs["okActions"] == [topic], urn
 
@@ -874,7 +897,7 @@ def test_default_maximum_leaves_room_for_the_refresh(
 
 
 def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch) -> None:
-    from components import encrypted_backend
+    from components import ssm_key_delivery
 
     rendered: list[dict[str, Any]] = []
 
@@ -882,10 +905,12 @@ def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypa
         rendered.append(kwargs)
         return render_user_data(**kwargs)
 
-    monkeypatch.setattr(encrypted_backend, "render_user_data", recording_render)
+    monkeypatch.setattr(ssm_key_delivery, "render_user_data", recording_render)
     urn = _deploy("metric", _args(backend_name="orders-prod"))
 
-    (call,) = rendered
+    # Rendered once to check it before any resource, then for the launch template: the same script.
+    call = rendered[-1]
+    assert all(other == call for other in rendered), urn
     (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     assert alarm.inputs["dimensions"] == {"Backend": call["metric_backend"]} == {"Backend": "orders-prod"}, urn
     (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
@@ -895,3 +920,102 @@ def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypa
     # The hosts get both operator scripts, verbatim.
     assert call["trust_ca_script"] == TRUST_CA_SCRIPT_PATH.read_text(), urn
     assert call["verify_tls_script"] == VERIFY_TLS_SCRIPT_PATH.read_text(), urn
+
+
+# --- the key delivery seam -----------------------------------------------------------------------------------
+
+
+class _IssuerDelivery:
+    """A second delivery, as a per-host mode would plug in: its own boot script and role statements, a resource
+    the hosts wait for, and the Auto Scaling group's name before the group exists. No key material anywhere."""
+
+    needs_auto_scaling_group_name = True
+
+    def __init__(self) -> None:
+        self.checked: list[HostContext] = []
+        self.fleets: list[FleetIdentity] = []
+
+    def check(self, hosts: HostContext) -> None:
+        self.checked.append(hosts)
+        if "refused.example" in hosts.server_block:
+            raise ValueError("server_names: refused.example cannot be issued")
+
+    def deliver(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> _Issuer:
+        self.fleets.append(fleet)
+        return _Issuer(name, fleet, opts)
+
+
+class _Issuer(pulumi.ComponentResource):
+    def __init__(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("test:index:Issuer", name, None, opts)
+        # Stands for the issuer, which checks callers against the group's name.
+        endpoint = aws.cloudwatch.LogGroup(
+            f"{name}-issuer", name=f"/issuer/{fleet.auto_scaling_group_name}", opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.boot_script = f"#!/bin/bash\necho 'ask the issuer for {fleet.hosts.backend_name}'\n"
+        self.host_policy_statements = fleet.host_role_arn.apply(
+            lambda arn: [{"Sid": "AskTheIssuer", "Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": arn}]
+        )
+        self.wait_for = [endpoint]
+        self.register_outputs({})
+
+
+def test_a_second_delivery_plugs_in_without_ssm_key_material(mocks: RecordingMocks) -> None:
+    delivery = _IssuerDelivery()
+    urn = _deploy("perhost", lambda: {**_args(backend_name="orders"), "key_delivery": delivery})
+
+    # Checked (before any resource) with what every host runs, the same each time it was asked.
+    (hosts,) = set(delivery.checked)
+    assert (hosts.backend_name, hosts.region) == ("orders", REGION), urn
+    assert "server_name api.internal.example;" in hosts.server_block, f"{urn}: the fleet's nginx block"
+    (fleet,) = delivery.fleets
+    # A name the group gets on creation: the delivery knew it before the group existed.
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert fleet.auto_scaling_group_name == group.inputs["name"] == "pca-backend-orders", urn
+    assert not mocks.of_type("aws:kms/key:Key"), f"{urn}: the SSM delivery's key is not the fleet's"
+    assert not mocks.of_type("aws:ssm/parameter:Parameter"), f"{urn}: nor its parameters"
+    (issuer_log,) = mocks.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert issuer_log.inputs["name"] == "/issuer/pca-backend-orders", urn
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    script = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
+    assert script == "#!/bin/bash\necho 'ask the issuer for orders'\n", f"{urn}: the delivery's boot script"
+    (policy,) = mocks.of_type("aws:iam/rolePolicy:RolePolicy")
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["AskTheIssuer", "ReportCertificateDays", "SessionManager"], urn
+    (role,) = mocks.of_type("aws:iam/role:Role")
+    assert statements[0]["Resource"] == f"arn:aws:mock:{REGION}:{ACCOUNT}:aws:iam/role:Role/{role.name}", (
+        f"{urn}: the delivery saw the host role's ARN"
+    )
+    (issuer,) = mocks.of_type("test:index:Issuer")
+    (fleet_component,) = mocks.of_type("pca-backend:index:HostFleet")
+    assert issuer.name == fleet_component.name == "perhost", urn
+
+
+def test_the_group_waits_for_what_the_delivery_provides(mocks: RecordingMocks) -> None:
+    dependencies: dict[str, list[str]] = {}
+
+    class _Monitor(_OptionsMonitor):
+        def RegisterResource(self, request: Any) -> Any:
+            dependencies[request.name] = list(request.dependencies)
+            return super().RegisterResource(request)
+
+    pulumi.runtime.set_mocks(mocks, project="pca-backend", stack="test", preview=False, monitor=_Monitor(mocks))
+    urn = _deploy("waits", lambda: {**_args(), "key_delivery": _IssuerDelivery()})
+
+    group_dependencies = {dependency.rsplit("::", 1)[-1] for dependency in dependencies["waits-hosts"]}
+    assert {"waits-issuer", "waits-host-policy"} <= group_dependencies, f"{urn}: {group_dependencies}"
+
+
+def test_a_delivery_refusal_comes_before_any_resource(mocks: RecordingMocks) -> None:
+    with pytest.raises(ValueError, match="refused.example cannot be issued"):
+        EncryptedBackend("refused", {**_args(server_names=["refused.example"]), "key_delivery": _IssuerDelivery()})
+    assert mocks.resources == [], "a resource was registered before the delivery refused"
+
+
+def test_a_boot_script_over_the_user_data_limit_is_refused_before_any_resource(mocks: RecordingMocks) -> None:
+    # Names that do not compress: hexadecimal digests.
+    digests = [hashlib.sha256(str(index).encode()).hexdigest() for index in range(300)]
+    names = [f"{digest[:60]}.{digest[4:64]}.example" for digest in digests]
+    with pytest.raises(ValueError, match="over EC2's limit"):
+        EncryptedBackend("huge", _args(server_names=names))
+    assert mocks.resources == [], "a resource was registered before the boot script was refused"

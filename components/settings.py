@@ -174,7 +174,8 @@ class BackendSettings:
     parameter_kms_key_arn: str | None
     """An existing KMS key for the TLS parameters; None: the stack creates one."""
     parameter_writer_arns: tuple[str, ...]
-    """Who the created key lets write the parameters; empty: the identity running `pulumi up`."""
+    """Who the created key lets write the parameters: `parameterWriterArns`, else the `aws:assumeRoles` role;
+    empty only with `parameterKmsKeyArn`."""
     cert_expiry_alarm_days: int
     cert_expiry_alarm_topic_arn: str | None
 
@@ -406,7 +407,7 @@ def parse_settings(
     ca = _parse_ca(read, stack=stack, project=project)
     backend_enabled = read.boolean("backendEnabled", True)
     certificate = _parse_certificate(read, ca) if backend_enabled else None
-    backend = _parse_backend(read, ca, certificate) if backend_enabled and certificate else None
+    backend = _parse_backend(read, ca, certificate, aws_identity) if backend_enabled and certificate else None
 
     endpoint_url = read.string("awsEndpointUrl")
     if endpoint_url:
@@ -605,7 +606,9 @@ def _parse_certificate(read: _Reader, ca: CaSettings) -> CertificateSettings:
     )
 
 
-def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettings) -> BackendSettings:
+def _parse_backend(
+    read: _Reader, ca: CaSettings, certificate: CertificateSettings, aws_identity: AwsIdentity
+) -> BackendSettings:
     network_settings = _parse_network(read)
     ingress = _parse_ingress(read)
     listener = _parse_listener(read, ca)
@@ -619,7 +622,7 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
         host_count=host_count,
         host_ami_id=_host_ami_id(read),
         **_parse_fleet(read, host_count),
-        **_parse_parameter_key(read),
+        **_parse_parameter_key(read, aws_identity),
         **_parse_expiry_alarm(read, certificate),
     )
 
@@ -764,7 +767,10 @@ def _root_volume_gib(read: _Reader) -> int | None:
     return size or None
 
 
-def _parse_parameter_key(read: _Reader) -> dict[str, Any]:
+def _parse_parameter_key(read: _Reader, aws_identity: AwsIdentity) -> dict[str, Any]:
+    """The parameters' KMS key, and who its policy lets write them: `parameterWriterArns`, else the role the stack
+    deploys as (`aws:assumeRoles`), never whoever happens to run `pulumi up` (that would change the policy with
+    every identity and deny the others, e.g. the renewal pipeline after a person's `pulumi up`)."""
     key_arn = read.string("parameterKmsKeyArn")
     if key_arn and not aws_rules.is_kms_key_arn(key_arn):
         read.problem(
@@ -776,6 +782,16 @@ def _parse_parameter_key(read: _Reader) -> dict[str, Any]:
             "parameterWriterArns",
             "only applies to the key the stack creates; grant writers in parameterKmsKeyArn's policy",
         )
+    if not key_arn and not writers:
+        if aws_identity.assume_role_arn:
+            writers = (aws_identity.assume_role_arn,)
+        else:
+            read.problem(
+                "parameterWriterArns",
+                "is required when the stack creates the parameters' KMS key (parameterKmsKeyArn empty) and deploys "
+                "without aws:assumeRoles: list the IAM roles or users that run pulumi up on this stack (e.g. the CI "
+                "deploy role); the key lets only them write the hosts' TLS parameters",
+            )
     return {"parameter_kms_key_arn": key_arn, "parameter_writer_arns": writers}
 
 

@@ -35,27 +35,39 @@ __all__ = [
 TRUST_CA_SCRIPT_PATH = Path(__file__).resolve().parent.parent / "scripts" / "trust-ca"
 VERIFY_TLS_SCRIPT_PATH = TRUST_CA_SCRIPT_PATH.with_name("verify-tls")
 
-# Key management without use: what the account's administrators keep on the parameter key. The AWS default
-# key policy gives the account "kms:*", which lets any IAM policy in the account grant kms:Decrypt; this list
-# leaves out Encrypt, Decrypt, ReEncrypt*, GenerateDataKey* so only the key policy's own statements can.
-# https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html ("Allows key administrators
-# to administer the KMS key").
+# Key management without use: what the account's administrators (IAM policies of the account) may do on the
+# parameter key, each action named. The AWS default key policy gives the account "kms:*", and its key
+# administrators' statement "kms:Create*", which includes kms:CreateGrant: an administrator could grant
+# themselves Decrypt with no encryption-context condition and read the private key. So no wildcard here, no
+# CreateGrant, and none of Encrypt, Decrypt, ReEncrypt*, GenerateDataKey*: only the key policy's own statements
+# let anyone use the key. RevokeGrant and ListGrants stay (they take access away, or show it).
+# https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html ("Allows key administrators to
+# administer the KMS key"); the resource each action applies to:
+# https://docs.aws.amazon.com/kms/latest/developerguide/kms-api-permissions-reference.html
 KEY_ADMINISTRATION_ACTIONS = (
-    "kms:Create*",
-    "kms:Describe*",
-    "kms:Enable*",
-    "kms:List*",
-    "kms:Put*",
-    "kms:Update*",
-    "kms:Revoke*",
-    "kms:Disable*",
-    "kms:Get*",
-    "kms:Delete*",
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:ListKeyPolicies",
+    "kms:GetKeyRotationStatus",
+    "kms:EnableKeyRotation",
+    "kms:DisableKeyRotation",
+    "kms:ListKeyRotations",
+    "kms:RotateKeyOnDemand",
+    "kms:UpdateKeyDescription",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:ListResourceTags",
     "kms:TagResource",
     "kms:UntagResource",
+    # Aliases need the permission on the key too (and on the alias, which IAM policies grant).
+    "kms:CreateAlias",
+    "kms:UpdateAlias",
+    "kms:DeleteAlias",
+    "kms:ListGrants",
+    "kms:RevokeGrant",
     "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
-    "kms:RotateKeyOnDemand",
 )
 # Parameter Store calls Encrypt (Standard tier) or GenerateDataKey (Advanced tier, envelope encryption) on
 # PutParameter, and Decrypt on GetParameter --with-decryption; the encryption context is always
@@ -87,8 +99,10 @@ class SsmKeyDeliveryArgs(TypedDict):
     """ARN of an existing symmetric KMS key for the parameters instead of the key the delivery creates.
     Its key policy must let the host role decrypt and the deploying identity encrypt and decrypt."""
     parameter_writer_arns: NotRequired[Sequence[str]]
-    """IAM role or user ARNs the created key lets write (and read back) the parameters. Default: the
-    identity running `pulumi up` (for an assumed role, the role)."""
+    """IAM role or user ARNs the created key lets write (and read back) the parameters: every identity that runs
+    `pulumi up` on the stack (people, the deploy and renewal pipelines' role). Required when the delivery creates
+    the key: naming whoever runs `pulumi up` would change the key policy with every identity and lock the others
+    out of the parameters."""
 
 
 class SsmKeyDelivery:
@@ -163,6 +177,11 @@ def _check_writers(args: Mapping[str, Any]) -> None:
             "parameter_writer_arns applies to the key the component creates; with parameter_kms_key_arn, "
             "grant writers in that key's own policy"
         )
+    if not writers and args.get("parameter_kms_key_arn") is None:
+        raise ValueError(
+            "parameter_writer_arns must name the IAM roles or users that run `pulumi up` (e.g. the deploy role): "
+            "the key this component creates lets only them write the parameters, whoever runs `pulumi up`"
+        )
 
 
 def _boot_script(hosts: HostContext, parameters: HostParameters) -> str:
@@ -231,15 +250,12 @@ class SsmKeyParameters(pulumi.ComponentResource):
         if args.get("parameter_kms_key_arn") is not None:
             return args["parameter_kms_key_arn"]
         invoke = pulumi.InvokeOptions(parent=self)
-        caller = aws.get_caller_identity_output(opts=invoke)
-        writers: list[pulumi.Input[str]] = list(args["parameter_writer_arns"])
-        if not writers:
-            # For an assumed role, the role itself (the session's ARN changes with every session).
-            writers = [aws.iam.get_session_context_output(arn=caller.arn, opts=invoke).issuer_arn]
+        # The account only: who runs `pulumi up` never shapes the policy (the writers are named).
+        account = aws.get_caller_identity_output(opts=invoke).account_id
         policy = pulumi.Output.all(
             partition=aws.get_partition_output(opts=invoke).partition,
-            account=caller.account_id,
-            writers=writers,
+            account=account,
+            writers=list(args["parameter_writer_arns"]),
             host_role_arn=self._fleet.host_role_arn,
         ).apply(
             lambda values: _key_policy(

@@ -7,6 +7,7 @@ so the `mocks` fixture installs them for one test and restores the previous runt
 from __future__ import annotations
 
 import base64
+import fnmatch
 import gzip
 import hashlib
 import json
@@ -47,6 +48,17 @@ KEY_BODY = "RkFLRS1TRUNSRVQtS0VZLURPLU5PVC1MRUFLLTAxMjM0NTY3ODk="
 FAKE_KEY_PEM = f"-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----\n"
 FAKE_CHAIN_PEM = "-----BEGIN CERTIFICATE-----\nRkFLRS1MRUFG\n-----END CERTIFICATE-----\n"
 FAKE_BUNDLE_PEM = "-----BEGIN CERTIFICATE-----\nRkFLRS1ST09U\n-----END CERTIFICATE-----\n"
+VPC_ID = "vpc-0123456789abcdef0"
+#: What EC2 says of the subnets the tests name (zone, VPC).
+SUBNETS = {
+    "subnet-0a1a1a1a": (f"{REGION}a", VPC_ID),
+    "subnet-0b1b1b1b": (f"{REGION}b", VPC_ID),
+    "subnet-0a2a2a2a": (f"{REGION}a", VPC_ID),
+    "subnet-0b2b2b2b": (f"{REGION}b", VPC_ID),
+    "subnet-0c2c2c2c": (f"{REGION}c", VPC_ID),
+    "subnet-0a3a3a3a": (f"{REGION}a", VPC_ID),
+    "subnet-0b9b9b9b": (f"{REGION}b", "vpc-0999999999abcdef0"),
+}
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -57,6 +69,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.calls: list[pulumi.runtime.MockCallArgs] = []
         #: The `ignore_changes` option of each resource, by (type, name), as the engine receives it (camelCase).
         self.ignore_changes: dict[tuple[str, str], list[str]] = {}
+        #: Who runs `pulumi up` (what sts:GetCallerIdentity answers).
+        self.caller_arn = DEPLOYER_SESSION_ARN
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.resources.append(args)
@@ -91,9 +105,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             result = {"id": name, "name": name, "type": "String", "value": AMI_ID, "insecureValue": AMI_ID}
             return result, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": DEPLOYER_SESSION_ARN, "userId": "x", "id": ACCOUNT}, []
+            return {"accountId": ACCOUNT, "arn": self.caller_arn, "userId": "x", "id": ACCOUNT}, []
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            zone, vpc = SUBNETS[args.args["id"]]
+            return {"id": args.args["id"], "availabilityZone": zone, "vpcId": vpc}, []
         if args.token == "aws:iam/getSessionContext:getSessionContext":
             assert args.args["arn"] == DEPLOYER_SESSION_ARN
             return {"arn": DEPLOYER_SESSION_ARN, "issuerArn": DEPLOYER_ROLE_ARN, "id": "x"}, []
@@ -158,9 +175,10 @@ def _args(**overrides: Any) -> EncryptedBackendArgs:
         "private_key_pem": FAKE_KEY_PEM,
         "ca_bundle_pem": FAKE_BUNDLE_PEM,
         "parameter_prefix": "/pca-backend/test",
+        "parameter_writer_arns": [DEPLOYER_ROLE_ARN],
     }
     args: dict[str, Any] = {
-        "vpc_id": "vpc-0123456789abcdef0",
+        "vpc_id": VPC_ID,
         "alb_subnet_ids": ["subnet-0a1a1a1a", "subnet-0b1b1b1b"],
         "host_subnet_ids": ["subnet-0a2a2a2a", "subnet-0b2b2b2b"],
         "internal": True,
@@ -798,12 +816,8 @@ def test_key_policy_lets_only_the_hosts_decrypt_and_the_deployer_write(mocks: Re
     admin = statements["KeyAdministration"]
     assert admin["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, urn
     assert "kms:*" not in admin["Action"], f"{urn}: the account default would let IAM policies grant Decrypt"
-    for action in admin["Action"]:
-        assert not action.startswith(("kms:Decrypt", "kms:Encrypt", "kms:ReEncrypt", "kms:GenerateDataKey")), action
-    assert {"kms:Put*", "kms:ScheduleKeyDeletion", "kms:Enable*", "kms:Describe*"} <= set(admin["Action"]), urn
 
     writer = statements["DeployerWritesTheParameters"]
-    # The role behind the deploying session, not the session (its name changes with every run).
     assert writer["Principal"] == {"AWS": [DEPLOYER_ROLE_ARN]}, urn
     assert sorted(writer["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], urn
     assert writer["Condition"] == only_these_parameters, urn
@@ -817,18 +831,78 @@ def test_key_policy_lets_only_the_hosts_decrypt_and_the_deployer_write(mocks: Re
         assert statement["Principal"] != {"AWS": "*"}, urn
 
 
-def test_named_writers_replace_the_deploying_identity(mocks: RecordingMocks) -> None:
-    writers = [f"arn:aws:iam::{ACCOUNT}:role/preview", f"arn:aws:iam::{ACCOUNT}:role/deploy"]
-    urn = _deploy("writers", _args(parameter_writer_arns=writers))
+#: What a key administrator must be able to do to manage the key (and what `pulumi up` and `destroy` do with it).
+KEY_MANAGEMENT = {
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:EnableKeyRotation",
+    "kms:UpdateKeyDescription",
+    "kms:ListResourceTags",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:RevokeGrant",
+}
+#: What would let an administrator read the private key: use the key, or grant themselves its use.
+KEY_USE = (
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:Encrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+)
 
-    statements = {s["Sid"]: s for s in _key_policy(mocks)["Statement"]}
+
+def test_key_administrators_manage_the_key_and_cannot_grant_its_use(mocks: RecordingMocks) -> None:
+    """`kms:Create*` (the AWS default for key administrators) covers kms:CreateGrant: an administrator could grant
+    themselves Decrypt with no condition. Each administrative action is named instead, none of them a use."""
+    urn = _deploy("admin", _args())
+
+    (admin,) = [s for s in _key_policy(mocks)["Statement"] if s["Sid"] == "KeyAdministration"]
+    actions = admin["Action"]
+    assert "Condition" not in admin and "NotAction" not in admin, urn
+    granted = [
+        (pattern, use) for pattern in actions for use in KEY_USE if fnmatch.fnmatchcase(use.lower(), pattern.lower())
+    ]
+    assert granted == [], f"{urn}: administrators may use the key or grant its use: {granted}"
+    assert not [action for action in actions if "*" in action or "?" in action], f"{urn}: name each action"
+    assert KEY_MANAGEMENT <= set(actions), f"{urn}: missing {KEY_MANAGEMENT - set(actions)}"
+
+
+def test_the_key_policy_names_the_writers_whoever_runs_pulumi_up(mocks: RecordingMocks) -> None:
+    """A person's `pulumi up` after the pipeline's must not take the pipeline's write access away."""
+    writers = [f"arn:aws:iam::{ACCOUNT}:role/preview", f"arn:aws:iam::{ACCOUNT}:role/deploy"]
+    policies = []
+    for caller in (DEPLOYER_SESSION_ARN, f"arn:aws:iam::{ACCOUNT}:user/alice"):
+        mocks.resources.clear()
+        mocks.caller_arn = caller
+        urn = _deploy("writers", _args(parameter_writer_arns=writers))
+        (key,) = mocks.of_type("aws:kms/key:Key")
+        policies.append(key.inputs["policy"])
+    assert policies[0] == policies[1], f"{urn}: the key policy changed with who ran pulumi up"
+    statements = {s["Sid"]: s for s in json.loads(policies[0])["Statement"]}
     assert statements["DeployerWritesTheParameters"]["Principal"] == {"AWS": sorted(writers)}, urn
     assert not [c for c in mocks.calls if c.token == "aws:iam/getSessionContext:getSessionContext"], urn
 
 
+@pytest.mark.parametrize("writers", [None, []])
+def test_a_key_without_named_writers_is_refused_before_any_resource(
+    mocks: RecordingMocks, writers: list[str] | None
+) -> None:
+    with pytest.raises(ValueError, match="parameter_writer_arns must name the IAM roles or users that run"):
+        EncryptedBackend("nowriter", _args(parameter_writer_arns=writers))
+    assert mocks.resources == [], "a resource was registered before validation failed"
+
+
 def test_an_existing_key_is_used_as_given(mocks: RecordingMocks) -> None:
     existing = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    urn = _deploy("byok", _args(parameter_kms_key_arn=existing))
+    urn = _deploy("byok", _args(parameter_kms_key_arn=existing, parameter_writer_arns=None))
 
     assert not mocks.of_type("aws:kms/key:Key"), urn
     assert not mocks.of_type("aws:kms/alias:Alias"), urn
@@ -954,7 +1028,9 @@ class _Issuer(pulumi.ComponentResource):
         )
         self.boot_script = f"#!/bin/bash\necho 'ask the issuer for {fleet.hosts.backend_name}'\n"
         self.host_policy_statements = fleet.host_role_arn.apply(
-            lambda arn: [{"Sid": "AskTheIssuer", "Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": arn}]
+            lambda arn: [
+                {"Sid": "AskTheIssuer", "Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": arn}
+            ]
         )
         self.wait_for = [endpoint]
         self.register_outputs({})

@@ -21,13 +21,16 @@ CA_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/11111111-
 ACM_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 SUBNET_A, SUBNET_B, SUBNET_C = "subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60712", "subnet-0a1b2c3d"
 
-#: The least a stack with a backend needs: an existing network, ingress and a listener certificate.
+WRITER = "arn:aws:iam::123456789012:role/deploy"
+#: The least a stack with a backend needs: an existing network, ingress, a listener certificate, and who writes
+#: the TLS parameters.
 BACKEND: dict[str, Any] = {
     "vpcId": "vpc-0123456789abcdef0",
     "albSubnetIds": [SUBNET_A, SUBNET_B],
     "hostSubnetIds": [SUBNET_C],
     "albIngressCidrs": ["10.0.0.0/16"],
     "albCertificateArn": ACM_ARN,
+    "parameterWriterArns": [WRITER],
 }
 SHORT_LIVED = {**BACKEND, "caUsageMode": "SHORT_LIVED_CERTIFICATE"}
 
@@ -683,7 +686,7 @@ def test_fleet_key_and_alarm_defaults() -> None:
     assert (backend.host_min_count, backend.host_count, backend.host_max_count) == (3, 3, None)
     assert backend.host_min_healthy_percent == 100
     assert backend.host_root_volume_gib is None, "the AMI's own size"
-    assert (backend.parameter_kms_key_arn, backend.parameter_writer_arns) == (None, ())
+    assert (backend.parameter_kms_key_arn, backend.parameter_writer_arns) == (None, (WRITER,))
     # 90-day certificates renew in their last 30 days; the alarm fires at 14.
     assert backend.cert_expiry_alarm_days == 14
     assert backend.cert_expiry_alarm_topic_arn is None
@@ -708,6 +711,7 @@ def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
         hostMaxCount="6",
         hostMinHealthyPercent="50",
         parameterKmsKeyArn=key,
+        parameterWriterArns=[],
         certExpiryAlarmDays="20",
         certExpiryAlarmTopicArn=topic,
     ).backend

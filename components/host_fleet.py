@@ -108,8 +108,9 @@ class FleetOnlyArgs(TypedDict):
     """The group's minimum size (at most `host_count`). Default: `host_count`."""
     host_max_count: NotRequired[int]
     """The group's maximum size (at least `host_count`, at most 100). Default: room for the extra hosts an
-    instance refresh launches, `host_count` times (`min_healthy_percent` + 100, at most 200) percent,
-    rounded up; with no scaling policy the group still runs `host_count` hosts."""
+    instance refresh, or the replacement of an unhealthy host, launches before the hosts they replace go:
+    `host_count` times (`min_healthy_percent` + 100, at most 200, at least 110) percent, rounded up; with no
+    scaling policy the group still runs `host_count` hosts."""
     min_healthy_percent: NotRequired[int]
     """Share of `host_count` (0 to 100) an instance refresh keeps in service while it replaces hosts; the
     refresh may launch up to `min_healthy_percent + 100` percent (at most 200) meanwhile. Default 100: new
@@ -183,11 +184,22 @@ class _Sizes:
     def max_healthy_percent(self) -> int:
         return self.max_healthy_for(self.min_healthy_percent)
 
+    @property
+    def replacement_max_healthy_percent(self) -> int:
+        return self.replacement_max_healthy_for(self.min_healthy_percent)
+
     @staticmethod
     def max_healthy_for(min_healthy_percent: int) -> int:
         # AWS: 100 to 200, and at most 100 above the minimum (API_InstanceMaintenancePolicy, Amazon EC2
         # Auto Scaling API reference).
         return min(200, min_healthy_percent + 100)
+
+    @staticmethod
+    def replacement_max_healthy_for(min_healthy_percent: int) -> int:
+        """The instance maintenance policy's upper bound: a host that fails its health check is replaced by one
+        launched first (its minimum is 100%), so the group needs room above the desired capacity: the refresh's,
+        and at least 110% (AWS rounds up to one instance)."""
+        return max(110, _Sizes.max_healthy_for(min_healthy_percent))
 
 
 @dataclass(frozen=True)
@@ -229,7 +241,8 @@ def _check_sizes(args: Mapping[str, Any]) -> _Sizes:
         raise ValueError(f"host_min_count must be at most host_count ({desired}), got {minimum}")
     # AWS's range for an instance refresh's MinHealthyPercentage.
     min_healthy = check_int(args, "min_healthy_percent", *aws_rules.MIN_HEALTHY_PERCENT_RANGE)
-    headroom = -(-desired * _Sizes.max_healthy_for(min_healthy) // 100)
+    # Room for the hosts a refresh or a replacement launches before the hosts they replace go.
+    headroom = -(-desired * _Sizes.replacement_max_healthy_for(min_healthy) // 100)
     maximum = check_int(args, "host_max_count", 1, aws_rules.HOST_MAX_COUNT, default=headroom)
     if maximum < desired:
         raise ValueError(f"host_max_count must be at least host_count ({desired}), got {maximum}")
@@ -569,15 +582,32 @@ class HostFleet(pulumi.ComponentResource):
             # replaces (an earlier deployment's) are deleted only after the new ones serve. Later rollouts are the
             # instance refresh's, which keeps `min_healthy_percent` serving.
             min_elb_capacity=sizes.minimum,
+            # One launch that fails while creation waits for capacity (an EC2 capacity error in one zone, a host
+            # that boots too slowly) does not fail the deployment: the group launches another and `pulumi up` goes
+            # on waiting until min_elb_capacity hosts serve or the timeout passes.
+            ignore_failed_scaling_activities=True,
             # A new launch template version (boot script, AMI) always starts a refresh; "tag" also rolls the
-            # hosts when the tags they are launched with change.
+            # hosts when the tags they are launched with change. A refresh that fails (its hosts never pass the
+            # health check) is rolled back by AWS, which replaces the hosts it launched with the group's earlier
+            # configuration (auto_rollback; allowed because the version is pinned and the image is an AMI ID):
+            # https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-refresh-rollback.html
+            # Known limit: the AWS provider sets the group's new version before it starts the refresh, so the
+            # "earlier configuration" may already be the new one (terraform-provider-aws#34189): the hosts that
+            # still serve are kept either way (min_healthy_percent), and the README says how to roll back for sure.
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
                 strategy="Rolling",
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
                     min_healthy_percentage=sizes.min_healthy_percent,
                     max_healthy_percentage=sizes.max_healthy_percent,
+                    auto_rollback=True,
                 ),
                 triggers=["tag"],
+            ),
+            # A host that fails its health check is replaced launch-before-terminate: the replacement serves before
+            # the unhealthy host goes (by default AWS terminates first, leaving a one-host fleet with none).
+            # https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-instance-maintenance-policy.html
+            instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(
+                min_healthy_percentage=100, max_healthy_percentage=sizes.replacement_max_healthy_percent
             ),
             tags=[
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)

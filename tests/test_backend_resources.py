@@ -44,11 +44,17 @@ _KEY_POLICY = {
     "policy": "KeyAdministration names each administrative action (kms:Create* held kms:CreateGrant, a path to "
     "Decrypt); DeployerWritesTheParameters names the stack's parameterWriterArns, not whoever ran pulumi up",
 }
+_SAFE_ROLLOUTS = {
+    "instanceRefresh": "preferences.autoRollback: a failed instance refresh rolls back",
+    "instanceMaintenancePolicy": "an unhealthy host is replaced by one launched first (100% to 200%)",
+    "ignoreFailedScalingActivities": "one failed launch while creation waits for capacity does not fail the update",
+}
 INTENDED_CHANGES: Mapping[tuple[str, str, str], Mapping[str, str]] = {
     (stack, type_, name): changes
     for stack in RECORDED_STACKS
     for type_, name, changes in (
         ("aws:kms/key:Key", "backend-parameter-key", _KEY_POLICY),
+        ("aws:autoscaling/group:Group", "backend-hosts", _SAFE_ROLLOUTS),
     )
 }
 

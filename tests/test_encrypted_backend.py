@@ -448,7 +448,7 @@ def test_auto_scaling_group_sizes_health_checks_and_refresh(mocks: RecordingMock
     assert inputs["minElbCapacity"] == 2, f"{urn}: creation waits for the minimum to pass the health check"
     assert inputs["instanceRefresh"] == {
         "strategy": "Rolling",
-        "preferences": {"minHealthyPercentage": 50, "maxHealthyPercentage": 150},
+        "preferences": {"minHealthyPercentage": 50, "maxHealthyPercentage": 150, "autoRollback": True},
         "triggers": ["tag"],
     }, urn
     assert "launchConfiguration" not in inputs, urn
@@ -464,7 +464,33 @@ def test_fleet_defaults_keep_every_host_serving_during_a_refresh(mocks: Recordin
     assert (group.inputs["minSize"], group.inputs["desiredCapacity"], group.inputs["maxSize"]) == (1, 1, 2), urn
     # 100/200: a replacement comes up and passes health checks before the old host goes.
     preferences = group.inputs["instanceRefresh"]["preferences"]
-    assert preferences == {"minHealthyPercentage": 100, "maxHealthyPercentage": 200}, urn
+    assert preferences == {"minHealthyPercentage": 100, "maxHealthyPercentage": 200, "autoRollback": True}, urn
+
+
+@pytest.mark.parametrize(("healthy", "replacement_max"), [(100, 200), (50, 150), (5, 110), (0, 110)])
+def test_an_unhealthy_host_is_replaced_before_it_is_terminated(
+    mocks: RecordingMocks, healthy: int, replacement_max: int
+) -> None:
+    """Without an instance maintenance policy AWS terminates an unhealthy host first, then launches its
+    replacement: a one-host fleet serves nothing meanwhile. Launch before terminate whatever the refresh does."""
+    urn = _deploy("heal", _args(host_count=1, min_healthy_percent=healthy))
+
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    policy = group.inputs["instanceMaintenancePolicy"]
+    assert policy == {"minHealthyPercentage": 100, "maxHealthyPercentage": replacement_max}, urn
+    assert group.inputs["maxSize"] >= 2, f"{urn}: room for the replacement beside the unhealthy host"
+
+
+def test_a_failed_refresh_rolls_back_and_a_failed_launch_does_not_fail_the_deployment(mocks: RecordingMocks) -> None:
+    urn = _deploy("safe", _args())
+
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert group.inputs["instanceRefresh"]["preferences"]["autoRollback"] is True, urn
+    # Rollback needs a pinned template version and an AMI ID in the template (not $Latest, not resolve:ssm).
+    assert group.inputs["launchTemplate"]["version"].isdigit(), urn
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["imageId"].startswith("ami-"), urn
+    assert group.inputs["ignoreFailedScalingActivities"] is True, f"{urn}: one failed launch fails pulumi up"
 
 
 def _fleet_resources(mocks: RecordingMocks, **overrides: Any) -> dict[tuple[str, str], dict[str, Any]]:
@@ -866,13 +892,14 @@ def test_key_administrators_manage_the_key_and_cannot_grant_its_use(mocks: Recor
 
     (admin,) = [s for s in _key_policy(mocks)["Statement"] if s["Sid"] == "KeyAdministration"]
     actions = admin["Action"]
-    assert "Condition" not in admin and "NotAction" not in admin, urn
+    assert "Condition" not in admin, urn
+    assert "NotAction" not in admin, urn
     granted = [
         (pattern, use) for pattern in actions for use in KEY_USE if fnmatch.fnmatchcase(use.lower(), pattern.lower())
     ]
     assert granted == [], f"{urn}: administrators may use the key or grant its use: {granted}"
     assert not [action for action in actions if "*" in action or "?" in action], f"{urn}: name each action"
-    assert KEY_MANAGEMENT <= set(actions), f"{urn}: missing {KEY_MANAGEMENT - set(actions)}"
+    assert set(actions) >= KEY_MANAGEMENT, f"{urn}: missing {KEY_MANAGEMENT - set(actions)}"
 
 
 def test_the_key_policy_names_the_writers_whoever_runs_pulumi_up(mocks: RecordingMocks) -> None:
@@ -958,8 +985,10 @@ def test_root_volume_size_only_when_asked(mocks: RecordingMocks) -> None:
     assert root["ebs"]["encrypted"] == "true", urn
 
 
-@pytest.mark.parametrize(("count", "healthy", "maximum"), [(3, 100, 6), (3, 50, 5), (4, 0, 4), (50, 100, 100)])
-def test_default_maximum_leaves_room_for_the_refresh(
+@pytest.mark.parametrize(
+    ("count", "healthy", "maximum"), [(3, 100, 6), (3, 50, 5), (4, 0, 5), (10, 0, 11), (50, 100, 100)]
+)
+def test_default_maximum_leaves_room_for_the_refresh_and_replacements(
     mocks: RecordingMocks, count: int, healthy: int, maximum: int
 ) -> None:
     urn = _deploy("room", _args(host_count=count, min_healthy_percent=healthy))
@@ -967,7 +996,9 @@ def test_default_maximum_leaves_room_for_the_refresh(
     (group,) = mocks.of_type("aws:autoscaling/group:Group")
     assert group.inputs["maxSize"] == maximum, urn
     preferences = group.inputs["instanceRefresh"]["preferences"]
-    assert maximum == -(-count * preferences["maxHealthyPercentage"] // 100), urn
+    replacement = group.inputs["instanceMaintenancePolicy"]
+    assert maximum >= -(-count * preferences["maxHealthyPercentage"] // 100), f"{urn}: room for the refresh"
+    assert maximum == -(-count * replacement["maxHealthyPercentage"] // 100), f"{urn}: and for replacements"
 
 
 def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1083,7 +1114,7 @@ def test_the_group_waits_for_what_the_delivery_provides(mocks: RecordingMocks) -
 
 
 def test_a_delivery_refusal_comes_before_any_resource(mocks: RecordingMocks) -> None:
-    with pytest.raises(ValueError, match="refused.example cannot be issued"):
+    with pytest.raises(ValueError, match=r"refused\.example cannot be issued"):
         EncryptedBackend("refused", {**_args(server_names=["refused.example"]), "key_delivery": _IssuerDelivery()})
     assert mocks.resources == [], "a resource was registered before the delivery refused"
 

@@ -15,11 +15,13 @@ Hosts trust the CA bundle, so they also verify each other when they call one ano
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import pulumi
+import pulumi_aws as aws
 
-from components.arguments import Problems
+from components.arguments import ArgumentsError, Problems, is_plain_list
 from components.host_fleet import (
     CERTIFICATE_METRIC_NAME,
     CERTIFICATE_METRIC_NAMESPACE,
@@ -81,6 +83,85 @@ def _validate(args: EncryptedBackendArgs) -> None:
     problems.raise_if_any()
 
 
+#: The argument names `subnet_placement_problems` reports under (settings pass their own).
+ARGUMENT_NAMES = {"vpc_id": "vpc_id", "alb_subnet_ids": "alb_subnet_ids", "host_subnet_ids": "host_subnet_ids"}
+
+
+def describe_subnets(subnet_ids: Sequence[str], opts: pulumi.InvokeOptions | None = None) -> dict[str, tuple[str, str]]:
+    """(Availability Zone, VPC ID) of each subnet, as EC2 describes it (a synchronous invoke per subnet)."""
+    described = {}
+    for subnet in dict.fromkeys(subnet_ids):
+        found = aws.ec2.get_subnet(id=subnet, opts=opts)
+        described[subnet] = (found.availability_zone or "", found.vpc_id or "")
+    return described
+
+
+def subnet_placement_problems(
+    vpc_id: str | None,
+    alb_subnet_ids: Sequence[str],
+    host_subnet_ids: Sequence[str],
+    described: Mapping[str, tuple[str, str]],
+    names: Mapping[str, str] = ARGUMENT_NAMES,
+) -> list[tuple[str, str]]:
+    """(name, problem) for each subnet out of place: not in `vpc_id`, a load balancer in fewer than two zones, a
+    host subnet in a zone the load balancer does not serve. An ALB routes only to targets in its own zones: "If you
+    register targets in an Availability Zone but do not enable the Availability Zone, these registered targets do
+    not receive traffic."
+    https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/how-elastic-load-balancing-works.html
+    `described` is `describe_subnets`' answer; a subnet missing from it is not judged, and without the load
+    balancer's subnets (e.g. Outputs, not known yet) no zone is."""
+    problems: list[tuple[str, str]] = []
+    listed = {"alb_subnet_ids": alb_subnet_ids, "host_subnet_ids": host_subnet_ids}
+    if vpc_id:
+        problems += [
+            (names[key], f"{subnet!r} is in {described[subnet][1]}, not in {names['vpc_id']} {vpc_id}")
+            for key, subnets in listed.items()
+            for subnet in subnets
+            if subnet in described and described[subnet][1] not in ("", vpc_id)
+        ]
+    zones = {subnet: zone for subnet, (zone, _) in described.items() if zone}
+    alb_zones = sorted({zones[subnet] for subnet in alb_subnet_ids if subnet in zones})
+    if alb_subnet_ids and all(subnet in zones for subnet in alb_subnet_ids) and len(alb_zones) < 2:
+        problems.append(
+            (
+                names["alb_subnet_ids"],
+                f"are all in {', '.join(alb_zones)}: an Application Load Balancer needs subnets in at least two "
+                "Availability Zones",
+            )
+        )
+    for subnet in host_subnet_ids:
+        zone = zones.get(subnet)
+        if zone is not None and alb_zones and zone not in alb_zones:
+            problems.append(
+                (
+                    names["host_subnet_ids"],
+                    f"{subnet!r} is in {zone}, where the load balancer has no subnet ({names['alb_subnet_ids']} are "
+                    f"in {', '.join(alb_zones)}), so it would send no traffic to the hosts there: add a subnet of "
+                    f"{zone} to {names['alb_subnet_ids']}, or give the hosts subnets in the load balancer's zones",
+                )
+            )
+    return problems
+
+
+def _check_placement(args: EncryptedBackendArgs, opts: pulumi.ResourceOptions | None) -> None:
+    """Subnets given as plain IDs are looked up; Outputs (a network this program creates) are consistent by
+    construction."""
+    alb_subnets, host_subnets = args["alb_subnet_ids"], args["host_subnet_ids"]
+    if not is_plain_list(alb_subnets) or not is_plain_list(host_subnets):
+        return
+    alb = [subnet for subnet in cast(Sequence[Any], alb_subnets) if isinstance(subnet, str)]
+    hosts = [subnet for subnet in cast(Sequence[Any], host_subnets) if isinstance(subnet, str)]
+    if len(alb) < len(cast(Sequence[Any], alb_subnets)):
+        alb = []  # some are not known yet: the load balancer's zones cannot be judged
+    if not alb + hosts:
+        return
+    invoke = pulumi.InvokeOptions(parent=opts.parent if opts else None, provider=opts.provider if opts else None)
+    vpc_id = args["vpc_id"] if isinstance(args["vpc_id"], str) else None
+    problems = subnet_placement_problems(vpc_id, alb, hosts, describe_subnets(alb + hosts, invoke))
+    if problems:
+        raise ArgumentsError([f"{name}: {problem}" for name, problem in problems])
+
+
 def _load_balancer_args(args: EncryptedBackendArgs) -> LoadBalancerArgs:
     return cast(LoadBalancerArgs, {key: value for key, value in args.items() if key in LOAD_BALANCER_KEYS})
 
@@ -119,6 +200,7 @@ class EncryptedBackend(pulumi.ComponentResource):
     def __init__(self, name: str, args: EncryptedBackendArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Everything is validated before the component registers: bad input creates nothing.
         _validate(args)
+        _check_placement(args, opts)
         delivery = args["key_delivery"]
         delivery.check(validate_fleet(_fleet_settings(args)).hosts)
 

@@ -836,7 +836,24 @@ def load_settings() -> Settings:
     aws_config = pulumi.Config("aws")
     roles = aws_config.get("assumeRoles")
     aws = {"profile": aws_config.get("profile"), "assumeRoles": _json_or_text(roles) if roles else None}
-    return parse_settings(raw, stack=stack, project=project, region=aws_config.get("region"), aws=aws)
+    settings = parse_settings(raw, stack=stack, project=project, region=aws_config.get("region"), aws=aws)
+    _check_subnet_placement(settings)
+    return settings
+
+
+def _check_subnet_placement(settings: Settings) -> None:
+    """The configured subnets as AWS describes them (a look-up, so not in the pure `parse_settings`): in `vpcId`, the
+    load balancer's in two zones or more, the hosts' in the load balancer's zones. Before any resource exists."""
+    backend = settings.backend
+    if backend is None or backend.network_cidr:
+        return  # no backend, or a network this stack creates (consistent by construction)
+    from components.encrypted_backend import describe_subnets, subnet_placement_problems
+
+    names = {"vpc_id": "vpcId", "alb_subnet_ids": "albSubnetIds", "host_subnet_ids": "hostSubnetIds"}
+    alb, hosts = backend.alb_subnet_ids, backend.host_subnet_ids
+    found = subnet_placement_problems(backend.vpc_id, alb, hosts, describe_subnets([*alb, *hosts]), names)
+    if found:
+        raise SettingsError([f"{name}: {problem}" for name, problem in found])
 
 
 def _json_or_text(value: str) -> Any:

@@ -235,6 +235,11 @@ class _Mocks(RecordingMocks):
             return {"arn": args.get("arn"), "issuerArn": args.get("arn"), "id": args.get("arn")}
         if token == "aws:index/getRegion:getRegion":
             return {"name": "us-east-1", "region": "us-east-1", "id": "us-east-1"}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # The stack files' subnet IDs end in 1, 2, 3: zones a, b, c, in the stack's VPC.
+            subnet = args["id"]
+            zone = "us-east-1" + "abcdef"[(int(subnet[-1], 16) - 1) % 6]
+            return {"id": subnet, "availabilityZone": zone, "vpcId": self.run.config.get(f"{PROJECT}:vpcId")}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ["us-east-1a", "us-east-1b"], "zoneIds": ["use1-az1", "use1-az2"], "id": "us-east-1"}
         if token == "aws:ssm/getParameter:getParameter":

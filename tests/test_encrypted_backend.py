@@ -23,6 +23,7 @@ import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
+from components.arguments import ArgumentsError
 from components.encrypted_backend import (
     DEFAULT_AMI_PARAMETER,
     LISTENER_SSL_POLICY,
@@ -528,6 +529,7 @@ def test_subnet_ids_may_be_an_output(mocks: RecordingMocks, count: int) -> None:
     (group,) = mocks.of_type("aws:autoscaling/group:Group")
     assert group.inputs["vpcZoneIdentifiers"] == ["subnet-0c0c0c0c", "subnet-0d0d0d0d"], urn
     assert group.inputs["desiredCapacity"] == count, urn
+    assert not [c for c in mocks.calls if c.token == "aws:ec2/getSubnet:getSubnet"], f"{urn}: nothing to look up"
 
 
 @pytest.mark.parametrize(
@@ -1126,3 +1128,41 @@ def test_a_boot_script_over_the_user_data_limit_is_refused_before_any_resource(m
     with pytest.raises(ValueError, match="over EC2's limit"):
         EncryptedBackend("huge", _args(server_names=names))
     assert mocks.resources == [], "a resource was registered before the boot script was refused"
+
+
+# --- where the subnets are -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named", "said"),
+    [
+        (
+            {"host_subnet_ids": ["subnet-0a2a2a2a", "subnet-0c2c2c2c"]},
+            "host_subnet_ids: 'subnet-0c2c2c2c' is in eu-west-1c, where the load balancer has no subnet",
+            "alb_subnet_ids are in eu-west-1a, eu-west-1b",
+        ),
+        (
+            {"alb_subnet_ids": ["subnet-0a1a1a1a", "subnet-0a3a3a3a"], "host_subnet_ids": ["subnet-0a2a2a2a"]},
+            "alb_subnet_ids: are all in eu-west-1a",
+            "at least two Availability Zones",
+        ),
+        (
+            {"alb_subnet_ids": ["subnet-0a1a1a1a", "subnet-0b9b9b9b"]},
+            "alb_subnet_ids: 'subnet-0b9b9b9b' is in vpc-0999999999abcdef0",
+            f"not in vpc_id {VPC_ID}",
+        ),
+    ],
+)
+def test_subnets_out_of_place_are_refused_before_any_resource(
+    mocks: RecordingMocks, overrides: dict[str, Any], named: str, said: str
+) -> None:
+    with pytest.raises(ArgumentsError, match=re.escape(named)) as caught:
+        EncryptedBackend("placed", _args(**overrides))
+    assert said in str(caught.value), str(caught.value)
+    assert mocks.resources == [], "a resource was registered before the subnets were checked"
+
+
+def test_the_load_balancer_serves_every_host_zone(mocks: RecordingMocks) -> None:
+    urn = _deploy("zones", _args(host_subnet_ids=["subnet-0a2a2a2a", "subnet-0b2b2b2b"]))
+    looked_up = sorted(c.args["id"] for c in mocks.calls if c.token == "aws:ec2/getSubnet:getSubnet")
+    assert set(looked_up) == {"subnet-0a1a1a1a", "subnet-0b1b1b1b", "subnet-0a2a2a2a", "subnet-0b2b2b2b"}, urn

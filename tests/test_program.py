@@ -396,6 +396,36 @@ def test_a_stack_creating_the_key_without_writers_is_refused_before_any_resource
     assert "is required when the stack creates the parameters' KMS key" in problem, problem
 
 
+@pytest.mark.parametrize(
+    ("overrides", "setting", "said"),
+    [
+        # The dev file's ALB subnets are in us-east-1a and 1b (the mocks place a subnet by its last digit).
+        ({"pca-backend:hostSubnetIds": ["subnet-0a1b2c3d4e5f60723"]}, "hostSubnetIds", "is in us-east-1c"),
+        (
+            {"pca-backend:albSubnetIds": ["subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60741"]},
+            "albSubnetIds",
+            "are all in us-east-1a",
+        ),
+    ],
+)
+def test_host_subnets_outside_the_load_balancers_zones_are_refused_before_any_resource(
+    overrides: dict[str, Any], setting: str, said: str
+) -> None:
+    from components.settings import SettingsError
+    from tests.test_settings_sweep import run_program_keeping_resources
+
+    run, error = run_program_keeping_resources("dev", overrides)
+    assert run.resources == [], f"registered {[r.urn for r in run.resources]} before refusing"
+    assert isinstance(error, SettingsError), repr(error)
+    assert any(problem.startswith(f"{setting}: ") and said in problem for problem in error.problems), error.problems
+
+
+def test_the_subnets_of_a_stack_are_looked_up_once_it_names_them(run: StackRun) -> None:
+    looked_up = {args["id"] for token, args in run.invokes if token == "aws:ec2/getSubnet:getSubnet"}
+    named = set(run.config["pca-backend:albSubnetIds"]) | set(run.config["pca-backend:hostSubnetIds"])
+    assert looked_up == (named if run.config["pca-backend:backendEnabled"] else set()), run.stack
+
+
 def _actions(statement: dict[str, Any]) -> list[str]:
     actions = statement["Action"]
     return [actions] if isinstance(actions, str) else actions

@@ -13,6 +13,7 @@ from components.certificate import Certificate
 from components.encrypted_backend import EncryptedBackend
 from components.network import Network
 from components.settings import load_settings
+from components.ssm_key_delivery import SsmKeyDelivery
 
 settings = load_settings()
 for warning in settings.warnings:
@@ -35,13 +36,19 @@ if settings.backend is not None and settings.certificate is not None:
     )
     network_args = settings.network_args()
     network = Network("network", network_args) if network_args else None
+    # One certificate for the fleet, delivered through SSM Parameter Store (mode `shared`).
+    key_delivery = SsmKeyDelivery(
+        settings.ssm_key_delivery_args(
+            ca_bundle_pem=ca.trust_bundle_pem,
+            full_chain_pem=certificate.full_chain_pem,
+            private_key_pem=certificate.private_key_pem,
+        )
+    )
     backend = EncryptedBackend(
         "backend",
         settings.backend_args(
             acm_issuer_arn=ca.acm_issuer_arn,
-            ca_bundle_pem=ca.trust_bundle_pem,
-            full_chain_pem=certificate.full_chain_pem,
-            private_key_pem=certificate.private_key_pem,
+            key_delivery=key_delivery,
             network_ids=(network.vpc_id, network.subnet_ids) if network else None,
         ),
     )
@@ -56,4 +63,4 @@ if settings.backend is not None and settings.certificate is not None:
     pulumi.export("albSecurityGroupId", backend.alb_security_group_id)
     pulumi.export("backendSecurityGroupId", backend.backend_security_group_id)
     pulumi.export("autoScalingGroupName", backend.auto_scaling_group_name)
-    pulumi.export("parameterNames", backend.parameter_names)
+    pulumi.export("parameterNames", key_delivery.parameter_names)

@@ -32,8 +32,10 @@ if TYPE_CHECKING:  # the argument types only: settings stay importable without P
 
     from components.certificate import CertificateArgs
     from components.encrypted_backend import EncryptedBackendArgs
+    from components.key_delivery import KeyDelivery
     from components.network import NetworkArgs
     from components.private_ca import PrivateCaArgs
+    from components.ssm_key_delivery import SsmKeyDeliveryArgs
 
 __all__ = [
     "AL2023_AMI_PARAMETER",
@@ -216,7 +218,8 @@ class BackendSettings:
     parameter_kms_key_arn: str | None
     """An existing KMS key for the TLS parameters; None: the stack creates one."""
     parameter_writer_arns: tuple[str, ...]
-    """Who the created key lets write the parameters; empty: the identity running `pulumi up`."""
+    """Who the created key lets write the parameters: `parameterWriterArns`, else the `aws:assumeRoles` role;
+    empty only with `parameterKmsKeyArn`."""
     cert_expiry_alarm_days: int
     cert_expiry_alarm_topic_arn: str | None
 
@@ -277,13 +280,12 @@ class Settings:
         self,
         *,
         acm_issuer_arn: pulumi.Input[str],
-        ca_bundle_pem: pulumi.Input[str],
-        full_chain_pem: pulumi.Input[str],
-        private_key_pem: pulumi.Input[str],
+        key_delivery: KeyDelivery,
         network_ids: tuple[pulumi.Input[str], pulumi.Input[Sequence[str]]] | None = None,
     ) -> EncryptedBackendArgs:
         """`EncryptedBackendArgs` of the backend. `acm_issuer_arn` is the CA ARN given to ACM for an `albDomainName`
-        certificate; `network_ids` is the created network's (VPC ID, subnet IDs)."""
+        certificate; `key_delivery` how the hosts get their key material (see `ssm_key_delivery_args`);
+        `network_ids` is the created network's (VPC ID, subnet IDs)."""
         _, backend = self._parts()
         args: EncryptedBackendArgs = {
             "vpc_id": network_ids[0] if network_ids else backend.vpc_id,
@@ -297,16 +299,13 @@ class Settings:
             "health_check_path": backend.health_check_path,
             "http_redirect": backend.http_redirect,
             "server_names": self.server_names(),
-            "full_chain_pem": full_chain_pem,
-            "private_key_pem": private_key_pem,
-            "ca_bundle_pem": ca_bundle_pem,
-            "parameter_prefix": self.parameter_prefix,
+            "backend_name": self.backend_name,
             "region": self.region,
             "ami_parameter": backend.ami_parameter,
             "host_min_count": backend.host_min_count,
             "min_healthy_percent": backend.host_min_healthy_percent,
-            "parameter_writer_arns": list(backend.parameter_writer_arns),
             "certificate_alarm_days": backend.cert_expiry_alarm_days,
+            "key_delivery": key_delivery,
         }
         # Unset settings leave the component's defaults in place.
         if backend.host_ami_id is not None:
@@ -315,8 +314,6 @@ class Settings:
             args["host_max_count"] = backend.host_max_count
         if backend.host_root_volume_gib is not None:
             args["root_volume_gib"] = backend.host_root_volume_gib
-        if backend.parameter_kms_key_arn is not None:
-            args["parameter_kms_key_arn"] = backend.parameter_kms_key_arn
         if backend.cert_expiry_alarm_topic_arn is not None:
             args["alarm_topic_arn"] = backend.cert_expiry_alarm_topic_arn
         if backend.alb_certificate_arn:
@@ -325,6 +322,32 @@ class Settings:
             args["listener_domain_name"] = backend.alb_domain_name or ""
             args["private_ca_arn"] = acm_issuer_arn
         return args
+
+    def ssm_key_delivery_args(
+        self,
+        *,
+        ca_bundle_pem: pulumi.Input[str],
+        full_chain_pem: pulumi.Input[str],
+        private_key_pem: pulumi.Input[str],
+    ) -> SsmKeyDeliveryArgs:
+        """`SsmKeyDeliveryArgs`: the backend certificate's material, the parameters' path and their key."""
+        _, backend = self._parts()
+        args: SsmKeyDeliveryArgs = {
+            "full_chain_pem": full_chain_pem,
+            "private_key_pem": private_key_pem,
+            "ca_bundle_pem": ca_bundle_pem,
+            "parameter_prefix": self.parameter_prefix,
+            "parameter_writer_arns": list(backend.parameter_writer_arns),
+        }
+        if backend.parameter_kms_key_arn is not None:
+            args["parameter_kms_key_arn"] = backend.parameter_kms_key_arn
+        return args
+
+    @property
+    def backend_name(self) -> str:
+        """The backend's name (metric dimension, alarm, KMS alias): `parameterPrefix` without its leading '/', other
+        characters than letters, digits, '-' and '_' turned into '-' ('/pca-backend/dev' gives 'pca-backend-dev')."""
+        return re.sub(r"[^A-Za-z0-9_-]", "-", self.parameter_prefix.strip("/"))[:64]
 
 
 def ec2_private_dns_wildcard(region: str) -> str:
@@ -485,8 +508,6 @@ def parse_settings(
     ca = _parse_ca(read, stack=stack, project=project)
     backend_enabled = read.boolean("backendEnabled", True)
     certificate = _parse_certificate(read, ca, region) if backend_enabled else None
-    backend = _parse_backend(read, ca, certificate) if backend_enabled and certificate else None
-    _refuse_what_does_not_apply(read, ca, backend_enabled, backend)
 
     endpoint_url = read.string("awsEndpointUrl") if backend_enabled else None
     endpoint_problem = aws_rules.endpoint_url_problem(endpoint_url) if endpoint_url else None
@@ -496,6 +517,8 @@ def parse_settings(
         if backend_enabled
         else AwsIdentity()
     )
+    backend = _parse_backend(read, ca, certificate, aws_identity) if backend_enabled and certificate else None
+    _refuse_what_does_not_apply(read, ca, backend_enabled, backend)
     default_prefix = f"/{project}/{stack}"
     prefix = (read.string("parameterPrefix", default_prefix) or default_prefix) if backend_enabled else default_prefix
     _check(read, "parameterPrefix", aws_rules.parameter_prefix_problem(prefix))
@@ -1049,7 +1072,9 @@ def _validity_days(read: _Reader, ca: CaSettings) -> int:
     return validity
 
 
-def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettings) -> BackendSettings:
+def _parse_backend(
+    read: _Reader, ca: CaSettings, certificate: CertificateSettings, aws_identity: AwsIdentity
+) -> BackendSettings:
     network_settings = _parse_network(read)
     ingress = _parse_ingress(read)
     listener = _parse_listener(read, ca)
@@ -1063,7 +1088,7 @@ def _parse_backend(read: _Reader, ca: CaSettings, certificate: CertificateSettin
         host_count=host_count,
         host_ami_id=_host_ami_id(read),
         **_parse_fleet(read, host_count),
-        **_parse_parameter_key(read),
+        **_parse_parameter_key(read, aws_identity),
         **_parse_expiry_alarm(read, certificate),
     )
 
@@ -1227,7 +1252,10 @@ def _root_volume_gib(read: _Reader) -> int | None:
     return size or None
 
 
-def _parse_parameter_key(read: _Reader) -> dict[str, Any]:
+def _parse_parameter_key(read: _Reader, aws_identity: AwsIdentity) -> dict[str, Any]:
+    """The parameters' KMS key, and who its policy lets write them: `parameterWriterArns`, else the role the stack
+    deploys as (`aws:assumeRoles`), never whoever happens to run `pulumi up` (that would change the policy with
+    every identity and deny the others, e.g. the renewal pipeline after a person's `pulumi up`)."""
     key_arn = read.string("parameterKmsKeyArn")
     if key_arn and not aws_rules.is_kms_key_arn(key_arn):
         read.problem(
@@ -1239,6 +1267,16 @@ def _parse_parameter_key(read: _Reader) -> dict[str, Any]:
             "parameterWriterArns",
             "only applies to the key the stack creates; grant writers in parameterKmsKeyArn's policy",
         )
+    if not key_arn and not writers:
+        if aws_identity.assume_role_arn:
+            writers = (aws_identity.assume_role_arn,)
+        else:
+            read.problem(
+                "parameterWriterArns",
+                "is required when the stack creates the parameters' KMS key (parameterKmsKeyArn empty) and deploys "
+                "without aws:assumeRoles: list the IAM roles or users that run pulumi up on this stack (e.g. the CI "
+                "deploy role); the key lets only them write the hosts' TLS parameters",
+            )
     return {"parameter_kms_key_arn": key_arn, "parameter_writer_arns": writers}
 
 
@@ -1282,7 +1320,7 @@ def load_settings() -> Settings:
         elif namespace == "aws":
             provider[key] = _structured(pulumi.Config("aws").get(key), list_expected=False)
     try:
-        return parse_settings(
+        settings = parse_settings(
             raw,
             stack=stack,
             project=project,
@@ -1290,8 +1328,25 @@ def load_settings() -> Settings:
             aws=provider,
             regions=botocore_regions(),
         )
+        _check_subnet_placement(settings)
     except SettingsError as error:
         raise StackSettingsError(error.problems) from None
+    return settings
+
+
+def _check_subnet_placement(settings: Settings) -> None:
+    """The configured subnets as AWS describes them (a look-up, so not in the pure `parse_settings`): in `vpcId`, the
+    load balancer's in two zones or more, the hosts' in the load balancer's zones. Before any resource exists."""
+    backend = settings.backend
+    if backend is None or backend.network_cidr:
+        return  # no backend, or a network this stack creates (consistent by construction)
+    from components.encrypted_backend import describe_subnets, subnet_placement_problems
+
+    names = {"vpc_id": "vpcId", "alb_subnet_ids": "albSubnetIds", "host_subnet_ids": "hostSubnetIds"}
+    alb, hosts = backend.alb_subnet_ids, backend.host_subnet_ids
+    found = subnet_placement_problems(backend.vpc_id, alb, hosts, describe_subnets([*alb, *hosts]), names)
+    if found:
+        raise SettingsError([f"{name}: {problem}" for name, problem in found])
 
 
 def _structured(value: str | None, *, list_expected: bool) -> Any:

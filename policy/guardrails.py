@@ -20,11 +20,17 @@ Rules that need a convention:
 * SSM parameters: every `aws.ssm.Parameter` must be `SecureString`. Guessing from a parameter's name which
   ones hold key material misses the next one; encrypting a public certificate as well costs nothing.
 * Private keys of `pulumi-python:dynamic/pki:Certificate`: see `certificate_private_key_secret`.
+* KMS keys: no key policy statement may allow `kms:CreateGrant`, by name or by a wildcard such as `kms:Create*` or
+  `kms:*` (the AWS default key policy has both), unless it is limited to grants AWS services create for their
+  resources (`kms:GrantIsForAWSResource` true). Whoever may create grants may grant themselves Decrypt: the
+  key's own use statements and their conditions would protect nothing. A key without a policy gets AWS's default.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -61,6 +67,7 @@ BUCKET_TYPES = frozenset({"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"})
 BUCKET_ACL_TYPES = frozenset({"aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2"})
 CERTIFICATE_AUTHORITY_TYPE = "aws:acmpca/certificateAuthority:CertificateAuthority"
 SSM_PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
+KMS_KEY_POLICY_TYPES = frozenset({"aws:kms/key:Key", "aws:kms/keyPolicy:KeyPolicy"})
 
 PUBLIC_ACCESS_BLOCK_FLAGS = (
     "blockPublicAcls",
@@ -795,6 +802,87 @@ certificate_private_key_secret = _policy(
 )
 
 
+# --- KMS ----------------------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _allows(patterns: Any, action: str) -> bool:
+    """Whether an IAM action element (a string or a list, wildcards `*` and `?`, any case) names `action`."""
+    return any(fnmatch.fnmatchcase(action.lower(), str(pattern).lower()) for pattern in _as_list(patterns))
+
+
+def _only_for_aws_resources(statement: Mapping[str, Any]) -> bool:
+    """The statement's grants must be for AWS services' resources (`kms:GrantIsForAWSResource` true)."""
+    condition = statement.get("Condition")
+    if not isinstance(condition, Mapping):
+        return False
+    for operator, keys in condition.items():
+        if not str(operator).startswith("Bool") or not isinstance(keys, Mapping):
+            continue
+        for key, value in keys.items():
+            if str(key).lower() == "kms:grantisforawsresource" and all(
+                str(v).lower() == "true" for v in _as_list(value)
+            ):
+                return True
+    return False
+
+
+def _grant_paths(policy: str) -> list[str]:
+    """The Sids (or positions) of the policy's statements that let someone create grants on the key."""
+    try:
+        document = json.loads(policy)
+    except (TypeError, ValueError):
+        return []
+    statements = document.get("Statement", []) if isinstance(document, Mapping) else []
+    found = []
+    for index, statement in enumerate(_as_list(statements)):
+        if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+            continue
+        if "NotAction" in statement:
+            grants = not _allows(statement["NotAction"], "kms:CreateGrant")
+        else:
+            grants = _allows(statement.get("Action", []), "kms:CreateGrant")
+        if grants and not _only_for_aws_resources(statement):
+            found.append(str(statement.get("Sid") or f"statement {index}"))
+    return found
+
+
+def _validate_kms_grant_path(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in KMS_KEY_POLICY_TYPES:
+        return
+    policy = _get(args.props, "policy")
+    if _is_unknown(policy):
+        return
+    if policy is None:
+        report_violation(
+            "KMS key has no policy, so AWS gives it the default key policy: the account gets kms:* (including "
+            "kms:CreateGrant), and any IAM policy of the account can then grant the key's use. Set a policy that "
+            "names each administrative action and who may use the key.",
+            None,
+        )
+        return
+    paths = _grant_paths(str(policy))
+    if paths:
+        report_violation(
+            f"KMS key policy statement(s) {', '.join(paths)} allow kms:CreateGrant (by name or through a wildcard "
+            "such as kms:Create* or kms:*): whoever holds it can grant themselves kms:Decrypt without the key "
+            "policy's conditions. Name the administrative actions instead, or limit grants with the condition "
+            "kms:GrantIsForAWSResource = true.",
+            None,
+        )
+
+
+kms_keys_no_grant_path = _policy(
+    "kms-keys-no-grant-path",
+    "KMS key policies allow kms:CreateGrant (by name or wildcard) to no one, except for AWS services' grants "
+    "(kms:GrantIsForAWSResource), so the use statements cannot be bypassed; a key always has its own policy.",
+    _validate_kms_grant_path,
+)
+
+
 RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     target_groups_https,
     listeners_no_plaintext,
@@ -808,6 +896,7 @@ RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     no_public_s3_acls,
     ssm_parameters_secure_string,
     certificate_private_key_secret,
+    kms_keys_no_grant_path,
 ]
 STACK_POLICIES: list[StackValidationPolicy] = [crl_bucket_public_access_blocked]
 ALL_POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [*RESOURCE_POLICIES, *STACK_POLICIES]

@@ -3,13 +3,15 @@
 Config comes from `stacks/Pulumi.<stack>.yaml` merged over the `config:` defaults of `Pulumi.yaml`, as the CLI
 merges them. A monitor subclass records every RegisterResource request (type, name, inputs, parent,
 dependencies, additional secret outputs, ignored changes) so tests can hold the program to its promises, and the stack's
-exports are resolved with their secretness.
+exports are resolved with their secretness. `StackRun.engine_urns` and `StackRun.alias_urns` give the URNs the engine
+would form, so a test can follow a resource moved into another component back to its earlier URN.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import runpy
 import sys
@@ -66,6 +68,13 @@ class Registration:
     protect: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     """The `ignore_changes` option as the engine receives it (camelCase input names)."""
+    aliases: list[dict[str, Any]] = field(default_factory=list)
+    """The `aliases` option: `{"urn": ...}` or an alias spec's fields (`parent` a URN of this run); see
+    `StackRun.engine_urns` for the URNs they name."""
+    delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +97,36 @@ class StackRun:
 
     def by_urn(self, urn: str) -> Registration:
         return next(resource for resource in self.resources if resource.urn == urn)
+
+    def engine_urns(self) -> dict[str, str]:
+        """Each registration's URN as the engine forms it, by the URN the mocks gave it.
+
+        The mock monitor prefixes a type with its parent's type only (and keeps the stack's); the engine prefixes it
+        with the parent's whole type chain, the root stack's excepted: `urn:pulumi:<stack>::<project>::
+        Grandparent$Parent$aws:...::<name>`. Aliases and states of real stacks use the engine's form.
+        """
+        urns: dict[str, str] = {}
+        for resource in self.resources:  # a parent registers before its children
+            parent = urns.get(resource.parent, "")  # the root stack is no URN's prefix
+            urns[resource.urn] = _engine_urn(parent, resource.type_, resource.name, self.stack)
+        return urns
+
+    def alias_urns(self, resource: Registration, engine_urns: dict[str, str]) -> list[str]:
+        """The engine URNs `resource`'s aliases name: the URNs it had before a rename or a move."""
+        named = []
+        for alias in resource.aliases:
+            if "urn" in alias:
+                named.append(alias["urn"])
+                continue
+            parent = "" if alias["no_parent"] else engine_urns.get(alias["parent"] or resource.parent, "")
+            type_, name = alias["type"] or resource.type_, alias["name"] or resource.name
+            named.append(_engine_urn(parent, type_, name, alias["stack"] or self.stack, alias["project"] or PROJECT))
+        return named
+
+
+def _engine_urn(parent: str, type_: str, name: str, stack: str, project: str = PROJECT) -> str:
+    qualified = f"{parent.split('::')[2]}${type_}" if parent else type_
+    return f"urn:pulumi:{stack}::{project}::{qualified}::{name}"
 
 
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -144,7 +183,9 @@ class _Mocks(RecordingMocks):
             }
             resource_id = inputs["name"]
         elif typ == "aws:acmpca/certificateAuthority:CertificateAuthority":
-            arn = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/{abs(hash(name)):032x}"[:110]
+            # From the name alone (str hash() changes with every process): the same ARN on every run.
+            authority_id = hashlib.sha256(name.encode()).hexdigest()[:32]
+            arn = f"arn:aws:acm-pca:us-east-1:{ACCOUNT}:certificate-authority/{authority_id}"
             outputs.update(
                 arn=arn,
                 certificateSigningRequest=MOCK_CSR,
@@ -194,6 +235,11 @@ class _Mocks(RecordingMocks):
             return {"arn": args.get("arn"), "issuerArn": args.get("arn"), "id": args.get("arn")}
         if token == "aws:index/getRegion:getRegion":
             return {"name": "us-east-1", "region": "us-east-1", "id": "us-east-1"}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # The stack files' subnet IDs end in 1, 2, 3: zones a, b, c, in the stack's VPC.
+            subnet = args["id"]
+            zone = "us-east-1" + "abcdef"[(int(subnet[-1], 16) - 1) % 6]
+            return {"id": subnet, "availabilityZone": zone, "vpcId": self.run.config.get(f"{PROJECT}:vpcId")}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ["us-east-1a", "us-east-1b"], "zoneIds": ["use1-az1", "use1-az2"], "id": "us-east-1"}
         if token == "aws:ssm/getParameter:getParameter":
@@ -235,6 +281,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
     def _record(self, request: Any, urn: str, additional_secret_outputs: list[str]) -> None:
+        timeouts = getattr(request, "customTimeouts", None)
         self.recorder.run.resources.append(
             Registration(
                 type_=request.type,
@@ -247,8 +294,30 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 additional_secret_outputs=additional_secret_outputs,
                 protect=bool(getattr(request, "protect", False)),
                 ignore_changes=list(getattr(request, "ignoreChanges", [])),
+                aliases=[_alias(alias) for alias in getattr(request, "aliases", [])],
+                delete_before_replace=bool(getattr(request, "deleteBeforeReplace", False)),
+                replace_on_changes=list(getattr(request, "replaceOnChanges", [])),
+                retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
+                custom_timeouts={
+                    key: getattr(timeouts, key) for key in ("create", "update", "delete") if getattr(timeouts, key, "")
+                },
             )
         )
+
+
+def _alias(alias: Any) -> dict[str, Any]:
+    """An `aliases` entry of a request: `{"urn": ...}`, or the spec's fields (empty: the resource's own)."""
+    if alias.WhichOneof("alias") == "urn":
+        return {"urn": alias.urn}
+    spec = alias.spec
+    return {
+        "name": spec.name,
+        "type": spec.type,
+        "stack": spec.stack,
+        "project": spec.project,
+        "parent": spec.parentUrn,
+        "no_parent": spec.noParent,
+    }
 
 
 def _config_value(value: Any) -> str:

@@ -7,7 +7,9 @@ so the `mocks` fixture installs them for one test and restores the previous runt
 from __future__ import annotations
 
 import base64
+import fnmatch
 import gzip
+import hashlib
 import json
 import re
 import zlib
@@ -16,10 +18,12 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime.settings as runtime_settings
+import pulumi_aws as aws
 import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
+from components.arguments import ArgumentsError
 from components.encrypted_backend import (
     DEFAULT_AMI_PARAMETER,
     LISTENER_SSL_POLICY,
@@ -29,6 +33,8 @@ from components.encrypted_backend import (
     EncryptedBackendArgs,
 )
 from components.host_bootstrap import USER_DATA_LIMIT_BYTES, pack_user_data, render_user_data
+from components.key_delivery import FleetIdentity, HostContext
+from components.ssm_key_delivery import SsmKeyDelivery, SsmKeyDeliveryArgs, SsmKeyParameters
 from components.x509 import sha256_fingerprints
 from tests.stack_harness import PKI_ROOT_PEM
 
@@ -47,6 +53,17 @@ FAKE_CHAIN_PEM = "-----BEGIN CERTIFICATE-----\nRkFLRS1MRUFG\n-----END CERTIFICAT
 # A real certificate: the hosts pin the SHA-256 fingerprint of each certificate in the bundle.
 FAKE_BUNDLE_PEM = PKI_ROOT_PEM
 BUNDLE_BODY = FAKE_BUNDLE_PEM.splitlines()[1]
+VPC_ID = "vpc-0123456789abcdef0"
+#: What EC2 says of the subnets the tests name (zone, VPC).
+SUBNETS = {
+    "subnet-0a1a1a1a": (f"{REGION}a", VPC_ID),
+    "subnet-0b1b1b1b": (f"{REGION}b", VPC_ID),
+    "subnet-0a2a2a2a": (f"{REGION}a", VPC_ID),
+    "subnet-0b2b2b2b": (f"{REGION}b", VPC_ID),
+    "subnet-0c2c2c2c": (f"{REGION}c", VPC_ID),
+    "subnet-0a3a3a3a": (f"{REGION}a", VPC_ID),
+    "subnet-0b9b9b9b": (f"{REGION}b", "vpc-0999999999abcdef0"),
+}
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -57,6 +74,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.calls: list[pulumi.runtime.MockCallArgs] = []
         #: The `ignore_changes` option of each resource, by (type, name), as the engine receives it (camelCase).
         self.ignore_changes: dict[tuple[str, str], list[str]] = {}
+        #: Who runs `pulumi up` (what sts:GetCallerIdentity answers).
+        self.caller_arn = DEPLOYER_SESSION_ARN
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.resources.append(args)
@@ -91,9 +110,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             result = {"id": name, "name": name, "type": "String", "value": AMI_ID, "insecureValue": AMI_ID}
             return result, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": DEPLOYER_SESSION_ARN, "userId": "x", "id": ACCOUNT}, []
+            return {"accountId": ACCOUNT, "arn": self.caller_arn, "userId": "x", "id": ACCOUNT}, []
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            zone, vpc = SUBNETS[args.args["id"]]
+            return {"id": args.args["id"], "availabilityZone": zone, "vpcId": vpc}, []
         if args.token == "aws:iam/getSessionContext:getSessionContext":
             assert args.args["arn"] == DEPLOYER_SESSION_ARN
             return {"arn": DEPLOYER_SESSION_ARN, "issuerArn": DEPLOYER_ROLE_ARN, "id": "x"}, []
@@ -147,9 +169,21 @@ def mocks() -> Iterator[RecordingMocks]:
         runtime_settings.ROOT.set(saved_root)
 
 
+#: Arguments of the key delivery (`SsmKeyDelivery`), which `_args` takes as overrides too.
+DELIVERY_KEYS = frozenset(SsmKeyDeliveryArgs.__annotations__)
+
+
 def _args(**overrides: Any) -> EncryptedBackendArgs:
+    """The backend's arguments with `overrides` (its own, or its `SsmKeyDelivery`'s); None removes an argument."""
+    delivery: dict[str, Any] = {
+        "full_chain_pem": FAKE_CHAIN_PEM,
+        "private_key_pem": FAKE_KEY_PEM,
+        "ca_bundle_pem": FAKE_BUNDLE_PEM,
+        "parameter_prefix": "/pca-backend/test",
+        "parameter_writer_arns": [DEPLOYER_ROLE_ARN],
+    }
     args: dict[str, Any] = {
-        "vpc_id": "vpc-0123456789abcdef0",
+        "vpc_id": VPC_ID,
         "alb_subnet_ids": ["subnet-0a1a1a1a", "subnet-0b1b1b1b"],
         "host_subnet_ids": ["subnet-0a2a2a2a", "subnet-0b2b2b2b"],
         "internal": True,
@@ -159,15 +193,15 @@ def _args(**overrides: Any) -> EncryptedBackendArgs:
         "instance_type": "t3.small",
         "listener_certificate_arn": LISTENER_CERT_ARN,
         "server_names": ["api.internal.example"],
-        "full_chain_pem": FAKE_CHAIN_PEM,
-        "private_key_pem": FAKE_KEY_PEM,
-        "ca_bundle_pem": FAKE_BUNDLE_PEM,
-        "parameter_prefix": "/pca-backend/test",
+        "backend_name": "pca-backend-test",
         "region": REGION,
         "tags": {"team": "platform"},
     }
-    args.update(overrides)
-    return args  # type: ignore[return-value]
+    for key, value in overrides.items():
+        (delivery if key in DELIVERY_KEYS else args)[key] = value
+    delivery = {key: value for key, value in delivery.items() if value is not None}
+    args = {key: value for key, value in args.items() if value is not None}
+    return {**args, "key_delivery": SsmKeyDelivery(delivery)}  # type: ignore[typeddict-item]
 
 
 def _deploy(name: str, args: EncryptedBackendArgs | Callable[[], EncryptedBackendArgs]) -> str:
@@ -419,7 +453,7 @@ def test_auto_scaling_group_sizes_health_checks_and_refresh(mocks: RecordingMock
     assert inputs["minElbCapacity"] == 2, f"{urn}: creation waits for the minimum to pass the health check"
     assert inputs["instanceRefresh"] == {
         "strategy": "Rolling",
-        "preferences": {"minHealthyPercentage": 50, "maxHealthyPercentage": 150},
+        "preferences": {"minHealthyPercentage": 50, "maxHealthyPercentage": 150, "autoRollback": True},
         "triggers": ["tag"],
     }, urn
     assert "launchConfiguration" not in inputs, urn
@@ -435,7 +469,33 @@ def test_fleet_defaults_keep_every_host_serving_during_a_refresh(mocks: Recordin
     assert (group.inputs["minSize"], group.inputs["desiredCapacity"], group.inputs["maxSize"]) == (1, 1, 2), urn
     # 100/200: a replacement comes up and passes health checks before the old host goes.
     preferences = group.inputs["instanceRefresh"]["preferences"]
-    assert preferences == {"minHealthyPercentage": 100, "maxHealthyPercentage": 200}, urn
+    assert preferences == {"minHealthyPercentage": 100, "maxHealthyPercentage": 200, "autoRollback": True}, urn
+
+
+@pytest.mark.parametrize(("healthy", "replacement_max"), [(100, 200), (50, 150), (5, 110), (0, 110)])
+def test_an_unhealthy_host_is_replaced_before_it_is_terminated(
+    mocks: RecordingMocks, healthy: int, replacement_max: int
+) -> None:
+    """Without an instance maintenance policy AWS terminates an unhealthy host first, then launches its
+    replacement: a one-host fleet serves nothing meanwhile. Launch before terminate whatever the refresh does."""
+    urn = _deploy("heal", _args(host_count=1, min_healthy_percent=healthy))
+
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    policy = group.inputs["instanceMaintenancePolicy"]
+    assert policy == {"minHealthyPercentage": 100, "maxHealthyPercentage": replacement_max}, urn
+    assert group.inputs["maxSize"] >= 2, f"{urn}: room for the replacement beside the unhealthy host"
+
+
+def test_a_failed_refresh_rolls_back_and_a_failed_launch_does_not_fail_the_deployment(mocks: RecordingMocks) -> None:
+    urn = _deploy("safe", _args())
+
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert group.inputs["instanceRefresh"]["preferences"]["autoRollback"] is True, urn
+    # Rollback needs a pinned template version and an AMI ID in the template (not $Latest, not resolve:ssm).
+    assert group.inputs["launchTemplate"]["version"].isdigit(), urn
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["imageId"].startswith("ami-"), urn
+    assert group.inputs["ignoreFailedScalingActivities"] is True, f"{urn}: one failed launch fails pulumi up"
 
 
 def _fleet_resources(mocks: RecordingMocks, **overrides: Any) -> dict[tuple[str, str], dict[str, Any]]:
@@ -473,6 +533,7 @@ def test_subnet_ids_may_be_an_output(mocks: RecordingMocks, count: int) -> None:
     (group,) = mocks.of_type("aws:autoscaling/group:Group")
     assert group.inputs["vpcZoneIdentifiers"] == ["subnet-0c0c0c0c", "subnet-0d0d0d0d"], urn
     assert group.inputs["desiredCapacity"] == count, urn
+    assert not [c for c in mocks.calls if c.token == "aws:ec2/getSubnet:getSubnet"], f"{urn}: nothing to look up"
 
 
 @pytest.mark.parametrize(
@@ -596,8 +657,7 @@ def test_host_policy_reads_only_the_three_parameters(mocks: RecordingMocks) -> N
 
 @pulumi.runtime.test
 def test_acm_private_certificate_path(mocks: RecordingMocks) -> pulumi.Output[Any]:
-    args = _args(listener_domain_name="api.internal.example", private_ca_arn=CA_ARN)
-    del args["listener_certificate_arn"]
+    args = _args(listener_domain_name="api.internal.example", private_ca_arn=CA_ARN, listener_certificate_arn=None)
     backend = EncryptedBackend("acm", args)
 
     def check(values: list[Any]) -> None:
@@ -616,6 +676,8 @@ def test_acm_private_certificate_path(mocks: RecordingMocks) -> pulumi.Output[An
 @pulumi.runtime.test
 def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
     backend = EncryptedBackend("out", _args(host_count=2))
+    delivered = backend.key_delivery
+    assert isinstance(delivered, SsmKeyParameters)
 
     def check(values: list[Any]) -> None:
         urn, dns, url, tg, alb_sg, backend_sg, group, names, listener, role, key, alarm = values
@@ -636,8 +698,15 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         assert role.endswith("out-host-role"), urn
         (component,) = mocks.of_type("pca-backend:index:EncryptedBackend")
         assert component.name == "out", urn
-        children = [r for r in mocks.resources if r.typ != "pca-backend:index:EncryptedBackend"]
-        assert all(r.name.startswith("out-") for r in children), urn
+        # Its parts are named like it, their resources after it.
+        parts = [r for r in mocks.resources if r.typ.startswith("pca-backend:index:")]
+        assert {(r.typ, r.name) for r in parts} == {
+            ("pca-backend:index:EncryptedBackend", "out"),
+            ("pca-backend:index:BackendLoadBalancer", "out"),
+            ("pca-backend:index:HostFleet", "out"),
+            ("pca-backend:index:SsmKeyParameters", "out"),
+        }, urn
+        assert all(r.name.startswith("out-") for r in mocks.resources if r not in parts), urn
 
     return pulumi.Output.all(
         backend.urn,
@@ -647,10 +716,10 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
         backend.alb_security_group_id,
         backend.backend_security_group_id,
         backend.auto_scaling_group_name,
-        backend.parameter_names,
+        delivered.parameter_names,
         backend.listener_arn,
         backend.host_role_arn,
-        backend.parameter_key_arn,
+        delivered.key_arn,
         backend.certificate_alarm_arn,
     ).apply(check)
 
@@ -717,9 +786,9 @@ def test_outputs(mocks: RecordingMocks) -> pulumi.Output[Any]:
     ],
 )
 def test_bad_args_raise_before_any_resource(mocks: RecordingMocks, overrides: dict[str, Any], message: str) -> None:
-    args = {k: v for k, v in _args(**overrides).items() if v is not None}
+    # A bad argument of the key delivery is refused when the delivery is made, before the backend.
     with pytest.raises(ValueError, match=message):
-        EncryptedBackend("bad", args)  # type: ignore[arg-type]
+        EncryptedBackend("bad", _args(**overrides))
     assert mocks.resources == [], "a resource was registered before validation failed"
 
 
@@ -779,12 +848,8 @@ def test_key_policy_lets_only_the_hosts_decrypt_and_the_deployer_write(mocks: Re
     admin = statements["KeyAdministration"]
     assert admin["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, urn
     assert "kms:*" not in admin["Action"], f"{urn}: the account default would let IAM policies grant Decrypt"
-    for action in admin["Action"]:
-        assert not action.startswith(("kms:Decrypt", "kms:Encrypt", "kms:ReEncrypt", "kms:GenerateDataKey")), action
-    assert {"kms:Put*", "kms:ScheduleKeyDeletion", "kms:Enable*", "kms:Describe*"} <= set(admin["Action"]), urn
 
     writer = statements["DeployerWritesTheParameters"]
-    # The role behind the deploying session, not the session (its name changes with every run).
     assert writer["Principal"] == {"AWS": [DEPLOYER_ROLE_ARN]}, urn
     assert sorted(writer["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], urn
     assert writer["Condition"] == only_these_parameters, urn
@@ -798,18 +863,79 @@ def test_key_policy_lets_only_the_hosts_decrypt_and_the_deployer_write(mocks: Re
         assert statement["Principal"] != {"AWS": "*"}, urn
 
 
-def test_named_writers_replace_the_deploying_identity(mocks: RecordingMocks) -> None:
-    writers = [f"arn:aws:iam::{ACCOUNT}:role/preview", f"arn:aws:iam::{ACCOUNT}:role/deploy"]
-    urn = _deploy("writers", _args(parameter_writer_arns=writers))
+#: What a key administrator must be able to do to manage the key (and what `pulumi up` and `destroy` do with it).
+KEY_MANAGEMENT = {
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:EnableKeyRotation",
+    "kms:UpdateKeyDescription",
+    "kms:ListResourceTags",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:RevokeGrant",
+}
+#: What would let an administrator read the private key: use the key, or grant themselves its use.
+KEY_USE = (
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:Encrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+)
 
-    statements = {s["Sid"]: s for s in _key_policy(mocks)["Statement"]}
+
+def test_key_administrators_manage_the_key_and_cannot_grant_its_use(mocks: RecordingMocks) -> None:
+    """`kms:Create*` (the AWS default for key administrators) covers kms:CreateGrant: an administrator could grant
+    themselves Decrypt with no condition. Each administrative action is named instead, none of them a use."""
+    urn = _deploy("admin", _args())
+
+    (admin,) = [s for s in _key_policy(mocks)["Statement"] if s["Sid"] == "KeyAdministration"]
+    actions = admin["Action"]
+    assert "Condition" not in admin, urn
+    assert "NotAction" not in admin, urn
+    granted = [
+        (pattern, use) for pattern in actions for use in KEY_USE if fnmatch.fnmatchcase(use.lower(), pattern.lower())
+    ]
+    assert granted == [], f"{urn}: administrators may use the key or grant its use: {granted}"
+    assert not [action for action in actions if "*" in action or "?" in action], f"{urn}: name each action"
+    assert set(actions) >= KEY_MANAGEMENT, f"{urn}: missing {KEY_MANAGEMENT - set(actions)}"
+
+
+def test_the_key_policy_names_the_writers_whoever_runs_pulumi_up(mocks: RecordingMocks) -> None:
+    """A person's `pulumi up` after the pipeline's must not take the pipeline's write access away."""
+    writers = [f"arn:aws:iam::{ACCOUNT}:role/preview", f"arn:aws:iam::{ACCOUNT}:role/deploy"]
+    policies = []
+    for caller in (DEPLOYER_SESSION_ARN, f"arn:aws:iam::{ACCOUNT}:user/alice"):
+        mocks.resources.clear()
+        mocks.caller_arn = caller
+        urn = _deploy("writers", _args(parameter_writer_arns=writers))
+        (key,) = mocks.of_type("aws:kms/key:Key")
+        policies.append(key.inputs["policy"])
+    assert policies[0] == policies[1], f"{urn}: the key policy changed with who ran pulumi up"
+    statements = {s["Sid"]: s for s in json.loads(policies[0])["Statement"]}
     assert statements["DeployerWritesTheParameters"]["Principal"] == {"AWS": sorted(writers)}, urn
     assert not [c for c in mocks.calls if c.token == "aws:iam/getSessionContext:getSessionContext"], urn
 
 
+@pytest.mark.parametrize("writers", [None, []])
+def test_a_key_without_named_writers_is_refused_before_any_resource(
+    mocks: RecordingMocks, writers: list[str] | None
+) -> None:
+    with pytest.raises(ValueError, match="parameter_writer_arns must name the IAM roles or users that run"):
+        EncryptedBackend("nowriter", _args(parameter_writer_arns=writers))
+    assert mocks.resources == [], "a resource was registered before validation failed"
+
+
 def test_an_existing_key_is_used_as_given(mocks: RecordingMocks) -> None:
     existing = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    urn = _deploy("byok", _args(parameter_kms_key_arn=existing))
+    urn = _deploy("byok", _args(parameter_kms_key_arn=existing, parameter_writer_arns=None))
 
     assert not mocks.of_type("aws:kms/key:Key"), urn
     assert not mocks.of_type("aws:kms/alias:Alias"), urn
@@ -844,7 +970,7 @@ def test_alarm_defaults_and_topic(mocks: RecordingMocks) -> None:
 
     (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     assert alarm.inputs["threshold"] == 14, urn
-    assert alarm.inputs["dimensions"] == {"Backend": "pca-backend-test"}, f"{urn}: named after the prefix"
+    assert alarm.inputs["dimensions"] == {"Backend": "pca-backend-test"}, f"{urn}: the backend's name"
     assert alarm.inputs["alarmActions"] == [topic], urn
     assert alarm.inputs["okActions"] == [topic], urn
 
@@ -865,8 +991,10 @@ def test_root_volume_size_only_when_asked(mocks: RecordingMocks) -> None:
     assert root["ebs"]["encrypted"] == "true", urn
 
 
-@pytest.mark.parametrize(("count", "healthy", "maximum"), [(3, 100, 6), (3, 50, 5), (4, 0, 4), (50, 100, 100)])
-def test_default_maximum_leaves_room_for_the_refresh(
+@pytest.mark.parametrize(
+    ("count", "healthy", "maximum"), [(3, 100, 6), (3, 50, 5), (4, 0, 5), (10, 0, 11), (50, 100, 100)]
+)
+def test_default_maximum_leaves_room_for_the_refresh_and_replacements(
     mocks: RecordingMocks, count: int, healthy: int, maximum: int
 ) -> None:
     urn = _deploy("room", _args(host_count=count, min_healthy_percent=healthy))
@@ -874,11 +1002,13 @@ def test_default_maximum_leaves_room_for_the_refresh(
     (group,) = mocks.of_type("aws:autoscaling/group:Group")
     assert group.inputs["maxSize"] == maximum, urn
     preferences = group.inputs["instanceRefresh"]["preferences"]
-    assert maximum == -(-count * preferences["maxHealthyPercentage"] // 100), urn
+    replacement = group.inputs["instanceMaintenancePolicy"]
+    assert maximum >= -(-count * preferences["maxHealthyPercentage"] // 100), f"{urn}: room for the refresh"
+    assert maximum == -(-count * replacement["maxHealthyPercentage"] // 100), f"{urn}: and for replacements"
 
 
 def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch) -> None:
-    from components import encrypted_backend
+    from components import ssm_key_delivery
 
     rendered: list[dict[str, Any]] = []
 
@@ -886,10 +1016,12 @@ def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypa
         rendered.append(kwargs)
         return render_user_data(**kwargs)
 
-    monkeypatch.setattr(encrypted_backend, "render_user_data", recording_render)
+    monkeypatch.setattr(ssm_key_delivery, "render_user_data", recording_render)
     urn = _deploy("metric", _args(backend_name="orders-prod"))
 
-    (call,) = rendered
+    # Rendered once to check it before any resource, then for the launch template: the same script.
+    call = rendered[-1]
+    assert all(other == call for other in rendered), urn
     (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     assert alarm.inputs["dimensions"] == {"Backend": call["metric_backend"]} == {"Backend": "orders-prod"}, urn
     (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
@@ -918,3 +1050,142 @@ def test_a_ca_bundle_without_a_certificate_is_refused_before_any_resource(mocks:
     with pytest.raises(ValueError, match=r"ca_bundle_pem must be PEM CA certificates"):
         EncryptedBackend("nopins", _args(ca_bundle_pem=not_a_certificate))
     assert mocks.resources == [], "a resource was registered before validation failed"
+
+
+# --- the key delivery seam -----------------------------------------------------------------------------------
+
+
+class _IssuerDelivery:
+    """A second delivery, as a per-host mode would plug in: its own boot script and role statements, a resource
+    the hosts wait for, and the Auto Scaling group's name before the group exists. No key material anywhere."""
+
+    needs_auto_scaling_group_name = True
+
+    def __init__(self) -> None:
+        self.checked: list[HostContext] = []
+        self.fleets: list[FleetIdentity] = []
+
+    def check(self, hosts: HostContext) -> None:
+        self.checked.append(hosts)
+        if "refused.example" in hosts.server_block:
+            raise ValueError("server_names: refused.example cannot be issued")
+
+    def deliver(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> _Issuer:
+        self.fleets.append(fleet)
+        return _Issuer(name, fleet, opts)
+
+
+class _Issuer(pulumi.ComponentResource):
+    def __init__(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("test:index:Issuer", name, None, opts)
+        # Stands for the issuer, which checks callers against the group's name.
+        endpoint = aws.cloudwatch.LogGroup(
+            f"{name}-issuer", name=f"/issuer/{fleet.auto_scaling_group_name}", opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.boot_script = f"#!/bin/bash\necho 'ask the issuer for {fleet.hosts.backend_name}'\n"
+        self.host_policy_statements = fleet.host_role_arn.apply(
+            lambda arn: [
+                {"Sid": "AskTheIssuer", "Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": arn}
+            ]
+        )
+        self.wait_for = [endpoint]
+        self.register_outputs({})
+
+
+def test_a_second_delivery_plugs_in_without_ssm_key_material(mocks: RecordingMocks) -> None:
+    delivery = _IssuerDelivery()
+    urn = _deploy("perhost", lambda: {**_args(backend_name="orders"), "key_delivery": delivery})
+
+    # Checked (before any resource) with what every host runs, the same each time it was asked.
+    (hosts,) = set(delivery.checked)
+    assert (hosts.backend_name, hosts.region) == ("orders", REGION), urn
+    assert "server_name api.internal.example;" in hosts.server_block, f"{urn}: the fleet's nginx block"
+    (fleet,) = delivery.fleets
+    # A name the group gets on creation: the delivery knew it before the group existed.
+    (group,) = mocks.of_type("aws:autoscaling/group:Group")
+    assert fleet.auto_scaling_group_name == group.inputs["name"] == "pca-backend-orders", urn
+    assert not mocks.of_type("aws:kms/key:Key"), f"{urn}: the SSM delivery's key is not the fleet's"
+    assert not mocks.of_type("aws:ssm/parameter:Parameter"), f"{urn}: nor its parameters"
+    (issuer_log,) = mocks.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert issuer_log.inputs["name"] == "/issuer/pca-backend-orders", urn
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    script = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
+    assert script == "#!/bin/bash\necho 'ask the issuer for orders'\n", f"{urn}: the delivery's boot script"
+    (policy,) = mocks.of_type("aws:iam/rolePolicy:RolePolicy")
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["AskTheIssuer", "ReportCertificateDays", "SessionManager"], urn
+    (role,) = mocks.of_type("aws:iam/role:Role")
+    assert statements[0]["Resource"] == f"arn:aws:mock:{REGION}:{ACCOUNT}:aws:iam/role:Role/{role.name}", (
+        f"{urn}: the delivery saw the host role's ARN"
+    )
+    (issuer,) = mocks.of_type("test:index:Issuer")
+    (fleet_component,) = mocks.of_type("pca-backend:index:HostFleet")
+    assert issuer.name == fleet_component.name == "perhost", urn
+
+
+def test_the_group_waits_for_what_the_delivery_provides(mocks: RecordingMocks) -> None:
+    dependencies: dict[str, list[str]] = {}
+
+    class _Monitor(_OptionsMonitor):
+        def RegisterResource(self, request: Any) -> Any:
+            dependencies[request.name] = list(request.dependencies)
+            return super().RegisterResource(request)
+
+    pulumi.runtime.set_mocks(mocks, project="pca-backend", stack="test", preview=False, monitor=_Monitor(mocks))
+    urn = _deploy("waits", lambda: {**_args(), "key_delivery": _IssuerDelivery()})
+
+    group_dependencies = {dependency.rsplit("::", 1)[-1] for dependency in dependencies["waits-hosts"]}
+    assert {"waits-issuer", "waits-host-policy"} <= group_dependencies, f"{urn}: {group_dependencies}"
+
+
+def test_a_delivery_refusal_comes_before_any_resource(mocks: RecordingMocks) -> None:
+    with pytest.raises(ValueError, match=r"refused\.example cannot be issued"):
+        EncryptedBackend("refused", {**_args(server_names=["refused.example"]), "key_delivery": _IssuerDelivery()})
+    assert mocks.resources == [], "a resource was registered before the delivery refused"
+
+
+def test_a_boot_script_over_the_user_data_limit_is_refused_before_any_resource(mocks: RecordingMocks) -> None:
+    # Names that do not compress: hexadecimal digests.
+    digests = [hashlib.sha256(str(index).encode()).hexdigest() for index in range(300)]
+    names = [f"{digest[:60]}.{digest[4:64]}.example" for digest in digests]
+    with pytest.raises(ValueError, match="over EC2's limit"):
+        EncryptedBackend("huge", _args(server_names=names))
+    assert mocks.resources == [], "a resource was registered before the boot script was refused"
+
+
+# --- where the subnets are -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named", "said"),
+    [
+        (
+            {"host_subnet_ids": ["subnet-0a2a2a2a", "subnet-0c2c2c2c"]},
+            "host_subnet_ids: 'subnet-0c2c2c2c' is in eu-west-1c, where the load balancer has no subnet",
+            "alb_subnet_ids are in eu-west-1a, eu-west-1b",
+        ),
+        (
+            {"alb_subnet_ids": ["subnet-0a1a1a1a", "subnet-0a3a3a3a"], "host_subnet_ids": ["subnet-0a2a2a2a"]},
+            "alb_subnet_ids: are all in eu-west-1a",
+            "at least two Availability Zones",
+        ),
+        (
+            {"alb_subnet_ids": ["subnet-0a1a1a1a", "subnet-0b9b9b9b"]},
+            "alb_subnet_ids: 'subnet-0b9b9b9b' is in vpc-0999999999abcdef0",
+            f"not in vpc_id {VPC_ID}",
+        ),
+    ],
+)
+def test_subnets_out_of_place_are_refused_before_any_resource(
+    mocks: RecordingMocks, overrides: dict[str, Any], named: str, said: str
+) -> None:
+    with pytest.raises(ArgumentsError, match=re.escape(named)) as caught:
+        EncryptedBackend("placed", _args(**overrides))
+    assert said in str(caught.value), str(caught.value)
+    assert mocks.resources == [], "a resource was registered before the subnets were checked"
+
+
+def test_the_load_balancer_serves_every_host_zone(mocks: RecordingMocks) -> None:
+    urn = _deploy("zones", _args(host_subnet_ids=["subnet-0a2a2a2a", "subnet-0b2b2b2b"]))
+    looked_up = sorted(c.args["id"] for c in mocks.calls if c.token == "aws:ec2/getSubnet:getSubnet")
+    assert set(looked_up) == {"subnet-0a1a1a1a", "subnet-0b1b1b1b", "subnet-0a2a2a2a", "subnet-0b2b2b2b"}, urn

@@ -6,6 +6,7 @@ Policies are called the way the engine calls them: with real `ResourceValidation
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -502,3 +503,70 @@ def test_check_resources_passes_a_compliant_stack_and_names_violations():
 
     no_block = [r for r in good if r.type_ != PAB]
     assert [v.split(":")[0] for v in check_resources(no_block)] == ["crl-bucket-public-access-blocked"]
+
+
+# --- KMS key policies ---------------------------------------------------------------------------------------
+
+KMS_KEY = "aws:kms/key:Key"
+KMS_KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
+
+
+def _key_policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _allow(sid: str, actions: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": actions,
+        "Resource": "*",
+        **extra,
+    }
+
+
+AWS_DEFAULT_ADMINISTRATORS = [
+    "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Revoke*",
+    "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        _allow("EnableIAMUserPermissions", "kms:*"),
+        _allow("KeyAdministration", AWS_DEFAULT_ADMINISTRATORS),
+        _allow("Named", ["kms:DescribeKey", "kms:CreateGrant"]),
+        _allow("AnyCase", "KMS:creategrant"),
+        _allow("Everything", "*"),
+        _allow("Question", "kms:Create?rant"),
+        {"Sid": "AllButDecrypt", "Effect": "Allow", "Principal": "*", "NotAction": ["kms:Decrypt"], "Resource": "*"},
+        _allow("WrongCondition", "kms:CreateGrant", Condition={"Bool": {"kms:GrantIsForAWSResource": "false"}}),
+    ],
+    ids=lambda statement: statement["Sid"],
+)
+def test_a_key_policy_that_lets_someone_create_grants_fails(statement: dict[str, Any]) -> None:
+    for type_ in (KMS_KEY, KMS_KEY_POLICY):
+        assert_one(run(guardrails.kms_keys_no_grant_path, type_, {"policy": _key_policy(statement)}), statement["Sid"])
+
+
+def test_a_key_policy_naming_its_administrative_actions_passes() -> None:
+    from components.ssm_key_delivery import KEY_ADMINISTRATION_ACTIONS
+
+    policy = _key_policy(
+        _allow("KeyAdministration", list(KEY_ADMINISTRATION_ACTIONS)),
+        _allow("Use", ["kms:Decrypt"], Condition={"StringEquals": {"kms:ViaService": "ssm.us-east-1.amazonaws.com"}}),
+        _allow("Attachments", ["kms:CreateGrant"], Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
+        {"Sid": "DenyGrants", "Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*"},
+    )  # fmt: skip
+    assert run(guardrails.kms_keys_no_grant_path, KMS_KEY, {"policy": policy}) == []
+
+
+def test_a_key_without_a_policy_gets_the_default_and_fails() -> None:
+    assert_one(run(guardrails.kms_keys_no_grant_path, KMS_KEY, {"description": "x"}), "default key policy")
+
+
+def test_an_unknown_key_policy_is_not_flagged() -> None:
+    assert run(guardrails.kms_keys_no_grant_path, KMS_KEY, {"policy": UNKNOWN_STRING_VALUE}) == []

@@ -282,6 +282,12 @@ def test_host_fleet_rolls_within_the_configured_sizes(run: StackRun) -> None:
     refresh = group.inputs["instanceRefresh"]
     assert refresh["strategy"] == "Rolling", group.urn
     assert refresh["preferences"]["minHealthyPercentage"] == run.config["pca-backend:hostMinHealthyPercent"]
+    # A failed refresh rolls back; an unhealthy host is replaced by one launched first; one failed launch while
+    # creation waits for capacity does not fail the deployment.
+    assert refresh["preferences"]["autoRollback"] is True, group.urn
+    assert group.inputs["instanceMaintenancePolicy"]["minHealthyPercentage"] == 100, group.urn
+    assert group.inputs["instanceMaintenancePolicy"]["maxHealthyPercentage"] > 100, group.urn
+    assert group.inputs["ignoreFailedScalingActivities"] is True, group.urn
     template = run.one("aws:ec2/launchTemplate:LaunchTemplate")
     assert template.urn in group.dependencies, f"{group.urn} launches from the template"
 
@@ -294,8 +300,10 @@ def test_parameters_use_the_backend_key(run: StackRun) -> None:
     assert key.inputs["enableKeyRotation"] is True, key.urn
     assert key.inputs["deletionWindowInDays"] == 30, key.urn
     statements = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
-    # The mocked deployer is an IAM user: the session context passes it through.
-    assert statements["DeployerWritesTheParameters"]["Principal"] == {"AWS": ["arn:aws:iam::123456789012:user/mock"]}
+    # The writers the stack declares, not whoever ran `pulumi up` (the mocked deployer is user/mock).
+    writers = sorted(run.config["pca-backend:parameterWriterArns"])
+    assert writers, f"{run.stack}: a stack that creates the key declares who writes its parameters"
+    assert statements["DeployerWritesTheParameters"]["Principal"] == {"AWS": writers}, key.urn
     hosts = statements["HostsReadTheirParameters"]
     assert hosts["Action"] == ["kms:Decrypt"], key.urn
     assert "kms:EncryptionContext:PARAMETER_ARN" in hosts["Condition"]["StringEquals"], key.urn
@@ -334,6 +342,88 @@ def test_host_role_reads_only_its_parameters(run: StackRun) -> None:
         for name in ("ca-bundle", "full-chain", "private-key")
     ), reads
     assert not run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"), "no broad managed policies"
+
+
+def _key_policy_as(
+    stack: str, caller_arn: str, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any] | None = None
+) -> str:
+    """The parameter key's policy when `caller_arn` runs `pulumi up`."""
+    original = stack_harness._Mocks.answer_invoke
+
+    def answer(self: Any, token: str, args: dict[str, Any]) -> Any:
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": "123456789012", "arn": caller_arn, "userId": "AIDA", "id": "123456789012"}
+        if token == "aws:iam/getSessionContext:getSessionContext":
+            return {"arn": caller_arn, "issuerArn": caller_arn.replace(":sts:", ":iam:").rsplit("/", 1)[0], "id": "x"}
+        return original(self, token, args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stack_harness._Mocks, "answer_invoke", answer)
+        try:
+            run = run_stack(stack, overrides)
+        finally:
+            pulumi_settings.ROOT.set(None)
+    return str(run.one("aws:kms/key:Key").inputs["policy"])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_the_key_policy_is_the_same_whoever_runs_pulumi_up(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a person's `pulumi up`, the renewal pipeline's PutParameter must still be allowed: the writers are
+    the stack's, never the caller."""
+    pipeline = _key_policy_as(stack, "arn:aws:sts::123456789012:assumed-role/pca-backend-deploy/gha-42", monkeypatch)
+    person = _key_policy_as(stack, "arn:aws:iam::123456789012:user/alice", monkeypatch)
+    assert pipeline == person, f"{stack}: the key policy follows who ran pulumi up"
+    assert "alice" not in person
+    assert "gha-42" not in pipeline
+
+
+def test_without_named_writers_the_assumed_role_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    role = "arn:aws:iam::123456789012:role/pca-backend-dev-deploy"
+    overrides = {"pca-backend:parameterWriterArns": [], "aws:assumeRoles": [{"roleArn": role}]}
+    policy = json.loads(_key_policy_as("dev", "arn:aws:iam::123456789012:user/alice", monkeypatch, overrides))
+    (writer,) = [s for s in policy["Statement"] if s["Sid"] == "DeployerWritesTheParameters"]
+    assert writer["Principal"] == {"AWS": [role]}
+
+
+def test_a_stack_creating_the_key_without_writers_is_refused_before_any_resource() -> None:
+    from components.settings import SettingsError
+    from tests.test_settings_sweep import run_program_keeping_resources
+
+    run, error = run_program_keeping_resources("dev", {"pca-backend:parameterWriterArns": []})
+    assert run.resources == [], f"registered {[r.urn for r in run.resources]} before refusing"
+    assert isinstance(error, SettingsError), repr(error)
+    (problem,) = [problem for problem in error.problems if problem.startswith("parameterWriterArns: ")]
+    assert "is required when the stack creates the parameters' KMS key" in problem, problem
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting", "said"),
+    [
+        # The dev file's ALB subnets are in us-east-1a and 1b (the mocks place a subnet by its last digit).
+        ({"pca-backend:hostSubnetIds": ["subnet-0a1b2c3d4e5f60723"]}, "hostSubnetIds", "is in us-east-1c"),
+        (
+            {"pca-backend:albSubnetIds": ["subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60741"]},
+            "albSubnetIds",
+            "are all in us-east-1a",
+        ),
+    ],
+)
+def test_host_subnets_outside_the_load_balancers_zones_are_refused_before_any_resource(
+    overrides: dict[str, Any], setting: str, said: str
+) -> None:
+    from components.settings import SettingsError
+    from tests.test_settings_sweep import run_program_keeping_resources
+
+    run, error = run_program_keeping_resources("dev", overrides)
+    assert run.resources == [], f"registered {[r.urn for r in run.resources]} before refusing"
+    assert isinstance(error, SettingsError), repr(error)
+    assert any(problem.startswith(f"{setting}: ") and said in problem for problem in error.problems), error.problems
+
+
+def test_the_subnets_of_a_stack_are_looked_up_once_it_names_them(run: StackRun) -> None:
+    looked_up = {args["id"] for token, args in run.invokes if token == "aws:ec2/getSubnet:getSubnet"}
+    named = set(run.config["pca-backend:albSubnetIds"]) | set(run.config["pca-backend:hostSubnetIds"])
+    assert looked_up == (named if run.config["pca-backend:backendEnabled"] else set()), run.stack
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:

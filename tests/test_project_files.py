@@ -327,6 +327,7 @@ def test_a_short_lived_stack_may_leave_cert_validity_to_its_default() -> None:
         "networkCidr": "10.42.0.0/24",
         "albIngressCidrs": ["10.42.0.0/24"],
         "albCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        "parameterWriterArns": ["arn:aws:iam::123456789012:role/deploy"],
     }
     settings = parse_settings(values, stack="short", project=PROJECT, region="us-east-1")
     assert settings.certificate is not None

@@ -22,6 +22,8 @@ BACKEND: dict[str, Any] = {
     "hostSubnetIds": ["subnet-0c0c0c0c"],
     "albIngressCidrs": ["10.0.0.0/16"],
     "albCertificateArn": ACM_ARN,
+    # Who writes the TLS parameters (a stack that creates their key names them; see test_program.py).
+    "parameterWriterArns": ["arn:aws:iam::123456789012:role/deploy"],
 }
 ROLE = {
     "roleArn": "arn:aws:iam::111122223333:role/certificate-issuer",

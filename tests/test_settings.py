@@ -23,13 +23,16 @@ CA_ARN = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-
 ACM_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 SUBNET_A, SUBNET_B, SUBNET_C = "subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60712", "subnet-0a1b2c3d"
 
-#: The least a stack with a backend needs: an existing network, ingress and a listener certificate.
+WRITER = "arn:aws:iam::123456789012:role/deploy"
+#: The least a stack with a backend needs: an existing network, ingress, a listener certificate, and who writes
+#: the TLS parameters.
 BACKEND: dict[str, Any] = {
     "vpcId": "vpc-0123456789abcdef0",
     "albSubnetIds": [SUBNET_A, SUBNET_B],
     "hostSubnetIds": [SUBNET_C],
     "albIngressCidrs": ["10.0.0.0/16"],
     "albCertificateArn": ACM_ARN,
+    "parameterWriterArns": [WRITER],
 }
 SHORT_LIVED = {**BACKEND, "caUsageMode": "SHORT_LIVED_CERTIFICATE"}
 
@@ -340,7 +343,11 @@ def test_bad_ca_parent_arn(arn: str) -> None:
 
 def test_parent_arn_in_other_partitions() -> None:
     arn = "arn:aws-us-gov:acm-pca:us-gov-west-1:123456789012:certificate-authority/0a1b2c3d-0000-1111-2222-333344445555"
-    gov = {**BACKEND, "albCertificateArn": ACM_ARN.replace("arn:aws:acm:eu-west-1", "arn:aws-us-gov:acm:us-gov-west-1")}
+    gov = {
+        **BACKEND,
+        "albCertificateArn": ACM_ARN.replace("arn:aws:acm:eu-west-1", "arn:aws-us-gov:acm:us-gov-west-1"),
+        "parameterWriterArns": [WRITER.replace("arn:aws:", "arn:aws-us-gov:")],
+    }
     assert parse(gov, region="us-gov-west-1", caMode="subordinate", caParentArn=arn).ca.parent_arn == arn
     assert "is in partition aws-us-gov, not aws" in problem_of("caParentArn", caMode="subordinate", caParentArn=arn)
 
@@ -699,7 +706,7 @@ def test_fleet_key_and_alarm_defaults() -> None:
     assert (backend.host_min_count, backend.host_count, backend.host_max_count) == (3, 3, None)
     assert backend.host_min_healthy_percent == 100
     assert backend.host_root_volume_gib is None, "the AMI's own size"
-    assert (backend.parameter_kms_key_arn, backend.parameter_writer_arns) == (None, ())
+    assert (backend.parameter_kms_key_arn, backend.parameter_writer_arns) == (None, (WRITER,))
     # 90-day certificates renew in their last 30 days; the alarm fires at 14.
     assert backend.cert_expiry_alarm_days == 14
     assert backend.cert_expiry_alarm_topic_arn is None
@@ -724,6 +731,7 @@ def test_explicit_fleet_key_and_alarm_values_are_kept() -> None:
         hostMaxCount="6",
         hostMinHealthyPercent="50",
         parameterKmsKeyArn=key,
+        parameterWriterArns=[],
         certExpiryAlarmDays="20",
         certExpiryAlarmTopicArn=topic,
     ).backend
@@ -822,6 +830,7 @@ def test_a_region_aws_has_and_its_partition() -> None:
 def test_arns_in_the_stacks_partition_and_region_are_accepted() -> None:
     settings = parse(
         parameterKmsKeyArn="arn:aws:kms:eu-west-1:123456789012:key/1234abcd",
+        parameterWriterArns=[],
         certExpiryAlarmTopicArn="arn:aws:sns:eu-west-1:123456789012:ops",
         certTemplate="arn:aws:acm-pca:::template/EndEntityCertificate/V1",
         caMode="subordinate",

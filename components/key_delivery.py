@@ -1,0 +1,99 @@
+"""How key material reaches the hosts: the seam between the host fleet and the delivery its caller chooses.
+
+The fleet (`components/host_fleet.py`) runs nginx on its hosts; a delivery puts a certificate and its key on
+each host and keeps them current. The caller of `EncryptedBackend` (or of `HostFleet`) chooses one:
+
+- `SsmKeyDelivery` (`components/ssm_key_delivery.py`, mode `shared`): one certificate for the whole fleet,
+  written by `pulumi up` into SSM SecureString parameters under a customer-managed KMS key; each host reads
+  them at boot and on a timer.
+- a delivery in which each host makes its own key and asks an issuer for its certificate (mode `per-host`)
+  plugs in the same way: it needs the host role's ARN (the issuer's resource policy names it), a group name
+  known before the group exists (the issuer checks callers belong to it, and the hosts' boot script carries
+  the issuer's URL, so neither can wait for the other), its own boot script and host-role statements.
+
+The fleet is built in this order, which is why a delivery has two steps:
+
+1. Before anything is registered, `check(hosts)`: a delivery raises ValueError naming what cannot work for these
+   hosts (e.g. a boot script over EC2's user-data limit), so bad input creates nothing.
+2. The fleet creates its security group and its role, then calls `deliver(name, fleet, opts)`. The delivery
+   creates its resources (as children of `opts.parent`) knowing the role's ARN and, when
+   `needs_auto_scaling_group_name`, the name the fleet will give its Auto Scaling group.
+3. With what `deliver` returned (`HostSupply`), the fleet writes the role's policy (the delivery's statements,
+   then its own), the launch template (the delivery's boot script) and the group, which waits for
+   `HostSupply.wait_for` before it launches a host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pulumi
+
+__all__ = ["FleetIdentity", "HostContext", "HostSupply", "KeyDelivery"]
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """What every host of the fleet runs whatever the delivery, known before any resource exists."""
+
+    region: str
+    """AWS region of the hosts: where they call AWS."""
+    backend_name: str
+    """The backend's name: the `Backend` dimension of the days-to-expiry metric each host reports, and the name
+    a delivery gives what it creates per backend (e.g. a KMS alias)."""
+    server_block: str
+    """The nginx server block the hosts serve, with the certificate at `host_bootstrap.CERTIFICATE_PATH` and the
+    key at `host_bootstrap.PRIVATE_KEY_PATH`: where a delivery must install them."""
+
+
+@dataclass(frozen=True)
+class FleetIdentity:
+    """The fleet as a delivery sees it while the fleet is being built: its role exists, its hosts do not."""
+
+    hosts: HostContext
+    host_role_arn: pulumi.Output[str]
+    """ARN of the hosts' IAM role (the identity every host calls AWS with)."""
+    auto_scaling_group_name: str | None
+    """The name the Auto Scaling group will have, when the delivery asked for one (`needs_auto_scaling_group_name`);
+    None otherwise (the group is then named by Pulumi)."""
+    tags: Mapping[str, str]
+    """Tags for every resource the delivery creates (add `Name`)."""
+
+
+class HostSupply(Protocol):
+    """What a delivery gives the fleet: usually the component holding the delivery's resources."""
+
+    @property
+    def boot_script(self) -> pulumi.Input[str]:
+        """The hosts' user data (plain text, `#!` first; the fleet compresses it): installs nginx, the server block,
+        and what fetches and renews the key material. Never the key itself."""
+        ...
+
+    @property
+    def host_policy_statements(self) -> pulumi.Input[Sequence[Mapping[str, Any]]]:
+        """IAM policy statements the host role needs for this delivery (each with a `Sid`)."""
+        ...
+
+    @property
+    def wait_for(self) -> Sequence[pulumi.Resource]:
+        """Resources that must exist before the first host boots (e.g. the parameters it reads at boot)."""
+        ...
+
+
+class KeyDelivery(Protocol):
+    """A way key material reaches the hosts; see the module docstring for when the fleet calls what."""
+
+    @property
+    def needs_auto_scaling_group_name(self) -> bool:
+        """True when `deliver` must know the group's name before the group exists."""
+        ...
+
+    def check(self, hosts: HostContext) -> None:
+        """Raise ValueError naming what cannot work for these hosts. Called before any resource is registered."""
+        ...
+
+    def deliver(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> HostSupply:
+        """Create the delivery's resources (under `opts.parent`, names starting with `name`) for `fleet`."""
+        ...

@@ -19,7 +19,7 @@ import pulumi_aws as aws
 
 from components.issuer import contract
 from components.rules import aws as aws_rules
-from components.rules.names import has_control_characters, is_fqdn
+from components.rules.names import has_control_characters, is_dns_name
 
 __all__ = ["HANDLER", "RUNTIME", "PerHostIssuer", "PerHostIssuerArgs", "handler_archive", "handler_files"]
 
@@ -403,7 +403,13 @@ def _service_names(names: object, problems: list[str]) -> tuple[str, ...]:
         return ()
     accepted: list[str] = []
     for name in names:
-        if not isinstance(name, str) or not is_fqdn(name) or name.endswith("."):
+        # A name any host of the fleet may carry: never a wildcard (it would cover other hosts' names too).
+        if (
+            not isinstance(name, str)
+            or not is_dns_name(name, allow_wildcard=False)
+            or "." not in name
+            or name.endswith(".")
+        ):
             problems.append(
                 f"service_names entry {name!r} must be a DNS name of two labels or more without a wildcard, "
                 "such as 'api.internal.example'"

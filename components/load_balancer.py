@@ -28,7 +28,7 @@ from components.arguments import (
     tagged,
 )
 from components.rules import aws as aws_rules
-from components.rules.names import is_fqdn
+from components.rules.names import acm_domain_name_problem
 from components.rules.network import is_cidr, is_world
 
 __all__ = ["LISTENER_SSL_POLICY", "BackendLoadBalancer", "LoadBalancerArgs"]
@@ -139,11 +139,9 @@ def _check_listener_certificate(args: Mapping[str, Any]) -> None:
             "give exactly one listener certificate source: listener_certificate_arn (an ACM certificate), "
             "or listener_domain_name together with private_ca_arn (an ACM private certificate)"
         )
-    if domain_name is not None and not (isinstance(domain_name, str) and is_fqdn(domain_name)):
-        raise ValueError(
-            "listener_domain_name must be a DNS name of two labels or more (no wildcard) such as "
-            f"'api.internal.example', got {domain_name!r}"
-        )
+    problem = acm_domain_name_problem(domain_name) if domain_name is not None else None
+    if problem is not None:
+        raise ValueError(f"listener_domain_name {problem}")
 
 
 def validate(raw: Mapping[str, Any]) -> _Settings:
@@ -191,7 +189,8 @@ class BackendLoadBalancer(pulumi.ComponentResource):
     dns_name: pulumi.Output[str]
     """DNS name of the load balancer."""
     https_url: pulumi.Output[str]
-    """https:// URL of the service: `listener_domain_name` when given, else the load balancer's DNS name."""
+    """https:// URL of the service: `listener_domain_name` when given and not a wildcard, else the load balancer's
+    DNS name."""
     target_group_arn: pulumi.Output[str]
     """ARN of the HTTPS target group."""
     security_group_id: pulumi.Output[str]
@@ -258,9 +257,11 @@ class BackendLoadBalancer(pulumi.ComponentResource):
             )
 
         self.dns_name = load_balancer.dns_name
+        # A wildcard names no one host: the load balancer's own name is then the URL.
+        domain_name = settings.listener_domain_name
         self.https_url = (
-            pulumi.Output.from_input(f"https://{settings.listener_domain_name}")
-            if settings.listener_domain_name is not None
+            pulumi.Output.from_input(f"https://{domain_name}")
+            if domain_name is not None and not domain_name.startswith("*.")
             else pulumi.Output.concat("https://", load_balancer.dns_name)
         )
         self.target_group_arn = target_group.arn

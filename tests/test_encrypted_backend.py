@@ -1189,3 +1189,28 @@ def test_the_load_balancer_serves_every_host_zone(mocks: RecordingMocks) -> None
     urn = _deploy("zones", _args(host_subnet_ids=["subnet-0a2a2a2a", "subnet-0b2b2b2b"]))
     looked_up = sorted(c.args["id"] for c in mocks.calls if c.token == "aws:ec2/getSubnet:getSubnet")
     assert set(looked_up) == {"subnet-0a1a1a1a", "subnet-0b1b1b1b", "subnet-0a2a2a2a", "subnet-0b2b2b2b"}, urn
+
+
+@pulumi.runtime.test
+def test_a_wildcard_listener_domain_is_issued_and_the_url_is_the_load_balancers(
+    mocks: RecordingMocks,
+) -> pulumi.Output[Any]:
+    """ACM issues wildcard names; a wildcard names no one host, so the service URL is the load balancer's name."""
+    args = _args(listener_certificate_arn=None, listener_domain_name="*.dev.example.com", private_ca_arn=CA_ARN)
+    backend = EncryptedBackend("wildcard", args)
+
+    def check(values: list[Any]) -> None:
+        urn, https_url, dns_name = values
+        (certificate,) = mocks.of_type("aws:acm/certificate:Certificate")
+        assert certificate.inputs["domainName"] == "*.dev.example.com", urn
+        assert https_url == f"https://{dns_name}", urn
+
+    return pulumi.Output.all(backend.urn, backend.https_url, backend.alb_dns_name).apply(check)
+
+
+@pytest.mark.parametrize("domain_name", ["api.example.com.", "*", "*.com", "a" * 60 + ".example"])
+def test_a_listener_domain_acm_would_refuse_is_refused_by_name(mocks: RecordingMocks, domain_name: str) -> None:
+    args = _args(listener_certificate_arn=None, listener_domain_name=domain_name, private_ca_arn=CA_ARN)
+    with pytest.raises(ArgumentsError, match="listener_domain_name"):
+        EncryptedBackend("acm-name", args)
+    assert mocks.resources == [], "a resource was registered before validation failed"

@@ -101,7 +101,7 @@ up-deps:
 # names each script after its file (not __main__) and --explicit-package-bases names the examples' __main__.py
 # by their path, so no two modules share a name.
 SCRIPTS := $(wildcard scripts/*)
-HOST_SCRIPTS := scripts/trust-ca scripts/tls-gate scripts/verify-tls
+HOST_SCRIPTS := scripts/trust-ca scripts/tls-gate scripts/verify-tls scripts/cert-agent
 
 lint: python-deps
 	$(UV) run ruff check . $(SCRIPTS)

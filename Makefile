@@ -117,6 +117,7 @@ bench: system-deps python-deps
 	$(UV) run python bench/certificate_bench.py
 	$(UV) run python bench/nginx_bench.py
 	$(UV) run python bench/issuer_bench.py
+	$(UV) run python bench/agent_bench.py
 
 # --- make up / make down -------------------------------------------------------------------------------
 # The official installer, pinned to PULUMI_VERSION, with the flags Pulumi's own SDK installs the CLI with

@@ -406,3 +406,30 @@ def test_a_certificate_the_gate_refuses_is_never_installed(world: World, dated_c
     assert "is not pinned" in output
     assert not world.host.certificate.exists()
     assert not world.host.key.exists()
+
+
+def test_when_nginx_refuses_the_new_set_the_previous_files_are_put_back(world: World, dated_ca: DatedCa) -> None:
+    installed = world.material(dated_ca, days=(-5, 2))
+    world.host.install(installed.full_chain, installed.key, installed.bundle)
+    status, output = world.host.run()  # renews: nginx now runs with moto's certificate
+    assert status == 0, output
+    before = {path: path.read_text() for path in (world.host.certificate, world.host.key, world.host.bundle)}
+    served = world.served()
+
+    world.host.install(installed.full_chain, installed.key, installed.bundle)
+    nginx = world.host.bin / "nginx"
+    real = nginx.read_text()
+    nginx.write_text(
+        real.replace("exec ", 'if [ "$1" = -t ]; then echo "nginx: [emerg] refused" >&2; exit 1; fi\nexec ', 1)
+    )
+    status, output = world.host.run()
+    assert status == AGENT_EXIT_SERVING_PREVIOUS, output
+    assert "nginx -t rejected the new certificate: nginx: [emerg] refused" in output
+    assert "the previous files are restored, nginx not reloaded" in output
+    restored = {path: path.read_text() for path in (world.host.certificate, world.host.key, world.host.bundle)}
+    assert restored == {world.host.certificate: installed.full_chain, world.host.key: installed.key,
+                        world.host.bundle: installed.bundle}  # fmt: skip
+    assert restored != before
+    assert not [p.name for p in world.host.pki.rglob("*.previous")]
+    assert not [p.name for p in world.host.pki.rglob(".*")]
+    assert world.served() == served, "nginx was not reloaded: it still serves what it served"

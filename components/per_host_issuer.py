@@ -403,7 +403,8 @@ def _service_names(names: object, problems: list[str]) -> tuple[str, ...]:
         return ()
     accepted: list[str] = []
     for name in names:
-        if not isinstance(name, str) or not is_fqdn(name) or name.endswith("."):
+        # is_fqdn takes ACM's wildcards (`*.example.com`); a service name is one host name.
+        if not isinstance(name, str) or not is_fqdn(name) or name.endswith(".") or "*" in name:
             problems.append(
                 f"service_names entry {name!r} must be a DNS name of two labels or more without a wildcard, "
                 "such as 'api.internal.example'"

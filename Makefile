@@ -101,7 +101,7 @@ up-deps:
 # names each script after its file (not __main__) and --explicit-package-bases names the examples' __main__.py
 # by their path, so no two modules share a name.
 SCRIPTS := $(wildcard scripts/*)
-HOST_SCRIPTS := scripts/trust-ca scripts/tls-gate scripts/verify-tls
+HOST_SCRIPTS := scripts/trust-ca scripts/tls-gate scripts/verify-tls scripts/cert-agent
 
 lint: python-deps
 	$(UV) run ruff check . $(SCRIPTS)
@@ -117,6 +117,7 @@ bench: system-deps python-deps
 	$(UV) run python bench/certificate_bench.py
 	$(UV) run python bench/nginx_bench.py
 	$(UV) run python bench/issuer_bench.py
+	$(UV) run python bench/agent_bench.py
 
 # --- make up / make down -------------------------------------------------------------------------------
 # The official installer, pinned to PULUMI_VERSION, with the flags Pulumi's own SDK installs the CLI with

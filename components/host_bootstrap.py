@@ -43,6 +43,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from components.host_payload import HostFile, HostPayload
 from components.rules.aws import is_parameter_path, is_region, is_reserved_parameter_path
 from components.settings import ec2_private_dns_wildcard
 
@@ -71,7 +72,9 @@ __all__ = [
     "is_parameter_path",
     "is_reserved_parameter_path",
     "pack_user_data",
+    "package_install_command",
     "render_pins",
+    "render_shared_payload",
     "render_sync_script",
     "render_user_data",
 ]
@@ -539,6 +542,99 @@ def _gzip(data: bytes) -> bytes:
     return _GZIP_HEADER + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
 
 
+def package_install_command(timer_unit: str) -> str:
+    """A boot command: `dnf install -y nginx openssl` retried with a back-off capped at a minute, for about an hour;
+    when it still fails the boot stops and `timer_unit` (whose runs install missing packages too) goes on."""
+    return "\n".join(
+        [
+            "# No route to the package repositories yet (NAT gateway or VPC endpoints still coming up) must not",
+            "# end the boot: retry with a back-off capped at a minute, for about an hour; the timer goes on after.",
+            "attempt=1",
+            "until dnf install -y nginx openssl; do",
+            f'    if [ "$attempt" -ge {_PACKAGE_ATTEMPTS} ]; then',
+            f'        echo "dnf install failed {_PACKAGE_ATTEMPTS} times; {timer_unit} keeps retrying"',
+            "        exit 1",
+            "    fi",
+            f'    echo "dnf install nginx openssl failed (attempt $attempt of {_PACKAGE_ATTEMPTS}); retrying"',
+            "    sleep $((attempt < 6 ? attempt * 10 : 60))",
+            "    attempt=$((attempt + 1))",
+            "done",
+        ]
+    )
+
+
+def render_shared_payload(
+    *,
+    region: str,
+    parameters: HostParameters,
+    server_block: str,
+    trust_ca_script: str,
+    tls_gate_script: str,
+    sync_interval_minutes: int = 15,
+    metric_backend: str | None = None,
+) -> HostPayload:
+    """What a host of the shared mode runs, as files and boot commands: trust-ca, the host gate, the sync script,
+    the nginx server block and the sync's systemd service and timer, then the commands that enable the timer,
+    install nginx and openssl (dnf, retried) and start the first sync. The pins file (PINS_PATH) is not part of
+    it: it comes from the launch template (see `render_user_data`).
+
+    Arguments as for `render_user_data`. Never holds key material or certificates: only the SSM parameter names.
+    Raises ValueError naming the argument when an input is not allowed.
+    """
+    region = check_region(region)
+    parameters = _check_parameters(parameters)
+    server_block = _check_text("server_block", server_block)
+    trust_ca_script = _check_text("trust_ca_script", trust_ca_script, script="scripts/trust-ca")
+    tls_gate_script = _check_text("tls_gate_script", tls_gate_script, script="scripts/tls-gate")
+    interval = _check_interval(sync_interval_minutes)
+    if metric_backend is None:
+        metric_backend = posixpath.commonpath([parameters.full_chain, parameters.private_key, parameters.ca_bundle])
+    sync_script = render_sync_script(region=region, parameters=parameters, metric_backend=metric_backend)
+    service, timer = _render_units(interval)
+    files = (
+        HostFile(TRUST_CA_PATH, "0755", trust_ca_script),
+        HostFile(GATE_PATH, "0755", tls_gate_script),
+        HostFile(SYNC_SCRIPT_PATH, "0700", sync_script),
+        HostFile(SERVER_BLOCK_PATH, "0644", server_block),
+        HostFile(f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service),
+        HostFile(f"/etc/systemd/system/{SYNC_UNIT}.timer", "0644", timer),
+    )
+    commands = (
+        "\n".join(
+            [
+                "systemctl daemon-reload",
+                "# From here on the timer retries the sync, which also installs missing packages, even if this",
+                "# script stops or the host reboots: a host never stays without nginx for good.",
+                f"systemctl enable --now {SYNC_UNIT}.timer",
+            ]
+        ),
+        package_install_command(f"{SYNC_UNIT}.timer"),
+        "\n".join(
+            [
+                "# The sync starts the enabled nginx once it installed valid material. Until then it runs again",
+                f"# every {FIRST_SYNC_RETRY_SECONDS} s (exit {SYNC_EXIT_NO_CERTIFICATE}, Restart=on-failure),",
+                "# inside the health check's grace period; --no-block: this script need not wait for it.",
+                "systemctl enable nginx.service",
+                f"systemctl start --no-block {SYNC_UNIT}.service",
+                f'echo "pca-backend bootstrap done; the first TLS sync is running (journalctl -u {SYNC_UNIT})"',
+            ]
+        ),
+    )
+    return HostPayload(files=files, commands=commands)
+
+
+#: How the user data writes each file of the shared payload: its heredoc delimiter, and the argument an error names.
+_USER_DATA_HEREDOCS = {
+    TRUST_CA_PATH: ("PCA_BACKEND_TRUST_CA_EOF", "trust_ca_script"),
+    GATE_PATH: ("PCA_BACKEND_TLS_GATE_EOF", "tls_gate_script"),
+    PINS_PATH: ("PCA_BACKEND_PINS_EOF", "ca_fingerprints"),
+    SYNC_SCRIPT_PATH: ("PCA_BACKEND_SYNC_EOF", "sync_script"),
+    SERVER_BLOCK_PATH: ("PCA_BACKEND_NGINX_EOF", "server_block"),
+    f"/etc/systemd/system/{SYNC_UNIT}.service": ("PCA_BACKEND_UNIT_EOF", "service"),
+    f"/etc/systemd/system/{SYNC_UNIT}.timer": ("PCA_BACKEND_UNIT_EOF", "timer"),
+}
+
+
 def render_user_data(
     *,
     region: str,
@@ -565,20 +661,25 @@ def render_user_data(
     The result never contains key material or certificates, and `pack_user_data` of it fits EC2's 16 KB
     limit. Hosts launched from a launch template with this user data learn their own names from IMDSv2, so
     the same user data serves every host of an Auto Scaling group.
+    It writes the files of `render_shared_payload` and the pins file, then runs the payload's commands.
     Raises ValueError naming the argument when an input is not allowed or the packed script would not fit.
     """
-    region = check_region(region)
-    parameters = _check_parameters(parameters)
-    server_block = _check_text("server_block", server_block)
-    trust_ca_script = _check_text("trust_ca_script", trust_ca_script, script="scripts/trust-ca")
-    tls_gate_script = _check_text("tls_gate_script", tls_gate_script, script="scripts/tls-gate")
-    pins = render_pins(ca_fingerprints)
-    interval = _check_interval(sync_interval_minutes)
-    if metric_backend is None:
-        metric_backend = posixpath.commonpath([parameters.full_chain, parameters.private_key, parameters.ca_bundle])
-
-    sync_script = render_sync_script(region=region, parameters=parameters, metric_backend=metric_backend)
-    service, timer = _render_units(interval)
+    payload = render_shared_payload(
+        region=region,
+        parameters=parameters,
+        server_block=server_block,
+        trust_ca_script=trust_ca_script,
+        tls_gate_script=tls_gate_script,
+        sync_interval_minutes=sync_interval_minutes,
+        metric_backend=metric_backend,
+    )
+    pins = HostFile(PINS_PATH, "0644", render_pins(ca_fingerprints))
+    files = list(payload.files)
+    files.insert([file.path for file in files].index(GATE_PATH) + 1, pins)
+    written: list[str] = []
+    for file in files:
+        delimiter, argument = _USER_DATA_HEREDOCS[file.path]
+        written += _write_file(file.path, file.mode, file.content, delimiter, argument)
     lines = [
         "#!/bin/bash",
         "# pca-backend host bootstrap (rendered by components/host_bootstrap.py). It holds the NAMES of",
@@ -589,38 +690,9 @@ def render_user_data(
         "",
         f"install -d -m 0755 /usr/local/sbin /etc/pki/nginx /etc/nginx/conf.d {posixpath.dirname(PINS_PATH)}",
         "install -d -m 0700 /etc/pki/nginx/private",
-        *_write_file(TRUST_CA_PATH, "0755", trust_ca_script, "PCA_BACKEND_TRUST_CA_EOF", "trust_ca_script"),
-        *_write_file(GATE_PATH, "0755", tls_gate_script, "PCA_BACKEND_TLS_GATE_EOF", "tls_gate_script"),
-        *_write_file(PINS_PATH, "0644", pins, "PCA_BACKEND_PINS_EOF", "ca_fingerprints"),
-        *_write_file(SYNC_SCRIPT_PATH, "0700", sync_script, "PCA_BACKEND_SYNC_EOF", "sync_script"),
-        *_write_file(SERVER_BLOCK_PATH, "0644", server_block, "PCA_BACKEND_NGINX_EOF", "server_block"),
-        *_write_file(f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service, "PCA_BACKEND_UNIT_EOF", "service"),
-        *_write_file(f"/etc/systemd/system/{SYNC_UNIT}.timer", "0644", timer, "PCA_BACKEND_UNIT_EOF", "timer"),
+        *written,
         "",
-        "systemctl daemon-reload",
-        "# From here on the timer retries the sync, which also installs missing packages, even if this",
-        "# script stops or the host reboots: a host never stays without nginx for good.",
-        f"systemctl enable --now {SYNC_UNIT}.timer",
-        "",
-        "# No route to the package repositories yet (NAT gateway or VPC endpoints still coming up) must not",
-        "# end the boot: retry with a back-off capped at a minute, for about an hour; the timer goes on after.",
-        "attempt=1",
-        "until dnf install -y nginx openssl; do",
-        f'    if [ "$attempt" -ge {_PACKAGE_ATTEMPTS} ]; then',
-        f'        echo "dnf install failed {_PACKAGE_ATTEMPTS} times; {SYNC_UNIT}.timer keeps retrying"',
-        "        exit 1",
-        "    fi",
-        f'    echo "dnf install nginx openssl failed (attempt $attempt of {_PACKAGE_ATTEMPTS}); retrying"',
-        "    sleep $((attempt < 6 ? attempt * 10 : 60))",
-        "    attempt=$((attempt + 1))",
-        "done",
-        "",
-        "# The sync starts the enabled nginx once it installed valid material. Until then it runs again",
-        f"# every {FIRST_SYNC_RETRY_SECONDS} s (exit {SYNC_EXIT_NO_CERTIFICATE}, Restart=on-failure),",
-        "# inside the health check's grace period; --no-block: this script need not wait for it.",
-        "systemctl enable nginx.service",
-        f"systemctl start --no-block {SYNC_UNIT}.service",
-        f'echo "pca-backend bootstrap done; the first TLS sync is running (journalctl -u {SYNC_UNIT})"',
+        "\n\n".join(payload.commands),
     ]
     user_data = "\n".join(lines) + "\n"
     packed_size = len(_gzip(user_data.encode()))

@@ -1,7 +1,7 @@
 """The static side of the hosts' Python floor: `make lint` holds host-side scripts to Python 3.9.
 
-The runtime side is in test_trust_ca.py, test_tls_gate.py and test_verify_tls.py (each test runs under a real 3.9
-too).
+The runtime side is in test_trust_ca.py, test_tls_gate.py, test_verify_tls.py and test_cert_agent.py (each test runs
+under a real 3.9 too).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-HOST_SCRIPTS = ["scripts/trust-ca", "scripts/tls-gate", "scripts/verify-tls"]
+HOST_SCRIPTS = ["scripts/trust-ca", "scripts/tls-gate", "scripts/verify-tls", "scripts/cert-agent"]
 
 
 def _makefile_host_scripts() -> list[str]:

@@ -12,7 +12,6 @@ control, that it does over plain HTTP (so the capture itself works).
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -20,9 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from itertools import count
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,77 +27,19 @@ import pytest
 from components.local.nginx import plain_http_server_block, running_nginx, tls_server_block, write_standalone_conf
 from components.local.process import require_binary, stop_process
 from components.local.tls import LEAF_DNS_NAME, Pki, make_pki
+from tests.netns import Namespaces, linked_namespaces
 from tests.tls_fixtures import TRUST_CA, VERIFY_TLS, run
 
 pytestmark = pytest.mark.netns
 
 SERVER_IP = "192.0.2.1"
 CLIENT_IP = "192.0.2.2"
-_instances = count()
-
-
-@dataclass(frozen=True)
-class Namespaces:
-    server: str
-    client: str
-    server_link: str
-    client_link: str
-
-
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return run([shutil.which("ip") or "ip", *args], timeout=30)
-
-
-def _checked_ip(*args: str) -> None:
-    result = _ip(*args)
-    if result.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
-
-
-def _delete_namespace(name: str) -> None:
-    # Stop anything still running inside (only this test's processes can be there), then drop it;
-    # deleting a namespace also destroys the veth end it holds.
-    for pid in _ip("netns", "pids", name).stdout.split():
-        with suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGKILL)
-    _ip("netns", "delete", name)
 
 
 @pytest.fixture
 def namespaces() -> Iterator[Namespaces]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create network namespaces")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 `ip` is not installed")
-    suffix = f"{os.getpid()}x{next(_instances)}"
-    names = Namespaces(
-        server=f"dp-srv-{suffix}",
-        client=f"dp-cli-{suffix}",
-        server_link=f"dps{suffix}"[:15],  # interface names are at most 15 characters
-        client_link=f"dpc{suffix}"[:15],
-    )
-    probe = _ip("netns", "add", names.server)
-    if probe.returncode != 0:
-        pytest.skip(f"`ip netns add` is not permitted here: {probe.stderr.strip()}")
-    try:
-        _checked_ip("netns", "add", names.client)
-        _checked_ip("link", "add", names.server_link, "type", "veth", "peer", "name", names.client_link)
-        _checked_ip("link", "set", names.server_link, "netns", names.server)
-        _checked_ip("link", "set", names.client_link, "netns", names.client)
-        for namespace, link, address in [
-            (names.server, names.server_link, SERVER_IP),
-            (names.client, names.client_link, CLIENT_IP),
-        ]:
-            _checked_ip("-n", namespace, "addr", "add", f"{address}/24", "dev", link)
-            _checked_ip("-n", namespace, "link", "set", link, "up")
-            _checked_ip("-n", namespace, "link", "set", "lo", "up")
+    with linked_namespaces("dp", SERVER_IP, CLIENT_IP) as names:
         yield names
-    finally:
-        _delete_namespace(names.client)
-        _delete_namespace(names.server)
-        # If setup stopped before the move into a namespace, the veth pair is still here.
-        if _ip("link", "show", names.server_link).returncode == 0:
-            _ip("link", "delete", names.server_link)
 
 
 @contextmanager

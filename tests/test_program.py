@@ -499,17 +499,45 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return [actions] if isinstance(actions, str) else actions
 
 
-def test_program_passes_the_policy_pack(run: StackRun) -> None:
-    recorded = [
-        RecordedResource(
+def _recorded(run: StackRun) -> list[RecordedResource]:
+    """The stack's resources as the policy harness takes them, with the engine's property dependencies."""
+    recorded = {
+        resource.urn: RecordedResource(
             type_=resource.type_,
             name=resource.name,
             props=resource.inputs,
             additional_secret_outputs=resource.additional_secret_outputs,
+            outputs=resource.outputs,
         )
         for resource in run.resources
-    ]
-    assert check_resources(recorded) == [], run.stack
+    }
+    for resource in run.resources:
+        recorded[resource.urn].property_dependencies = {
+            prop: [recorded[urn].urn for urn in urns if urn in recorded]
+            for prop, urns in resource.property_dependencies.items()
+        }
+    return list(recorded.values())
+
+
+def test_program_passes_the_policy_pack(run: StackRun) -> None:
+    assert check_resources(_recorded(run)) == [], run.stack
+
+
+def test_the_bucket_policies_see_every_bucket_of_the_program(run: StackRun) -> None:
+    """Without its public access block or its TLS-only policy, each bucket of the stack is reported by name."""
+    buckets = run.of_type(BUCKET_TYPE)
+    for bucket in buckets:
+        guards = ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "aws:s3/bucketPolicy:BucketPolicy")
+        stripped = [
+            resource
+            for resource in _recorded(run)
+            if not (resource.type_ in guards and resource.name.startswith(bucket.name))
+        ]
+        violations = check_resources(stripped)
+        for policy in ("s3-buckets-public-access-blocked", "s3-buckets-tls-only"):
+            assert f"{policy}: {BUCKET_TYPE}::{bucket.name}: S3 bucket {bucket.name}" in "\n".join(violations), (
+                f"{bucket.urn}: {policy} did not see it: {violations}"
+            )
 
 
 def _run_expecting_error(stack: str, overrides: dict[str, Any]) -> tuple[str, StackRun | None]:

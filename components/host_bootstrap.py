@@ -411,7 +411,7 @@ finish() {{
 }}
 trap finish EXIT
 
-# The boot script installs these; if it could not reach the package repositories, every run retries.
+# The payload installs these at boot; if it could not reach the package repositories, every run retries.
 if ! command -v nginx >/dev/null || ! command -v openssl >/dev/null; then
     echo "nginx or openssl is missing: installing them"
     dnf install -y nginx openssl

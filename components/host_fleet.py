@@ -1,8 +1,8 @@
 """The backend's hosts: nginx on Amazon Linux 2023 in an Auto Scaling group behind the load balancer's target group.
 
-Hosts launch from a launch template. A new boot script or AMI is a new launch template version, which the group
-rolls out through an instance refresh that keeps `min_healthy_percent` of the hosts in service. The AMI changes
-only when asked: it is `ami_id`, or the one `ami_parameter` named at the first deployment, kept from then on.
+Hosts launch from a launch template. A new payload, new CA pins or a new AMI is a new launch template version, which
+the group rolls out through an instance refresh that keeps `min_healthy_percent` of the hosts in service. The AMI
+changes only when asked: it is `ami_id`, or the one `ami_parameter` named at the first deployment, kept from then on.
 Each host reports the days left on the certificate it serves (CloudWatch metric
 `PcaBackend/CertificateDaysToExpiry`, dimension `Backend`); an alarm fires well before any served certificate
 expires.
@@ -391,7 +391,7 @@ class HostFleet(pulumi.ComponentResource):
         group = self._security_group(args)
         role = self._host_role()
         # A delivery that must know the group before it exists (its issuer checks callers belong to the group,
-        # and the hosts' boot script carries the issuer's address) gets a name derived from the backend's.
+        # and the hosts' payload carries the issuer's address) gets a name derived from the backend's.
         group_name = f"pca-backend-{settings.backend_name}" if delivery.needs_auto_scaling_group_name else None
         #: How the key material reaches these hosts (what the delivery created).
         self.key_delivery = delivery.deliver(
@@ -609,7 +609,7 @@ class HostFleet(pulumi.ComponentResource):
         else:
             # The public parameter moves with every Amazon Linux release (about every two weeks). Its value is
             # used when the template is created; afterwards Pulumi keeps the image_id from state, so a later
-            # `pulumi up` does not roll the hosts, and a new boot script is a new version on the same AMI.
+            # `pulumi up` does not roll the hosts, and a new payload is a new version on the same AMI.
             # https://www.pulumi.com/docs/iac/concepts/options/ignorechanges/
             # insecure_value: an AMI id is not a secret.
             ami = aws.ssm.get_parameter_output(name=settings.ami_parameter, opts=pulumi.InvokeOptions(parent=self))
@@ -687,7 +687,7 @@ class HostFleet(pulumi.ComponentResource):
             # that boots too slowly) does not fail the deployment: the group launches another and `pulumi up` goes
             # on waiting until min_elb_capacity hosts serve or the timeout passes.
             ignore_failed_scaling_activities=True,
-            # A new launch template version (boot script, AMI) always starts a refresh; "tag" also rolls the
+            # A new launch template version (payload, pins, AMI) always starts a refresh; "tag" also rolls the
             # hosts when the tags they are launched with change. A refresh that fails (its hosts never pass the
             # health check) is rolled back by AWS, which replaces the hosts it launched with the group's earlier
             # configuration (auto_rollback; allowed because the version is pinned and the image is an AMI ID):

@@ -1368,6 +1368,69 @@ def test_the_host_role_reads_the_payloads_prefix_only(mocks: RecordingMocks) -> 
     assert "reads-host-payloads" in mocks.dependencies[("aws:iam/rolePolicy:RolePolicy", "reads-host-policy")], urn
 
 
+class _PreviewMocks(RecordingMocks):
+    """A first `pulumi preview`: the bucket's name and ARN are not known yet (nor is anything computed from them)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate" and not isinstance(args.inputs.get("userData"), str):
+            self.resources.append(args)
+            return f"lt-{args.name}", {}
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == BUCKET:
+            outputs = {key: value for key, value in outputs.items() if key not in ("bucket", "arn")}
+        return resource_id, outputs
+
+
+def _preview(name: str, args: Callable[[], EncryptedBackendArgs]) -> dict[str, dict[str, Any]]:
+    """Runs `args`' backend as a preview (the `mocks` fixture restores the runtime after)."""
+    preview = _PreviewMocks()
+    pulumi.runtime.set_mocks(
+        preview, project="pca-backend", stack="test", preview=True, monitor=_OptionsMonitor(preview)
+    )
+    _deploy(name, args)
+    return {r.typ: dict(r.inputs) for r in preview.resources if r.typ in (PAYLOAD_OBJECT, LAUNCH_TEMPLATE)}
+
+
+def _unknown(value: Any) -> bool:
+    return type(value).__name__ == "Unknown"
+
+
+def test_a_preview_renders_a_known_payload_and_leaves_the_rest_unknown(mocks: RecordingMocks) -> None:
+    """The CA created in the same deployment and the auto-named bucket are unknown at the first preview: the shared
+    payload is known all the same (it does not depend on them); the user data waits for both."""
+
+    def args() -> EncryptedBackendArgs:
+        ca = aws.cloudwatch.LogGroup("ca-source")  # stands for the CA: its kms_key_id is not known at preview
+        return _args(ca_bundle_pem=ca.kms_key_id.apply(lambda _: FAKE_BUNDLE_PEM))
+
+    registered = _preview("prev", args)
+
+    payload = registered[PAYLOAD_OBJECT]
+    assert payload["key"] == f"hosts/{hashlib.sha256(payload['content'].encode()).hexdigest()}.sh"
+    assert _unknown(payload["bucket"])
+    assert _unknown(registered[LAUNCH_TEMPLATE]["userData"])
+
+
+def test_a_preview_with_an_unknown_payload_registers_it_unknown(mocks: RecordingMocks) -> None:
+    """A delivery whose payload depends on an output not known at preview (an issuer's URL)."""
+
+    class _UnknownUrlIssuer(_Issuer):
+        def __init__(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> None:
+            super().__init__(name, fleet, opts)
+            url = aws.cloudwatch.LogGroup(f"{name}-url", opts=pulumi.ResourceOptions(parent=self)).kms_key_id
+            self.payload = url.apply(lambda value: _issuer_payload(str(value), fleet.hosts.backend_name))
+
+    class _UnknownUrlDelivery(_IssuerDelivery):
+        def deliver(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> _Issuer:
+            return _UnknownUrlIssuer(name, fleet, opts)
+
+    registered = _preview("later", lambda: {**_args(), "key_delivery": _UnknownUrlDelivery()})
+
+    assert _unknown(registered[PAYLOAD_OBJECT]["key"])
+    assert _unknown(registered[PAYLOAD_OBJECT]["content"])
+    assert _unknown(registered[LAUNCH_TEMPLATE]["userData"])
+
+
 def test_the_same_inputs_give_the_same_payload_and_user_data(mocks: RecordingMocks) -> None:
     first = _fleet_resources(mocks)
     second = _fleet_resources(mocks)

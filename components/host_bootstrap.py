@@ -232,11 +232,12 @@ def _check_text(argument: str, value: str, *, script: str | None = None) -> str:
 
 
 def _heredoc(command: str, delimiter: str, content: str, argument: str) -> list[str]:
-    """`command <<'DELIMITER'` followed by `content` verbatim (quoted delimiter: no expansion at all)."""
-    if delimiter in content.splitlines():
+    """`command <<'DELIMITER'` followed by `content` verbatim (quoted delimiter: no expansion at all). Lines are
+    split at "\n" only, as bash reads them (str.splitlines would also split at form feeds, CR, U+2028...)."""
+    lines = content.removesuffix("\n").split("\n")
+    if delimiter in lines:
         raise ValueError(f"{argument} must not contain a line reading {delimiter!r}")
-    body = content if content.endswith("\n") else content + "\n"
-    return [f"{command} <<'{delimiter}'", *body.splitlines(), delimiter]
+    return [f"{command} <<'{delimiter}'", *lines, delimiter]
 
 
 def _write_file(path: str, mode: str, content: str, delimiter: str, argument: str) -> list[str]:

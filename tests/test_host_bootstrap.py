@@ -238,6 +238,8 @@ def test_the_install_script_writes_every_file_byte_for_byte_with_its_mode(tmp_pa
         HostFile(f"{root}/etc/tool/shell-like", "0640", "$(touch pwned) `touch pwned` ${HOME} \\n \t\nEOF\n'\"\n"),
         HostFile(f"{root}/opt/with space/and'quote", "0755", "#!/bin/sh\necho hi\n"),
         HostFile(f"{root}/etc/tool/blank-lines", "0644", "\n\nthree\n\n"),
+        # Line breaks to Python's str.splitlines, not to bash: written as they are.
+        HostFile(f"{root}/etc/tool/other-breaks", "0644", "a\r\nb\x0cc\x1cd\u2028e\x85f\rg\n"),
     )
     real = _rooted(_payload(), root)
     payload = HostPayload(files=real.files + tricky, commands=())

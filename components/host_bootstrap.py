@@ -125,7 +125,8 @@ PAYLOAD_READ_ACTION = "s3:GetObject"
 PAYLOAD_DIR = "/var/lib/pca-backend"
 
 _MAX_SYNC_INTERVAL_MINUTES = 24 * 60
-_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
+# A SHA-256 digest as the hosts write it (sha256sum, x509.sha256_fingerprints): 64 lowercase hex digits.
+_SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
 # Boot-time package install attempts (back-off capped at 60 s: about an hour).
 _PACKAGE_ATTEMPTS = 60
 
@@ -168,7 +169,7 @@ def _check_fingerprints(ca_fingerprints: Sequence[str]) -> list[str]:
             f"(x509.sha256_fingerprints), got {ca_fingerprints!r}"
         )
     for fingerprint in ca_fingerprints:
-        if not isinstance(fingerprint, str) or not _FINGERPRINT_RE.fullmatch(fingerprint):
+        if not isinstance(fingerprint, str) or not _SHA256_HEX_RE.fullmatch(fingerprint):
             raise ValueError(
                 "ca_fingerprints entries must be SHA-256 fingerprints as 64 lowercase hex digits without colons, "
                 f"got {fingerprint!r}"
@@ -684,8 +685,6 @@ def render_install_script(payload: HostPayload) -> str:
     return "\n".join(lines) + "\n"
 
 
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
-_PAYLOAD_KEY_RE = re.compile(rf"{re.escape(PAYLOAD_KEY_PREFIX)}[0-9a-f]{{64}}\.sh")
 # S3 general purpose bucket names: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end
 # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -735,7 +734,7 @@ def render_bootstrap(*, region: str, bucket: str, key: str, sha256: str, ca_fing
     region = check_region(region)
     if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket):
         raise ValueError(f"bucket must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got {bucket!r}")
-    if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+    if not isinstance(sha256, str) or not _SHA256_HEX_RE.fullmatch(sha256):
         raise ValueError(f"sha256 must be a SHA-256 digest as 64 lowercase hex digits, got {sha256!r}")
     if key != f"{PAYLOAD_KEY_PREFIX}{sha256}.sh":
         raise ValueError(f"key must be the payload's content address {PAYLOAD_KEY_PREFIX}<sha256>.sh, got {key!r}")

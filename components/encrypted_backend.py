@@ -7,10 +7,12 @@ Hosts trust the CA bundle, so they also verify each other when they call one ano
 `EncryptedBackend` composes three concerns, each its own component:
 
 - the load balancer and its listeners (`components/load_balancer.py`);
-- the host fleet: role, launch template, Auto Scaling group, expiry alarm (`components/host_fleet.py`);
+- the host fleet: role, host payload bucket, launch template (a bootstrap that runs the pinned payload), Auto
+  Scaling group, expiry alarm (`components/host_fleet.py`);
 - how key material reaches the hosts: the `key_delivery` the caller chooses (`components/key_delivery.py`), e.g.
   `SsmKeyDelivery` (`components/ssm_key_delivery.py`): SSM SecureString parameters under a customer-managed
-  KMS key, which the hosts read at boot and every 15 minutes.
+  KMS key, which the hosts read at boot and every 15 minutes. The delivery describes the hosts' software as a
+  payload; the fleet stores it and pins it.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from components.host_bootstrap import (
     SYNC_EXIT_NO_CERTIFICATE,
     SYNC_EXIT_SERVING_PREVIOUS,
     TRUST_CA_PATH,
+    VERIFY_TLS_PATH,
     check_metric_backend,
     check_region,
     ec2_private_dns_domain,
@@ -58,8 +59,6 @@ __all__ = [
 AGENT_PATH = "/usr/local/sbin/pca-backend-cert-agent"
 AGENT_CONFIG_PATH = "/etc/pca-backend/agent.json"
 AGENT_UNIT = "pca-backend-cert-agent"
-#: The operators' TLS check (scripts/verify-tls), which the user data had no room for.
-VERIFY_TLS_PATH = "/usr/local/bin/verify-tls"
 #: The agent's exit statuses, as the shared mode's sync: 75 while no certificate is installed (systemd runs it again
 #: in FIRST_SYNC_RETRY_SECONDS), 1 when it failed and nginx keeps serving the previous certificate (the timer runs it
 #: again), 2 for a configuration error (the timer too: a retry soon would not fix it).

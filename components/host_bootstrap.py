@@ -1,45 +1,46 @@
-"""Render the EC2 user data that turns an Amazon Linux 2023 host into a TLS backend.
+"""Render what turns an Amazon Linux 2023 host into a TLS backend: a host payload and the bootstrap that runs it.
 
-Pure functions, no Pulumi: the component and the tests call them alike.
+Pure functions, no Pulumi: the components and the tests call them alike.
 
-The user data holds only the *names* of three SSM SecureString parameters (full chain, private key, CA
-bundle), never their values. A sync script installed on the host fetches them at boot and again every
-`sync_interval_minutes` from a systemd timer, so a rotated certificate (a routine `pulumi up` writes new
-parameter values) reaches nginx without replacing the host: the user data does not change on rotation.
+Three pieces, from the launch template down:
 
-What the script does, in order:
-1. writes `/usr/local/sbin/trust-ca` (the repository's `scripts/trust-ca`), the host gate
-   `/usr/local/sbin/pca-backend-tls-gate` (`scripts/tls-gate`), the pins file `/etc/pca-backend/ca-pins` (SHA-256
-   fingerprints of the stack's CA certificates: the only CAs the host accepts in a bundle), the sync script
-   `/usr/local/sbin/pca-backend-tls-sync`, the nginx server block `/etc/nginx/conf.d/pca-backend.conf` and a
-   systemd service + timer for the sync;
-2. enables the timer, installs nginx with dnf (the AWS CLI v2 and python3 are part of the AL2023 AMI);
-3. enables nginx and starts the first sync, which starts nginx once valid material is installed and, until
-   then, runs again every FIRST_SYNC_RETRY_SECONDS (well inside the load balancer's health check grace period)
-   instead of waiting for the timer.
+1. The **bootstrap** (`render_bootstrap`), the launch template's user data: a small bash script that writes the
+   pins file `/etc/pca-backend/ca-pins` (SHA-256 fingerprints of the stack's CA certificates, the only CAs a host
+   accepts in a bundle: they come from the launch template, not from whoever can write the key material),
+   downloads the host payload from the fleet's S3 bucket, checks its SHA-256 against the one it carries, and runs
+   it, or refuses it and exits non-zero. EC2 limits user data to 16 KB, counted "in raw form, before it is
+   base64-encoded" (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html); the
+   bootstrap is about 2 KB plus 65 bytes a pin, so it is carried as it is (`pack_user_data`: base64, no gzip).
+2. The **install script** (`render_install_script`) of a `HostPayload` (`components/host_payload.py`): bash that
+   writes every file verbatim with its mode through quoted heredocs, then runs the payload's commands.
+   `pack_payload` names it by the SHA-256 of its bytes (`hosts/<sha256>.sh`), the object the fleet uploads.
+3. The **shared mode's payload** (`render_shared_payload`): `trust-ca`, the host gate, `verify-tls`, the sync
+   script, its systemd service and timer and the nginx server block; then enable the timer, install nginx with dnf
+   (retried), start the first sync. It holds only the *names* of three SSM SecureString parameters (full chain,
+   private key, CA bundle), never their values: the sync fetches them at boot and every `sync_interval_minutes`,
+   so a rotated certificate (a routine `pulumi up` writes new parameter values) reaches nginx without replacing
+   the host. The first sync starts nginx once valid material is installed and, until then, runs again every
+   FIRST_SYNC_RETRY_SECONDS (well inside the load balancer's health check grace period).
 
 The sync lets the host gate decide on a new set (certificate, key, bundle), writes it through a temporary file and
 `mv` (atomic), tests the result with `nginx -t`, restores the previous files if the test fails (nginx is never
 reloaded onto a broken configuration), reloads nginx only when something changed, and installs the bundle into
 the host's trust store so hosts verify each other.
 
-The script is plain bash with every file embedded verbatim (comments and all). `pack_user_data` turns it into
-what the launch template carries: base64 of the gzip-compressed script. cloud-init uncompresses gzip user
-data before acting on it ("Content found to be gzip compressed will be uncompressed",
-https://cloudinit.readthedocs.io/en/22.1_a/topics/format.html), and EC2's 16 KB limit counts the user data
-"in raw form, before it is base64-encoded"
-(https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html): the gzipped bytes.
+Nothing here is compressed: the bytes a host checks are the bytes rendered, on every machine. (Deflate output is not
+the same everywhere: zlib-ng, Fedora's zlib since Fedora 40, https://fedoraproject.org/wiki/Changes/ZlibNGTransition,
+compresses the same input to other bytes than classic zlib; a digest of compressed bytes would move with the
+machine that runs `pulumi up` and roll every host.)
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import posixpath
 import re
 import shlex
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,6 +58,9 @@ __all__ = [
     "METRIC_NAMESPACE",
     "METRIC_PUT_ACTION",
     "PARAMETER_READ_ACTION",
+    "PAYLOAD_DIR",
+    "PAYLOAD_KEY_PREFIX",
+    "PAYLOAD_READ_ACTION",
     "PINS_PATH",
     "PRIVATE_KEY_PATH",
     "SERVER_BLOCK_PATH",
@@ -65,21 +69,26 @@ __all__ = [
     "SYNC_SCRIPT_PATH",
     "TRUST_CA_PATH",
     "USER_DATA_LIMIT_BYTES",
+    "VERIFY_TLS_PATH",
     "HostParameters",
+    "PackedPayload",
+    "check_bootstrap",
     "check_metric_backend",
     "check_region",
     "ec2_private_dns_domain",
     "is_parameter_path",
     "is_reserved_parameter_path",
+    "pack_payload",
     "pack_user_data",
     "package_install_command",
+    "render_bootstrap",
+    "render_install_script",
     "render_pins",
     "render_shared_payload",
     "render_sync_script",
-    "render_user_data",
 ]
 
-#: EC2's limit on user data, counted before base64 encoding: here, on the gzip-compressed script.
+#: EC2's limit on user data, counted before base64 encoding.
 USER_DATA_LIMIT_BYTES = 16 * 1024
 
 CERTIFICATE_PATH = "/etc/pki/nginx/server.crt"
@@ -89,7 +98,10 @@ SERVER_BLOCK_PATH = "/etc/nginx/conf.d/pca-backend.conf"
 TRUST_CA_PATH = "/usr/local/sbin/trust-ca"
 #: The host gate (scripts/tls-gate): every set of key material passes it before nginx or the trust store sees it.
 GATE_PATH = "/usr/local/sbin/pca-backend-tls-gate"
-#: Root-owned, public: the SHA-256 fingerprints of the stack's CA certificates, from the launch template.
+#: The operators' TLS check (scripts/verify-tls), on every host for anyone who logs in (Session Manager).
+VERIFY_TLS_PATH = "/usr/local/bin/verify-tls"
+#: Root-owned, public: the SHA-256 fingerprints of the stack's CA certificates, written by the bootstrap from the
+#: launch template before any payload runs.
 PINS_PATH = "/etc/pca-backend/ca-pins"
 SYNC_SCRIPT_PATH = "/usr/local/sbin/pca-backend-tls-sync"
 SYNC_UNIT = "pca-backend-tls-sync"
@@ -105,9 +117,16 @@ SYNC_EXIT_SERVING_PREVIOUS = 1
 #: the group launched it, credentials or endpoints still coming up) serves within the load balancer's health
 #: check grace period (300 s) instead of failing it and being replaced.
 FIRST_SYNC_RETRY_SECONDS = 20
+#: Key prefix of the payloads in the fleet's bucket (`hosts/<sha256>.sh`): the host role may read this prefix only.
+PAYLOAD_KEY_PREFIX = "hosts/"
+#: The one S3 action the bootstrap calls (`aws s3api get-object`).
+PAYLOAD_READ_ACTION = "s3:GetObject"
+#: Root-only directory where the bootstrap keeps the payload it verified and ran (`payload-<sha256>.sh`).
+PAYLOAD_DIR = "/var/lib/pca-backend"
 
 _MAX_SYNC_INTERVAL_MINUTES = 24 * 60
-_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
+# A SHA-256 digest as the hosts write it (sha256sum, x509.sha256_fingerprints): 64 lowercase hex digits.
+_SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
 # Boot-time package install attempts (back-off capped at 60 s: about an hour).
 _PACKAGE_ATTEMPTS = 60
 
@@ -150,7 +169,7 @@ def _check_fingerprints(ca_fingerprints: Sequence[str]) -> list[str]:
             f"(x509.sha256_fingerprints), got {ca_fingerprints!r}"
         )
     for fingerprint in ca_fingerprints:
-        if not isinstance(fingerprint, str) or not _FINGERPRINT_RE.fullmatch(fingerprint):
+        if not isinstance(fingerprint, str) or not _SHA256_HEX_RE.fullmatch(fingerprint):
             raise ValueError(
                 "ca_fingerprints entries must be SHA-256 fingerprints as 64 lowercase hex digits without colons, "
                 f"got {fingerprint!r}"
@@ -214,18 +233,29 @@ def _check_text(argument: str, value: str, *, script: str | None = None) -> str:
 
 
 def _heredoc(command: str, delimiter: str, content: str, argument: str) -> list[str]:
-    """`command <<'DELIMITER'` followed by `content` verbatim (quoted delimiter: no expansion at all)."""
-    if delimiter in content.splitlines():
+    """`command <<'DELIMITER'` followed by `content` verbatim (quoted delimiter: no expansion at all). Lines are
+    split at "\n" only, as bash reads them (str.splitlines would also split at form feeds, CR, U+2028...)."""
+    lines = content.removesuffix("\n").split("\n")
+    if delimiter in lines:
         raise ValueError(f"{argument} must not contain a line reading {delimiter!r}")
-    body = content if content.endswith("\n") else content + "\n"
-    return [f"{command} <<'{delimiter}'", *body.splitlines(), delimiter]
+    return [f"{command} <<'{delimiter}'", *lines, delimiter]
 
 
 def _write_file(path: str, mode: str, content: str, delimiter: str, argument: str) -> list[str]:
-    return [
-        *_heredoc(f"cat >{path}", delimiter, content, argument),
-        f"chmod {mode} {path}",
-    ]
+    """Bash that writes `content` to `path` byte for byte, then gives it `mode`.
+
+    A heredoc always ends its text with a newline: a content without one gets its last byte (that newline) cut
+    again (`truncate -s -1`); an empty content is written without a heredoc.
+    """
+    if "\0" in content:
+        raise ValueError(f"{argument} must not contain NUL characters (bash cannot write them from a heredoc)")
+    quoted = shlex.quote(path)
+    if not content:
+        return [f": >{quoted}", f"chmod {mode} {quoted}"]
+    lines = _heredoc(f"cat >{quoted}", delimiter, content, argument)
+    if not content.endswith("\n"):
+        lines.append(f"truncate -s -1 {quoted}")
+    return [*lines, f"chmod {mode} {quoted}"]
 
 
 #: CloudWatch metric every host puts after each sync (the backend's alarm is built against this contract).
@@ -383,7 +413,7 @@ finish() {{
 }}
 trap finish EXIT
 
-# The boot script installs these; if it could not reach the package repositories, every run retries.
+# The payload installs these at boot; if it could not reach the package repositories, every run retries.
 if ! command -v nginx >/dev/null || ! command -v openssl >/dev/null; then
     echo "nginx or openssl is missing: installing them"
     dnf install -y nginx openssl
@@ -528,20 +558,6 @@ WantedBy=timers.target
     return service, timer
 
 
-# A gzip member (RFC 1952) with a fixed header: no file name, MTIME 0, XFL 2 (best compression), OS 255
-# (unknown). gzip.compress takes its header from zlib, whose OS byte is the platform zlib was built for, so
-# a stack updated from two kinds of machine would see its user data (and every host) change.
-_GZIP_HEADER = b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + b"\x02\xff"
-_GZIP_LEVEL = 9
-
-
-def _gzip(data: bytes) -> bytes:
-    """`data` as one gzip member whose bytes depend only on `data` (and on zlib's deflate at level 9)."""
-    deflate = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY)
-    body = deflate.compress(data) + deflate.flush()
-    return _GZIP_HEADER + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
-
-
 def package_install_command(timer_unit: str) -> str:
     """A boot command: `dnf install -y nginx openssl` retried with a back-off capped at a minute, for about an hour;
     when it still fails the boot stops and `timer_unit` (whose runs install missing packages too) goes on."""
@@ -570,15 +586,23 @@ def render_shared_payload(
     server_block: str,
     trust_ca_script: str,
     tls_gate_script: str,
+    verify_tls_script: str,
     sync_interval_minutes: int = 15,
     metric_backend: str | None = None,
 ) -> HostPayload:
-    """What a host of the shared mode runs, as files and boot commands: trust-ca, the host gate, the sync script,
-    the nginx server block and the sync's systemd service and timer, then the commands that enable the timer,
-    install nginx and openssl (dnf, retried) and start the first sync. The pins file (PINS_PATH) is not part of
-    it: it comes from the launch template (see `render_user_data`).
+    """What a host of the shared mode runs: trust-ca, the host gate, verify-tls, the sync script, the nginx server
+    block and the sync's systemd service and timer, then the commands that enable the timer, install nginx and
+    openssl (dnf, retried) and start the first sync. The pins file (PINS_PATH) is not part of it: the bootstrap
+    writes it from the launch template before the payload runs.
 
-    Arguments as for `render_user_data`. Never holds key material or certificates: only the SSM parameter names.
+    `parameters` names the SSM SecureString parameters the host reads; `server_block` is the nginx server block
+    (see `nginx_config.render_server_block`, with CERTIFICATE_PATH and PRIVATE_KEY_PATH); `trust_ca_script`,
+    `tls_gate_script` and `verify_tls_script` are the contents of scripts/trust-ca, scripts/tls-gate and
+    scripts/verify-tls. `metric_backend` is the backend's name, the same for every host of one backend: the
+    `Backend` dimension of the `PcaBackend` / `CertificateDaysToExpiry` metric each host puts after every sync
+    (default: the SSM path the three parameters share, which is already unique per backend). Hosts learn their own
+    names from IMDSv2, so the same payload serves every host of an Auto Scaling group.
+    Never holds key material or certificates: only the SSM parameter names.
     Raises ValueError naming the argument when an input is not allowed.
     """
     region = check_region(region)
@@ -586,6 +610,7 @@ def render_shared_payload(
     server_block = _check_text("server_block", server_block)
     trust_ca_script = _check_text("trust_ca_script", trust_ca_script, script="scripts/trust-ca")
     tls_gate_script = _check_text("tls_gate_script", tls_gate_script, script="scripts/tls-gate")
+    verify_tls_script = _check_text("verify_tls_script", verify_tls_script, script="scripts/verify-tls")
     interval = _check_interval(sync_interval_minutes)
     if metric_backend is None:
         metric_backend = posixpath.commonpath([parameters.full_chain, parameters.private_key, parameters.ca_bundle])
@@ -594,6 +619,7 @@ def render_shared_payload(
     files = (
         HostFile(TRUST_CA_PATH, "0755", trust_ca_script),
         HostFile(GATE_PATH, "0755", tls_gate_script),
+        HostFile(VERIFY_TLS_PATH, "0755", verify_tls_script),
         HostFile(SYNC_SCRIPT_PATH, "0700", sync_script),
         HostFile(SERVER_BLOCK_PATH, "0644", server_block),
         HostFile(f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service),
@@ -616,109 +642,192 @@ def render_shared_payload(
                 "# inside the health check's grace period; --no-block: this script need not wait for it.",
                 "systemctl enable nginx.service",
                 f"systemctl start --no-block {SYNC_UNIT}.service",
-                f'echo "pca-backend bootstrap done; the first TLS sync is running (journalctl -u {SYNC_UNIT})"',
+                f'echo "pca-backend payload done; the first TLS sync is running (journalctl -u {SYNC_UNIT})"',
             ]
         ),
     )
     return HostPayload(files=files, commands=commands)
 
 
-#: How the user data writes each file of the shared payload: its heredoc delimiter, and the argument an error names.
-_USER_DATA_HEREDOCS = {
-    TRUST_CA_PATH: ("PCA_BACKEND_TRUST_CA_EOF", "trust_ca_script"),
-    GATE_PATH: ("PCA_BACKEND_TLS_GATE_EOF", "tls_gate_script"),
-    PINS_PATH: ("PCA_BACKEND_PINS_EOF", "ca_fingerprints"),
-    SYNC_SCRIPT_PATH: ("PCA_BACKEND_SYNC_EOF", "sync_script"),
-    SERVER_BLOCK_PATH: ("PCA_BACKEND_NGINX_EOF", "server_block"),
-    f"/etc/systemd/system/{SYNC_UNIT}.service": ("PCA_BACKEND_UNIT_EOF", "service"),
-    f"/etc/systemd/system/{SYNC_UNIT}.timer": ("PCA_BACKEND_UNIT_EOF", "timer"),
-}
+def render_install_script(payload: HostPayload) -> str:
+    """The bash script that installs `payload` on a host: every file written verbatim with its mode (root-owned:
+    the bootstrap runs it as root), the directories they need created (existing ones left as they are), then the
+    payload's commands in order. `set -euo pipefail`: a failing command stops it, with a non-zero exit.
 
-
-def render_user_data(
-    *,
-    region: str,
-    parameters: HostParameters,
-    server_block: str,
-    trust_ca_script: str,
-    tls_gate_script: str,
-    ca_fingerprints: Sequence[str],
-    sync_interval_minutes: int = 15,
-    metric_backend: str | None = None,
-) -> str:
-    """The bash user-data script (cloud-init runs it once, at first boot) for an Amazon Linux 2023 host.
-
-    `parameters` names the SSM SecureString parameters the host reads; `server_block` is the nginx server
-    block (see `nginx_config.render_server_block`, with CERTIFICATE_PATH and PRIVATE_KEY_PATH);
-    `trust_ca_script` and `tls_gate_script` are the contents of scripts/trust-ca and scripts/tls-gate (the
-    operators' scripts/verify-tls no longer fits beside them in EC2's 16 KB). `ca_fingerprints` are the SHA-256
-    fingerprints of the CA bundle's certificates (`x509.sha256_fingerprints`): the host accepts no other CA in a
-    bundle, so whoever can write the parameters cannot add a trust anchor to the hosts; a new CA is a new launch
-    template version.
-    `metric_backend` is the backend's name, the same for every host of one backend: the `Backend` dimension
-    of the `PcaBackend` / `CertificateDaysToExpiry` metric each host puts after every sync (default: the SSM
-    path the three parameters share, which is already unique per backend). Every file is embedded verbatim.
-    The result never contains key material or certificates, and `pack_user_data` of it fits EC2's 16 KB
-    limit. Hosts launched from a launch template with this user data learn their own names from IMDSv2, so
-    the same user data serves every host of an Auto Scaling group.
-    It writes the files of `render_shared_payload` and the pins file, then runs the payload's commands.
-    Raises ValueError naming the argument when an input is not allowed or the packed script would not fit.
+    Deterministic: the same payload always gives the same text. Raises ValueError naming the file or command
+    that cannot be written (a NUL character, a line that reads like this script's heredoc delimiter) or that
+    holds key material.
     """
-    payload = render_shared_payload(
-        region=region,
-        parameters=parameters,
-        server_block=server_block,
-        trust_ca_script=trust_ca_script,
-        tls_gate_script=tls_gate_script,
-        sync_interval_minutes=sync_interval_minutes,
-        metric_backend=metric_backend,
-    )
-    pins = HostFile(PINS_PATH, "0644", render_pins(ca_fingerprints))
-    files = list(payload.files)
-    files.insert([file.path for file in files].index(GATE_PATH) + 1, pins)
-    written: list[str] = []
-    for file in files:
-        delimiter, argument = _USER_DATA_HEREDOCS[file.path]
-        written += _write_file(file.path, file.mode, file.content, delimiter, argument)
+    if not isinstance(payload, HostPayload):
+        raise ValueError(f"payload must be a HostPayload, got {type(payload).__name__}")
+    for index, command in enumerate(payload.commands, 1):
+        if not isinstance(command, str) or "\0" in command:
+            raise ValueError(f"payload command {index} must be shell text without NUL characters")
+        if "PRIVATE KEY-----" in command:
+            raise ValueError(f"payload command {index} must not hold key material: payloads are not secret")
+    directories = sorted({posixpath.dirname(file.path) for file in payload.files} - {"/"})
     lines = [
         "#!/bin/bash",
-        "# pca-backend host bootstrap (rendered by components/host_bootstrap.py). It holds the NAMES of",
-        "# the SSM parameters with the TLS material, never the material itself.",
+        "# pca-backend host payload (rendered by components/host_bootstrap.py): installs its files, then runs its",
+        "# commands. The bootstrap in the launch template runs it once its SHA-256 matches the one it carries.",
         "set -euo pipefail",
-        "# Everything this script prints goes to the journal: journalctl -t pca-backend-bootstrap",
+        "umask 022",
+        "",
+    ]
+    if directories:
+        lines.append("mkdir -p -- " + " ".join(shlex.quote(directory) for directory in directories))
+    for index, file in enumerate(payload.files, 1):
+        lines += _write_file(file.path, file.mode, file.content, f"PCA_BACKEND_FILE_{index}_EOF", f"file {file.path}")
+    lines += [
+        f'echo "pca-backend payload: {len(payload.files)} files installed, running {len(payload.commands)} commands"',
+        *[f"\n{command}" for command in payload.commands],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# S3 general purpose bucket names: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Download attempts at boot (back-off capped at 60 s: about an hour, as the package install).
+_DOWNLOAD_ATTEMPTS = 60
+
+
+@dataclass(frozen=True)
+class PackedPayload:
+    """A payload as the fleet stores it: its install script, named by the SHA-256 of the script's bytes."""
+
+    script: str
+    """The install script (`render_install_script`), uploaded as it is (UTF-8)."""
+    sha256: str
+    """SHA-256 of the script's UTF-8 bytes, 64 lowercase hex digits: what the bootstrap checks."""
+
+    @property
+    def key(self) -> str:
+        """The object's key: `hosts/<sha256>.sh`. A new payload is a new object; the old one stays for hosts
+        launched from older launch template versions."""
+        return f"{PAYLOAD_KEY_PREFIX}{self.sha256}.sh"
+
+
+def pack_payload(payload: HostPayload) -> PackedPayload:
+    """`payload`'s install script and its SHA-256 (deterministic: the same payload gives the same bytes)."""
+    script = render_install_script(payload)
+    return PackedPayload(script=script, sha256=hashlib.sha256(script.encode()).hexdigest())
+
+
+def render_bootstrap(*, region: str, bucket: str, key: str, sha256: str, ca_fingerprints: Sequence[str]) -> str:
+    """The launch template's user data: a bash script (cloud-init runs it once, at first boot, as root) that
+
+    - sends everything it and the payload print to the journal (`journalctl -t pca-backend-bootstrap`);
+    - writes the pins file (PINS_PATH) from `ca_fingerprints`, the SHA-256 fingerprints of the stack's CA
+      certificates (`x509.sha256_fingerprints`): the host accepts no other CA in a bundle, so whoever can write the
+      key material cannot add a trust anchor to the hosts; a new CA is a new launch template version;
+    - downloads `s3://<bucket>/<key>` with the AWS CLI (`aws s3api get-object` in `region`, connect/read timeouts),
+      retrying with a back-off capped at a minute for about an hour: the instance profile's credentials, the role's
+      policy and the route to S3 (a NAT gateway, or the S3 gateway endpoint) can lag the first boot;
+    - checks the download's SHA-256 against `sha256` and refuses anything else: it says why and exits non-zero,
+      and nothing of the download runs;
+    - keeps it as `PAYLOAD_DIR/payload-<sha256>.sh` (root only) and runs it with bash.
+
+    Never holds key material or certificates. Raises ValueError naming the argument when an input is not allowed or
+    the script would exceed EC2's 16 KB of user data.
+    """
+    region = check_region(region)
+    if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket):
+        raise ValueError(f"bucket must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-'), got {bucket!r}")
+    if not isinstance(sha256, str) or not _SHA256_HEX_RE.fullmatch(sha256):
+        raise ValueError(f"sha256 must be a SHA-256 digest as 64 lowercase hex digits, got {sha256!r}")
+    if key != f"{PAYLOAD_KEY_PREFIX}{sha256}.sh":
+        raise ValueError(f"key must be the payload's content address {PAYLOAD_KEY_PREFIX}<sha256>.sh, got {key!r}")
+    pins = render_pins(ca_fingerprints)
+    q = shlex.quote
+    attempts = _DOWNLOAD_ATTEMPTS
+    source = "s3://$PAYLOAD_BUCKET/$PAYLOAD_KEY"
+    lines = [
+        "#!/bin/bash",
+        "# pca-backend host bootstrap (rendered by components/host_bootstrap.py). It writes the CA pins this launch",
+        "# template carries, then downloads the host payload from S3 and runs it only if its SHA-256 is the one below.",
+        "# No key material, no certificate.",
+        "set -euo pipefail",
+        "umask 022",
+        'export AWS_PAGER=""',
+        "# Everything this script and the payload print goes to the journal: journalctl -t pca-backend-bootstrap",
         "exec > >(logger -t pca-backend-bootstrap -s 2>/dev/console) 2>&1",
         "",
-        f"install -d -m 0755 /usr/local/sbin /etc/pki/nginx /etc/nginx/conf.d {posixpath.dirname(PINS_PATH)}",
-        "install -d -m 0700 /etc/pki/nginx/private",
-        *written,
+        f"readonly REGION={q(region)}",
+        f"readonly PAYLOAD_BUCKET={q(bucket)}",
+        f"readonly PAYLOAD_KEY={q(key)}",
+        f"readonly PAYLOAD_SHA256={sha256}",
+        f"readonly PAYLOAD={PAYLOAD_DIR}/payload-{sha256}.sh",
         "",
-        "\n\n".join(payload.commands),
+        f"install -d -m 0755 {posixpath.dirname(PINS_PATH)}",
+        *_write_file(PINS_PATH, "0644", pins, "PCA_BACKEND_PINS_EOF", "ca_fingerprints"),
+        "",
+        f"install -d -m 0700 {PAYLOAD_DIR}",
+        f'download=$(mktemp "{PAYLOAD_DIR}/.payload.XXXXXX")',
+        "# The instance profile's credentials, the role's policy and the route to S3 (NAT gateway or S3 gateway",
+        "# endpoint) can lag the first boot: retry with a back-off capped at a minute, for about an hour.",
+        "attempt=1",
+        f'until aws s3api get-object --region "$REGION" --cli-connect-timeout {AWS_CLI_CONNECT_TIMEOUT} \\',
+        f'    --cli-read-timeout {AWS_CLI_READ_TIMEOUT} --bucket "$PAYLOAD_BUCKET" --key "$PAYLOAD_KEY" "$download" \\',
+        "    >/dev/null; do",
+        f'    if [ "$attempt" -ge {attempts} ]; then',
+        f'        echo "could not download the host payload {source} in {attempts} attempts: nothing installed"',
+        '        rm -f -- "$download"',
+        "        exit 1",
+        "    fi",
+        f'    echo "could not download the host payload {source} (attempt $attempt of {attempts}); retrying"',
+        "    sleep $((attempt < 6 ? attempt * 10 : 60))",
+        "    attempt=$((attempt + 1))",
+        "done",
+        'actual=$(sha256sum "$download" | cut -d " " -f 1)',
+        'if [ "$actual" != "$PAYLOAD_SHA256" ]; then',
+        (
+            f'    echo "refused the host payload {source}: its SHA-256 is $actual, not the $PAYLOAD_SHA256 '
+            'the launch template pins: nothing of it runs"'
+        ),
+        '    rm -f -- "$download"',
+        "    exit 1",
+        "fi",
+        'mv -f -- "$download" "$PAYLOAD"',
+        f'echo "host payload {source} verified (SHA-256 $PAYLOAD_SHA256): running it"',
+        'bash "$PAYLOAD"',
     ]
-    user_data = "\n".join(lines) + "\n"
-    packed_size = len(_gzip(user_data.encode()))
-    if packed_size > USER_DATA_LIMIT_BYTES:
+    bootstrap = "\n".join(lines) + "\n"
+    size = len(bootstrap.encode())
+    if size > USER_DATA_LIMIT_BYTES:
         raise ValueError(
-            f"the user data would be {packed_size} bytes gzip-compressed, over EC2's limit of "
-            f"{USER_DATA_LIMIT_BYTES}: shorten server_block, trust_ca_script or tls_gate_script"
+            f"the user data would be {size} bytes, over EC2's limit of {USER_DATA_LIMIT_BYTES}: "
+            f"ca_fingerprints pins {len(ca_fingerprints)} CA certificates, too many for a launch template"
         )
-    return user_data
+    return bootstrap
+
+
+def check_bootstrap(*, region: str, ca_fingerprints: Sequence[str]) -> None:
+    """Raise ValueError, before any resource exists, when no bootstrap for these pins fits EC2's user-data limit
+    (`render_bootstrap` with the longest bucket name S3 allows and a stand-in digest)."""
+    stand_in = "0" * 64
+    render_bootstrap(
+        region=region,
+        bucket="b" * 63,
+        key=f"{PAYLOAD_KEY_PREFIX}{stand_in}.sh",
+        sha256=stand_in,
+        ca_fingerprints=ca_fingerprints,
+    )
 
 
 def pack_user_data(script: str) -> str:
-    """The launch template's `user_data` for `script`: base64 of the gzip-compressed script.
+    """The launch template's `user_data` for `script`: its UTF-8 bytes, base64-encoded (as the EC2 API takes them).
 
-    Deterministic: the same script always gives the same text, so a later `pulumi up` sees no change.
-    cloud-init uncompresses gzip user data and runs the script as if it had been sent plain:
-    https://cloudinit.readthedocs.io/en/22.1_a/topics/format.html ("Gzip Compressed Content").
-    Raises ValueError when the compressed script is over EC2's 16 KB limit on user data, which counts the
-    bytes before base64 (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html).
+    Deterministic and not compressed: the same script always gives the same text on every machine, so a later
+    `pulumi up` sees no change. Raises ValueError when the script is over EC2's 16 KB limit on user data, which
+    counts the bytes before base64 (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html).
     """
     if not isinstance(script, str) or not script.startswith("#!"):
-        raise ValueError("script must be the boot script's text, starting with '#!' (see render_user_data)")
-    packed = _gzip(script.encode())
-    if len(packed) > USER_DATA_LIMIT_BYTES:
+        raise ValueError("script must be the boot script's text, starting with '#!' (see render_bootstrap)")
+    raw = script.encode()
+    if len(raw) > USER_DATA_LIMIT_BYTES:
         raise ValueError(
-            f"the user data is {len(packed)} bytes gzip-compressed, over EC2's limit of {USER_DATA_LIMIT_BYTES} "
-            "bytes (counted before base64): shorten the boot script"
+            f"the user data is {len(raw)} bytes, over EC2's limit of {USER_DATA_LIMIT_BYTES} bytes (counted before "
+            "base64): shorten the boot script"
         )
-    return base64.b64encode(packed).decode()
+    return base64.b64encode(raw).decode()

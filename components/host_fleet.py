@@ -1,15 +1,19 @@
 """The backend's hosts: nginx on Amazon Linux 2023 in an Auto Scaling group behind the load balancer's target group.
 
-Hosts launch from a launch template. A new boot script or AMI is a new launch template version, which the group
-rolls out through an instance refresh that keeps `min_healthy_percent` of the hosts in service. The AMI changes
-only when asked: it is `ami_id`, or the one `ami_parameter` named at the first deployment, kept from then on.
+Hosts launch from a launch template. A new payload, new CA pins or a new AMI is a new launch template version, which
+the group rolls out through an instance refresh that keeps `min_healthy_percent` of the hosts in service. The AMI
+changes only when asked: it is `ami_id`, or the one `ami_parameter` named at the first deployment, kept from then on.
 Each host reports the days left on the certificate it serves (CloudWatch metric
 `PcaBackend/CertificateDaysToExpiry`, dimension `Backend`); an alarm fires well before any served certificate
 expires.
 
 How the certificate and key reach the hosts is not the fleet's: it is the `key_delivery` its caller chooses
-(`components/key_delivery.py`), which gives the fleet the boot script, the host role's statements for the
-delivery and what the hosts must wait for.
+(`components/key_delivery.py`), which gives the fleet the hosts' software as a `HostPayload`, the SHA-256
+fingerprints of the CA certificates they may trust, the host role's statements for the delivery and what the hosts
+must wait for. The fleet stores the payload in its own private bucket under a content-addressed key
+(`hosts/<sha256>.sh`); the launch template carries only a small bootstrap that writes the pins, downloads that
+object, checks its SHA-256 and runs it. EC2's 16 KB user-data limit therefore bounds only the bootstrap and its pins,
+not the software.
 """
 
 from __future__ import annotations
@@ -42,11 +46,16 @@ from components.host_bootstrap import (
     METRIC_NAME,
     METRIC_NAMESPACE,
     METRIC_PUT_ACTION,
+    PAYLOAD_KEY_PREFIX,
+    PAYLOAD_READ_ACTION,
     PRIVATE_KEY_PATH,
+    PackedPayload,
     check_region,
+    pack_payload,
     pack_user_data,
+    render_bootstrap,
 )
-from components.key_delivery import FleetIdentity, HostContext, KeyDelivery
+from components.key_delivery import FleetIdentity, HostContext, HostSupply, KeyDelivery
 from components.load_balancer import BackendArgs, shared_defaults
 from components.nginx_config import render_server_block
 from components.rules import aws as aws_rules
@@ -60,6 +69,7 @@ __all__ = [
     "HostFleet",
     "HostFleetArgs",
     "HostFleetSettings",
+    "payload_bucket_policy",
 ]
 
 DEFAULT_AMI_PARAMETER = aws_rules.AL2023_AMI_PARAMETER
@@ -345,10 +355,17 @@ class HostFleet(pulumi.ComponentResource):
       endpoints and package repositories; no SSH (use Session Manager). It also adds the load balancer group's
       egress to this group on `backend_port`;
     - an IAM role and instance profile for the hosts, with one inline policy: the key delivery's statements,
-      cloudwatch:PutMetricData in the `PcaBackend` namespace only, and Session Manager (no managed policy);
+      s3:GetObject on the payloads (`hosts/*` of the payload bucket) only, cloudwatch:PutMetricData in the
+      `PcaBackend` namespace only, and Session Manager (no managed policy);
     - what the key delivery creates (as a child of the fleet);
-    - a launch template (IMDSv2 only, encrypted gp3 root volume, the delivery's boot script as user data) and an
-      Auto Scaling group of `host_count` hosts registered with the target group, rolled by instance refresh;
+    - the host payload bucket (`<name>-host-payloads`: private, public access blocked, ACLs disabled
+      (BucketOwnerEnforced), SSE-S3 by default, a policy that refuses requests without TLS; emptied on destroy: it
+      holds only generated payloads) and the payload object `hosts/<sha256>.sh` (`<name>-host-payload`), kept in the
+      bucket when a newer payload replaces it (retain_on_delete), so a host launched from an older launch template
+      version still boots;
+    - a launch template (IMDSv2 only, encrypted gp3 root volume, the bootstrap as user data: pins, payload address
+      and SHA-256) and an Auto Scaling group of `host_count` hosts registered with the target group, rolled by
+      instance refresh, which waits for the payload object;
     - a CloudWatch alarm on the lowest `CertificateDaysToExpiry` any host reports.
     """
 
@@ -360,6 +377,8 @@ class HostFleet(pulumi.ComponentResource):
     """ARN of the IAM role of the hosts."""
     certificate_alarm_arn: pulumi.Output[str]
     """ARN of the certificate-expiry alarm."""
+    payload_bucket_name: pulumi.Output[str]
+    """Name of the bucket holding the hosts' payloads (`hosts/<sha256>.sh`)."""
 
     def __init__(self, name: str, args: HostFleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Everything is validated before the component registers: bad input creates nothing.
@@ -372,7 +391,7 @@ class HostFleet(pulumi.ComponentResource):
         group = self._security_group(args)
         role = self._host_role()
         # A delivery that must know the group before it exists (its issuer checks callers belong to the group,
-        # and the hosts' boot script carries the issuer's address) gets a name derived from the backend's.
+        # and the hosts' payload carries the issuer's address) gets a name derived from the backend's.
         group_name = f"pca-backend-{settings.backend_name}" if delivery.needs_auto_scaling_group_name else None
         #: How the key material reaches these hosts (what the delivery created).
         self.key_delivery = delivery.deliver(
@@ -382,20 +401,28 @@ class HostFleet(pulumi.ComponentResource):
             ),
             pulumi.ResourceOptions(parent=self),
         )
-        role_policy, profile = self._host_permissions(role)
-        auto_scaling_group = self._hosts(args, group=group, profile=profile, name=group_name, role_policy=role_policy)
+        bucket, bucket_guards = self._payload_bucket()
+        packed = pulumi.Output.from_input(self.key_delivery.payload).apply(pack_payload)
+        payload = self._payload_object(bucket, bucket_guards, packed)
+        role_policy, profile = self._host_permissions(role, bucket)
+        user_data = _user_data(settings.hosts.region, payload, packed, self.key_delivery)
+        auto_scaling_group = self._hosts(
+            args, group=group, profile=profile, name=group_name, user_data=user_data, wait_for=[role_policy, payload]
+        )
         alarm = self._certificate_alarm()
 
         self.security_group_id = group.id
         self.auto_scaling_group_name = auto_scaling_group.name
         self.host_role_arn = role.arn
         self.certificate_alarm_arn = alarm.arn
+        self.payload_bucket_name = bucket.bucket
         self.register_outputs(
             {
                 "security_group_id": self.security_group_id,
                 "auto_scaling_group_name": self.auto_scaling_group_name,
                 "host_role_arn": self.host_role_arn,
                 "certificate_alarm_arn": self.certificate_alarm_arn,
+                "payload_bucket_name": self.payload_bucket_name,
             }
         )
 
@@ -484,12 +511,16 @@ class HostFleet(pulumi.ComponentResource):
             opts=self._child(),
         )
 
-    def _host_permissions(self, role: aws.iam.Role) -> tuple[aws.iam.RolePolicy, aws.iam.InstanceProfile]:
-        """The delivery's statements, the certificate metric, Session Manager. No managed policy:
+    def _host_permissions(
+        self, role: aws.iam.Role, bucket: aws.s3.Bucket
+    ) -> tuple[aws.iam.RolePolicy, aws.iam.InstanceProfile]:
+        """The delivery's statements, the payloads, the certificate metric, Session Manager. No managed policy:
         AmazonSSMManagedInstanceCore would allow ssm:GetParameter(s) on every parameter."""
         name = self._name
-        policy = pulumi.Output.from_input(self.key_delivery.host_policy_statements).apply(
-            lambda statements: json.dumps({"Version": "2012-10-17", "Statement": [*statements, *_fleet_statements()]})
+        policy = pulumi.Output.all(self.key_delivery.host_policy_statements, bucket.arn).apply(
+            lambda values: json.dumps(
+                {"Version": "2012-10-17", "Statement": [*values[0], *_fleet_statements(payloads_bucket_arn=values[1])]}
+            )
         )
         role_policy = aws.iam.RolePolicy(f"{name}-host-policy", role=role.id, policy=policy, opts=self._child())
         profile = aws.iam.InstanceProfile(
@@ -497,10 +528,79 @@ class HostFleet(pulumi.ComponentResource):
         )
         return role_policy, profile
 
+    def _payload_bucket(self) -> tuple[aws.s3.Bucket, list[pulumi.Resource]]:
+        """A private bucket for the hosts' payloads; returns it and what must be in place before anything is put in
+        it. Named by Pulumi (the resource name and a random suffix, kept in state)."""
+        name = f"{self._name}-host-payloads"
+        bucket = aws.s3.Bucket(
+            name,
+            # Only generated, content-addressed payloads live here (retained objects included): `pulumi destroy`
+            # empties it rather than failing on them.
+            force_destroy=True,
+            tags=self._tags(name),
+            opts=self._child(),
+        )
+        under_bucket = pulumi.ResourceOptions(parent=bucket)
+        public_access_block = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access-block",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=under_bucket,
+        )
+        # ACLs disabled: the bucket owner owns every object, access is IAM and the bucket policy only
+        # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/about-object-ownership.html).
+        ownership = aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=under_bucket,
+        )
+        # SSE-S3, set explicitly: the hosts need no KMS permission to read the payloads
+        # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-bucket-encryption.html).
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256"
+                    )
+                )
+            ],
+            opts=under_bucket,
+        )
+        policy = aws.s3.BucketPolicy(
+            f"{name}-policy",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(payload_bucket_policy(arn))),
+            opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_access_block]),
+        )
+        return bucket, [public_access_block, ownership, encryption, policy]
+
+    def _payload_object(
+        self, bucket: aws.s3.Bucket, guards: Sequence[pulumi.Resource], packed: pulumi.Output[PackedPayload]
+    ) -> aws.s3.BucketObjectv2:
+        """The payload under its content address. A new payload has a new key, so the object is replaced; the
+        replaced one stays in the bucket (retain_on_delete) for hosts launched from an older launch template
+        version, e.g. by an instance refresh that rolls back."""
+        return aws.s3.BucketObjectv2(
+            f"{self._name}-host-payload",
+            bucket=bucket.bucket,
+            key=packed.apply(lambda payload: payload.key),
+            content=packed.apply(lambda payload: payload.script),
+            content_type="text/x-shellscript",
+            tags=self._tags(f"{self._name}-host-payload"),
+            opts=self._child(retain_on_delete=True, depends_on=list(guards)),
+        )
+
     def _launch_template(
-        self, *, group: aws.ec2.SecurityGroup, profile: aws.iam.InstanceProfile
+        self, *, group: aws.ec2.SecurityGroup, profile: aws.iam.InstanceProfile, user_data: pulumi.Output[str]
     ) -> aws.ec2.LaunchTemplate:
-        """Every host's definition. A changed boot script or AMI is a new version (the template itself stays)."""
+        """Every host's definition. A changed bootstrap (payload, pins) or AMI is a new version (the template itself
+        stays)."""
         name, settings = self._name, self._settings
         image_id: pulumi.Input[str]
         if settings.ami_id is not None:
@@ -509,7 +609,7 @@ class HostFleet(pulumi.ComponentResource):
         else:
             # The public parameter moves with every Amazon Linux release (about every two weeks). Its value is
             # used when the template is created; afterwards Pulumi keeps the image_id from state, so a later
-            # `pulumi up` does not roll the hosts, and a new boot script is a new version on the same AMI.
+            # `pulumi up` does not roll the hosts, and a new payload is a new version on the same AMI.
             # https://www.pulumi.com/docs/iac/concepts/options/ignorechanges/
             # insecure_value: an AMI id is not a secret.
             ami = aws.ssm.get_parameter_output(name=settings.ami_parameter, opts=pulumi.InvokeOptions(parent=self))
@@ -539,7 +639,7 @@ class HostFleet(pulumi.ComponentResource):
             # the backend certificate's EC2 wildcard covers, so host-to-host TLS verifies.
             private_dns_name_options=aws.ec2.LaunchTemplatePrivateDnsNameOptionsArgs(hostname_type="ip-name"),
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
-            user_data=pulumi.Output.from_input(self.key_delivery.boot_script).apply(pack_user_data),
+            user_data=user_data,
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume", tags=self._tags(f"{name}-host"))
             ],
@@ -555,10 +655,11 @@ class HostFleet(pulumi.ComponentResource):
         group: aws.ec2.SecurityGroup,
         profile: aws.iam.InstanceProfile,
         name: str | None,
-        role_policy: aws.iam.RolePolicy,
+        user_data: pulumi.Output[str],
+        wait_for: Sequence[pulumi.Resource],
     ) -> aws.autoscaling.Group:
         sizes = self._settings.sizes
-        template = self._launch_template(group=group, profile=profile)
+        template = self._launch_template(group=group, profile=profile, user_data=user_data)
         return aws.autoscaling.Group(
             f"{self._name}-hosts",
             # None: Pulumi names the group (the resource name and a random suffix).
@@ -586,7 +687,7 @@ class HostFleet(pulumi.ComponentResource):
             # that boots too slowly) does not fail the deployment: the group launches another and `pulumi up` goes
             # on waiting until min_elb_capacity hosts serve or the timeout passes.
             ignore_failed_scaling_activities=True,
-            # A new launch template version (boot script, AMI) always starts a refresh; "tag" also rolls the
+            # A new launch template version (payload, pins, AMI) always starts a refresh; "tag" also rolls the
             # hosts when the tags they are launched with change. A refresh that fails (its hosts never pass the
             # health check) is rolled back by AWS, which replaces the hosts it launched with the group's earlier
             # configuration (auto_rollback; allowed because the version is pinned and the image is an AMI ID):
@@ -613,9 +714,9 @@ class HostFleet(pulumi.ComponentResource):
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                 for key, value in self._tags(f"{self._name}-host").items()
             ],
-            # The hosts read what the delivery provides at boot, with the role's permissions: both must exist
-            # before the first host starts.
-            opts=self._child(depends_on=[*self.key_delivery.wait_for, role_policy]),
+            # The hosts download their payload and read what the delivery provides at boot, with the role's
+            # permissions: all must exist before the first host starts (and a new payload before the group rolls).
+            opts=self._child(depends_on=[*self.key_delivery.wait_for, *wait_for]),
         )
 
     def _certificate_alarm(self) -> aws.cloudwatch.MetricAlarm:
@@ -648,9 +749,50 @@ class HostFleet(pulumi.ComponentResource):
         )
 
 
-def _fleet_statements() -> list[dict[str, Any]]:
-    """What every host needs whatever the delivery: report the certificate metric, Session Manager."""
+def _user_data(
+    region: str, payload: aws.s3.BucketObjectv2, packed: pulumi.Output[PackedPayload], supply: HostSupply
+) -> pulumi.Output[str]:
+    """The launch template's user data: the bootstrap for the payload object (its bucket and key, read from the
+    object so the template follows it) and the delivery's pins."""
+    return pulumi.Output.all(payload.bucket, payload.key, packed, supply.ca_fingerprints).apply(
+        lambda values: pack_user_data(
+            render_bootstrap(
+                region=region, bucket=values[0], key=values[1], sha256=values[2].sha256, ca_fingerprints=values[3]
+            )
+        )
+    )
+
+
+def payload_bucket_policy(bucket_arn: str) -> dict[str, Any]:
+    """Refuse every request to the bucket that does not come over TLS. The hosts' role reads the payloads through its
+    own policy; nothing here grants access. `aws:SecureTransport` is false for a plain-HTTP request:
+    https://repost.aws/knowledge-center/s3-bucket-policy-for-config-rule"""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def _fleet_statements(*, payloads_bucket_arn: str) -> list[dict[str, Any]]:
+    """What every host needs whatever the delivery: read its payload, report the certificate metric, Session
+    Manager."""
     return [
+        {
+            # The bootstrap's one S3 call, on the payloads only: every version a launch template may still name.
+            "Sid": "ReadHostPayloads",
+            "Effect": "Allow",
+            "Action": PAYLOAD_READ_ACTION,
+            "Resource": f"{payloads_bucket_arn}/{PAYLOAD_KEY_PREFIX}*",
+        },
         {
             # PutMetricData has no resource-level permissions; the namespace condition key narrows it.
             # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html

@@ -2,7 +2,8 @@
 
 A key delivery (`components/key_delivery.py`) describes the software its hosts run as a `HostPayload`: the files
 to install (scripts, systemd units, the nginx server block, configuration) and the shell commands that start them
-once every file is in place. The fleet turns the payload into what its launch template carries. Pure data, no
+once every file is in place. The fleet stores the payload in S3; its launch template carries a small bootstrap
+that downloads it and runs it only if its SHA-256 is the one the template names. Pure data, no
 Pulumi: renderers (`components/host_bootstrap.py`) build payloads and tests inspect them.
 """
 

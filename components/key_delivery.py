@@ -8,18 +8,26 @@ each host and keeps them current. The caller of `EncryptedBackend` (or of `HostF
   them at boot and on a timer.
 - a delivery in which each host makes its own key and asks an issuer for its certificate (mode `per-host`)
   plugs in the same way: it needs the host role's ARN (the issuer's resource policy names it), a group name
-  known before the group exists (the issuer checks callers belong to it, and the hosts' boot script carries
-  the issuer's URL, so neither can wait for the other), its own boot script and host-role statements.
+  known before the group exists (the issuer checks callers belong to it, and the hosts' payload carries the
+  issuer's URL, so neither can wait for the other), its own payload and host-role statements.
+
+A delivery describes the software its hosts run as a `HostPayload` (`components/host_payload.py`: files, then
+commands) and gives the fleet the SHA-256 fingerprints of the CA certificates its hosts may trust. The fleet stores
+the payload in its own S3 bucket under a content-addressed key and gives the launch template a small bootstrap
+(`host_bootstrap.render_bootstrap`) that writes those pins, downloads the payload, checks its SHA-256 and runs it.
+So a payload has no size limit, and the pins come from the launch template, never from the delivery's channel.
 
 The fleet is built in this order, which is why a delivery has two steps:
 
 1. Before anything is registered, `check(hosts)`: a delivery raises ValueError naming what cannot work for these
-   hosts (e.g. a boot script over EC2's user-data limit), so bad input creates nothing.
+   hosts (e.g. a payload that cannot be rendered, `host_bootstrap.render_install_script`, or pins that make the
+   bootstrap exceed EC2's user-data limit, `host_bootstrap.check_bootstrap`), so bad input creates nothing.
 2. The fleet creates its security group and its role, then calls `deliver(name, fleet, opts)`. The delivery
    creates its resources (as children of `opts.parent`) knowing the role's ARN and, when
    `needs_auto_scaling_group_name`, the name the fleet will give its Auto Scaling group.
-3. With what `deliver` returned (`HostSupply`), the fleet writes the role's policy (the delivery's statements,
-   then its own), the launch template (the delivery's boot script) and the group, which waits for
+3. With what `deliver` returned (`HostSupply`), the fleet uploads the payload, writes the role's policy (the
+   delivery's statements, then its own: reading the payloads among them), the launch template (the bootstrap with
+   the pins and the payload's address and digest) and the group, which waits for the payload and for
    `HostSupply.wait_for` before it launches a host.
 """
 
@@ -30,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pulumi
+
+from components.host_payload import HostPayload
 
 __all__ = ["FleetIdentity", "HostContext", "HostSupply", "KeyDelivery"]
 
@@ -66,9 +76,18 @@ class HostSupply(Protocol):
     """What a delivery gives the fleet: usually the component holding the delivery's resources."""
 
     @property
-    def boot_script(self) -> pulumi.Input[str]:
-        """The hosts' user data (plain text, `#!` first; the fleet compresses it): installs nginx, the server block,
-        and what fetches and renews the key material. Never the key itself."""
+    def payload(self) -> pulumi.Input[HostPayload]:
+        """The software every host installs and starts at boot (files, then commands), run as root by the
+        bootstrap once the pins file (`host_bootstrap.PINS_PATH`) is in place: installs nginx, the server block
+        (`HostContext.server_block`) and what fetches and renews the key material. An Output when it depends on
+        outputs (e.g. an issuer's URL). Never the key itself (`HostFile` refuses key material)."""
+        ...
+
+    @property
+    def ca_fingerprints(self) -> pulumi.Input[Sequence[str]]:
+        """SHA-256 fingerprints (64 lowercase hex digits, `x509.sha256_fingerprints`) of the CA certificates the
+        hosts may trust: the bootstrap writes them to `host_bootstrap.PINS_PATH`, where the host gate and trust-ca
+        read them. In the launch template, so a new CA is a new launch template version."""
         ...
 
     @property
@@ -91,7 +110,9 @@ class KeyDelivery(Protocol):
         ...
 
     def check(self, hosts: HostContext) -> None:
-        """Raise ValueError naming what cannot work for these hosts. Called before any resource is registered."""
+        """Raise ValueError naming what cannot work for these hosts. Called before any resource is registered: render
+        what is known of the payload (`host_bootstrap.render_install_script`) and check the pins, or a stand-in
+        while the CA is not known yet (`host_bootstrap.check_bootstrap`)."""
         ...
 
     def deliver(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> HostSupply:

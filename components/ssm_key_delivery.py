@@ -2,9 +2,11 @@
 
 `pulumi up` writes the full chain, the private key and the CA bundle into three SecureString parameters encrypted
 with a KMS key whose policy lets only the hosts decrypt them (and the named writers write them); each host reads
-them at boot and every 15 minutes from a systemd timer (`components/host_bootstrap.py`). A routine `pulumi up`
-that rotates the certificate updates the parameters only, and the hosts pick the new certificate up without being
-replaced. See `components/key_delivery.py` for how a delivery plugs into the fleet.
+them at boot and every 15 minutes from a systemd timer. The hosts' software (the sync, its timer, the host gate,
+trust-ca, verify-tls, the nginx server block) is the delivery's `HostPayload` (`host_bootstrap.render_shared_payload`),
+which holds the parameters' names, never their values. A routine `pulumi up` that rotates the certificate updates the
+parameters only, and the hosts pick the new certificate up without being replaced. See `components/key_delivery.py`
+for how a delivery plugs into the fleet.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import pulumi_aws as aws
 
 from components import x509
 from components.arguments import Problems, check_arn, check_pem, is_plain_list, missing, tagged
-from components.host_bootstrap import PARAMETER_READ_ACTION, HostParameters, render_user_data
+from components.host_bootstrap import (
+    PARAMETER_READ_ACTION,
+    HostParameters,
+    check_bootstrap,
+    render_install_script,
+    render_shared_payload,
+)
+from components.host_payload import HostPayload
 from components.key_delivery import FleetIdentity, HostContext
 from components.rules import aws as aws_rules
 
@@ -27,14 +36,16 @@ __all__ = [
     "KEY_ADMINISTRATION_ACTIONS",
     "TLS_GATE_SCRIPT_PATH",
     "TRUST_CA_SCRIPT_PATH",
+    "VERIFY_TLS_SCRIPT_PATH",
     "SsmKeyDelivery",
     "SsmKeyDeliveryArgs",
     "SsmKeyParameters",
 ]
 
-#: The trust-ca and host gate scripts the hosts run, embedded in their user data.
+#: The repository's scripts the hosts get in their payload: trust-ca, the host gate and verify-tls.
 TRUST_CA_SCRIPT_PATH = Path(__file__).resolve().parent.parent / "scripts" / "trust-ca"
 TLS_GATE_SCRIPT_PATH = TRUST_CA_SCRIPT_PATH.with_name("tls-gate")
+VERIFY_TLS_SCRIPT_PATH = TRUST_CA_SCRIPT_PATH.with_name("verify-tls")
 #: Stands in for the CA fingerprints while the CA bundle is not known yet (see `SsmKeyDelivery.check`).
 _STAND_IN_PIN = "0" * 64
 
@@ -133,11 +144,13 @@ class SsmKeyDelivery:
         }
 
     def check(self, hosts: HostContext) -> None:
+        # The payload is known now (names, nginx block, scripts): rendered in full, as the fleet will.
+        render_install_script(_payload(hosts, self.parameters))
         bundle = self.args["ca_bundle_pem"]
-        # Not known yet (the CA is created or read in this deployment): a stand-in of the pins' size, so that
-        # everything else in the boot script, and its size, is checked before any resource is created.
+        # Not known yet (the CA is created or read in this deployment): one stand-in pin, so that the bootstrap is
+        # checked before any resource is created all the same.
         pins = _pins(bundle) if isinstance(bundle, str) else [_STAND_IN_PIN]
-        _boot_script(hosts, self.parameters, pins)
+        check_bootstrap(region=hosts.region, ca_fingerprints=pins)
 
     def deliver(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> SsmKeyParameters:
         return SsmKeyParameters(name, self, fleet, opts)
@@ -191,16 +204,16 @@ def _check_writers(args: Mapping[str, Any]) -> None:
         )
 
 
-def _boot_script(hosts: HostContext, parameters: HostParameters, ca_fingerprints: Sequence[str]) -> str:
-    """The hosts' boot script: parameter names, nginx block, trust-ca, the host gate and the SHA-256 fingerprints of
-    the CA bundle's certificates (the only CAs the hosts accept); never key material."""
-    return render_user_data(
+def _payload(hosts: HostContext, parameters: HostParameters) -> HostPayload:
+    """The hosts' software: parameter names, nginx block, trust-ca, the host gate and verify-tls; never key
+    material (the CA pins are not in it: the fleet's bootstrap writes them from the launch template)."""
+    return render_shared_payload(
         region=hosts.region,
         parameters=parameters,
         server_block=hosts.server_block,
         trust_ca_script=TRUST_CA_SCRIPT_PATH.read_text(encoding="utf-8"),
         tls_gate_script=TLS_GATE_SCRIPT_PATH.read_text(encoding="utf-8"),
-        ca_fingerprints=ca_fingerprints,
+        verify_tls_script=VERIFY_TLS_SCRIPT_PATH.read_text(encoding="utf-8"),
         # The alarm's dimension: every host of this backend reports under the same name.
         metric_backend=hosts.backend_name,
     )
@@ -213,13 +226,11 @@ def _pins(ca_bundle_pem: str) -> list[str]:
         raise ValueError(f"ca_bundle_pem must be PEM CA certificates: {error}") from None
 
 
-def _pinned_boot_script(
-    hosts: HostContext, parameters: HostParameters, ca_bundle_pem: str | pulumi.Output[str]
-) -> str | pulumi.Output[str]:
-    """`_boot_script` pinning the CA bundle's certificates: an output when the bundle is one."""
+def _pins_of(ca_bundle_pem: str | pulumi.Output[str]) -> list[str] | pulumi.Output[list[str]]:
+    """The SHA-256 fingerprints of the CA bundle's certificates: an output when the bundle is one."""
     if isinstance(ca_bundle_pem, str):
-        return _boot_script(hosts, parameters, _pins(ca_bundle_pem))
-    return pulumi.Output.from_input(ca_bundle_pem).apply(lambda pem: _boot_script(hosts, parameters, _pins(pem)))
+        return _pins(ca_bundle_pem)
+    return pulumi.Output.from_input(ca_bundle_pem).apply(_pins)
 
 
 class SsmKeyParameters(pulumi.ComponentResource):
@@ -231,6 +242,9 @@ class SsmKeyParameters(pulumi.ComponentResource):
     - three SSM SecureString parameters under that key: `<prefix>/full-chain`, `<prefix>/private-key`,
       `<prefix>/ca-bundle`.
     The host role may read exactly those three and decrypt them only through SSM (`host_policy_statements`).
+    It gives the fleet the hosts' software (`payload`: the sync, its units, the host gate, trust-ca, verify-tls and
+    the nginx block) and the SHA-256 fingerprints of the CA bundle's certificates (`ca_fingerprints`), which the
+    fleet pins in the launch template.
     """
 
     key_arn: pulumi.Output[str]
@@ -241,7 +255,8 @@ class SsmKeyParameters(pulumi.ComponentResource):
     def __init__(
         self, name: str, delivery: SsmKeyDelivery, fleet: FleetIdentity, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        boot_script = _pinned_boot_script(fleet.hosts, delivery.parameters, delivery.args["ca_bundle_pem"])
+        payload = _payload(fleet.hosts, delivery.parameters)
+        ca_fingerprints = _pins_of(delivery.args["ca_bundle_pem"])
         super().__init__("pca-backend:index:SsmKeyParameters", name, None, opts)
         self._name, self._args, self._fleet = name, delivery.args, fleet
         parameters = delivery.parameters
@@ -250,7 +265,8 @@ class SsmKeyParameters(pulumi.ComponentResource):
         stored = self._parameters(parameters, key_arn)
         region = fleet.hosts.region
 
-        self.boot_script: pulumi.Input[str] = boot_script
+        self.payload: pulumi.Input[HostPayload] = payload
+        self.ca_fingerprints: pulumi.Input[Sequence[str]] = ca_fingerprints
         self.host_policy_statements: pulumi.Output[list[dict[str, Any]]] = pulumi.Output.all(
             key_arn, *[parameter.arn for parameter in stored]
         ).apply(lambda values: _host_statements(values[1:], values[0], region))

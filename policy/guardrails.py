@@ -20,6 +20,10 @@ Rules that need a convention:
 * SSM parameters: every `aws.ssm.Parameter` must be `SecureString`. Guessing from a parameter's name which
   ones hold key material misses the next one; encrypting a public certificate as well costs nothing.
 * Private keys of `pulumi-python:dynamic/pki:Certificate`: see `certificate_private_key_secret`.
+* S3 buckets: every bucket the stack creates has, in the same stack, a public access block with all four flags
+  True and a bucket policy that denies every request without TLS (`aws:SecureTransport` false). A block or policy
+  belongs to a bucket when its `bucket` is the bucket's name or, while names are unknown (preview), when the engine
+  says its `bucket` came from that bucket (property dependencies).
 * KMS keys: no key policy statement may allow `kms:CreateGrant`, by name or by a wildcard such as `kms:Create*` or
   `kms:*` (the AWS default key policy has both), unless it is limited to grants AWS services create for their
   resources (`kms:GrantIsForAWSResource` true). Whoever may create grants may grant themselves Decrypt: the
@@ -63,6 +67,7 @@ LAUNCH_CONFIGURATION_TYPE = "aws:ec2/launchConfiguration:LaunchConfiguration"
 AUTOSCALING_GROUP_TYPE = "aws:autoscaling/group:Group"
 VOLUME_TYPE = "aws:ebs/volume:Volume"
 PUBLIC_ACCESS_BLOCK_TYPE = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+BUCKET_POLICY_TYPE = "aws:s3/bucketPolicy:BucketPolicy"
 BUCKET_TYPES = frozenset({"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"})
 BUCKET_ACL_TYPES = frozenset({"aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2"})
 CERTIFICATE_AUTHORITY_TYPE = "aws:acmpca/certificateAuthority:CertificateAuthority"
@@ -734,6 +739,123 @@ crl_bucket_public_access_blocked = StackValidationPolicy(
 )
 
 
+def _bucket_attachments(
+    args: StackValidationArgs, bucket: PolicyResource, types: Iterable[str]
+) -> tuple[list[PolicyResource], bool]:
+    """The resources of `types` whose `bucket` is `bucket`, and whether that can be known yet: False while the
+    bucket's name is unknown and nothing links a candidate to it, or a candidate's own `bucket` is unknown."""
+    wanted = set(types)
+    name = _get(bucket.props, "bucket")
+    candidates = [r for r in args.resources if r.resource_type in wanted]
+    matching = [
+        r
+        for r in candidates
+        if (_known(name) and _get(r.props, "bucket") == name)
+        or bucket.urn in _dependency_urns(r, "bucket", BUCKET_TYPES)
+    ]
+    if matching:
+        return matching, True
+    linked = any(r.property_dependencies.get("bucket") for r in candidates)
+    undecided = any(
+        _is_unknown(_get(r.props, "bucket")) and not r.property_dependencies.get("bucket") for r in candidates
+    )
+    return [], (_known(name) or linked) and not undecided
+
+
+def _shown(bucket: PolicyResource) -> str:
+    name = _get(bucket.props, "bucket")
+    return f"{bucket.name} ({name})" if _known(name) else bucket.name
+
+
+def _validate_buckets_blocked(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for bucket in args.resources:
+        if bucket.resource_type not in BUCKET_TYPES:
+            continue
+        blocks, decidable = _bucket_attachments(args, bucket, [PUBLIC_ACCESS_BLOCK_TYPE])
+        if not blocks and decidable:
+            report_violation(
+                f"S3 bucket {_shown(bucket)} has no aws.s3.BucketPublicAccessBlock in this stack. Add one with "
+                "block_public_acls, block_public_policy, ignore_public_acls and restrict_public_buckets all True.",
+                bucket.urn,
+            )
+        for block in blocks:
+            gaps = _public_access_block_gaps(block.props)
+            if gaps:
+                report_violation(
+                    f"The public access block of S3 bucket {_shown(bucket)} leaves {', '.join(gaps)} off. "
+                    "Set all four flags to True.",
+                    block.urn,
+                )
+
+
+s3_buckets_public_access_blocked = StackValidationPolicy(
+    name="s3-buckets-public-access-blocked",
+    description="Every S3 bucket the stack creates has a public access block with all four flags True in the same "
+    "stack.",
+    validate=_validate_buckets_blocked,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+
+
+def _denies_insecure_transport(statement: Any) -> bool:
+    """A statement that refuses every S3 request made without TLS, to everyone, on the bucket's objects."""
+    if not isinstance(statement, Mapping) or statement.get("Effect") != "Deny":
+        return False
+    principal = statement.get("Principal")
+    if principal != "*" and not (isinstance(principal, Mapping) and _as_list(principal.get("AWS")) == ["*"]):
+        return False
+    if not any(
+        _allows([action], "s3:GetObject") and _allows([action], "s3:PutObject")
+        for action in _as_list(statement.get("Action"))
+    ):
+        return False
+    if not any(resource == "*" or str(resource).endswith("/*") for resource in _as_list(statement.get("Resource"))):
+        return False
+    condition = statement.get("Condition")
+    secure = condition.get("Bool", {}).get("aws:SecureTransport") if isinstance(condition, Mapping) else None
+    return str(secure).lower() == "false"
+
+
+def _tls_only(policy: Any) -> bool | None:
+    """Whether a bucket policy (JSON text) denies requests without TLS; None while it is unknown."""
+    if not _known(policy):
+        return None
+    try:
+        document = json.loads(str(policy))
+    except ValueError:
+        return False
+    statements = document.get("Statement") if isinstance(document, Mapping) else None
+    return any(_denies_insecure_transport(statement) for statement in _as_list(statements))
+
+
+def _validate_buckets_tls_only(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for bucket in args.resources:
+        if bucket.resource_type not in BUCKET_TYPES:
+            continue
+        policies, decidable = _bucket_attachments(args, bucket, [BUCKET_POLICY_TYPE])
+        verdicts = [_tls_only(_get(policy.props, "policy")) for policy in policies]
+        inline = _get(bucket.props, "policy")  # the bucket's own (deprecated) policy argument
+        if inline is not None:
+            verdicts.append(_tls_only(inline))
+        if True in verdicts or None in verdicts or not (verdicts or decidable):
+            continue  # denied, or not knowable during this preview
+        report_violation(
+            f"S3 bucket {_shown(bucket)} accepts requests without TLS: no bucket policy in this stack denies them. "
+            'Add an aws.s3.BucketPolicy statement {"Effect": "Deny", "Principal": "*", "Action": "s3:*", '
+            '"Resource": [<bucket ARN>, "<bucket ARN>/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}.',
+            bucket.urn,
+        )
+
+
+s3_buckets_tls_only = StackValidationPolicy(
+    name="s3-buckets-tls-only",
+    description="Every S3 bucket the stack creates has a bucket policy that denies requests made without TLS "
+    "(aws:SecureTransport false).",
+    validate=_validate_buckets_tls_only,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+
+
 # --- secrets ----------------------------------------------------------------------------------------------
 
 
@@ -898,5 +1020,9 @@ RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     certificate_private_key_secret,
     kms_keys_no_grant_path,
 ]
-STACK_POLICIES: list[StackValidationPolicy] = [crl_bucket_public_access_blocked]
+STACK_POLICIES: list[StackValidationPolicy] = [
+    crl_bucket_public_access_blocked,
+    s3_buckets_public_access_blocked,
+    s3_buckets_tls_only,
+]
 ALL_POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [*RESOURCE_POLICIES, *STACK_POLICIES]

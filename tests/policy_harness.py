@@ -4,11 +4,11 @@ The pack normally runs inside the Pulumi engine. Here each recorded resource is 
 objects pulumi_policy builds for the engine (`ResourceValidationArgs`, `StackValidationArgs`), and every
 policy of `policy/guardrails.py` is called on it, so a mocked stack can be held to the same rules.
 
-Differences from a real run: the stack policy sees the recorded inputs rather than outputs, and has no
-property dependencies, so a CRL bucket is matched only by name: the Private CA's
-`revocationConfiguration.crlConfiguration.s3BucketName` must equal the public access block's `bucket`.
-With mocks that means `new_resource` should return, for an S3 bucket, an id (and `bucket` output) equal
-to the bucket's name, as AWS does.
+Stack policies see a resource's `outputs` when the recording has them (as the engine passes outputs), else its
+inputs. Resources are linked to a bucket by name (the Private CA's `revocationConfiguration.crlConfiguration.
+s3BucketName` or a public access block's `bucket` equal to the bucket's `bucket` output: with mocks,
+`new_resource` should return for an S3 bucket an id and `bucket` output equal to its name, as AWS does) or through
+the property dependencies a recorded resource carries (`property_dependencies`, as the engine passes them).
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ class RecordedResource:
     """The inputs under Pulumi's camelCase wire names (the mock's `args.inputs`)."""
     additional_secret_outputs: list[str] = field(default_factory=list)
     """The `additional_secret_outputs` resource option, e.g. `["private_key_pem"]`."""
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input name -> `urn` of each recorded resource its value came from (what the engine's property dependencies
+    say), e.g. a public access block's `bucket` -> the bucket."""
+    outputs: dict[str, Any] | None = None
+    """What the resource's provider answered (stack policies see outputs); None: stack policies see `props`."""
 
     @property
     def urn(self) -> str:
@@ -75,22 +80,25 @@ def resource_args(resource: RecordedResource) -> ResourceValidationArgs:
 
 def stack_args(resources: list[RecordedResource]) -> StackValidationArgs:
     """The arguments the engine would hand a stack policy for these resources."""
-    return StackValidationArgs(
-        [
-            PolicyResource(
-                r.type_,
-                unknown_checking_proxy(dict(r.props)),
-                r.urn,
-                r.name,
-                _options(r),
-                None,
-                None,
-                [],
-                {},
-            )
-            for r in resources
-        ]
-    )
+    policy_resources = [
+        PolicyResource(
+            r.type_,
+            unknown_checking_proxy(dict(r.props if r.outputs is None else r.outputs)),
+            r.urn,
+            r.name,
+            _options(r),
+            None,
+            None,
+            [],
+            {},
+        )
+        for r in resources
+    ]
+    by_urn = {resource.urn: resource for resource in policy_resources}
+    for recorded, resource in zip(resources, policy_resources, strict=True):
+        for prop, urns in recorded.property_dependencies.items():
+            resource.property_dependencies[prop] = [by_urn[urn] for urn in urns if urn in by_urn]
+    return StackValidationArgs(policy_resources)
 
 
 def check_resources(resources: list[RecordedResource]) -> list[str]:

@@ -75,6 +75,10 @@ class Registration:
     replace_on_changes: list[str] = field(default_factory=list)
     retain_on_delete: bool = False
     custom_timeouts: dict[str, str] = field(default_factory=dict)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input name -> URNs of the resources its value came from, as the engine receives them."""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """What the mocks answered for the resource (its inputs and what AWS would add, e.g. a bucket's name)."""
 
 
 @dataclass
@@ -147,11 +151,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, run: StackRun) -> None:
         self.run = run
         self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.outputs: dict[tuple[str, str], dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
         self.inputs[(args.typ, args.name)] = inputs
-        return self.answer_resource(args.typ, args.name, inputs)
+        resource_id, outputs = self.answer_resource(args.typ, args.name, inputs)
+        self.outputs[(args.typ, args.name)] = outputs
+        return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
         self.run.invokes.append((args.token, dict(args.args)))
@@ -289,6 +296,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 urn=urn,
                 custom=bool(getattr(request, "custom", True)),
                 inputs=self.recorder.inputs[(request.type, request.name)],
+                outputs=self.recorder.outputs.get((request.type, request.name), {}),
                 parent=request.parent,
                 dependencies=list(request.dependencies),
                 additional_secret_outputs=additional_secret_outputs,
@@ -300,6 +308,10 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
                 custom_timeouts={
                     key: getattr(timeouts, key) for key in ("create", "update", "delete") if getattr(timeouts, key, "")
+                },
+                property_dependencies={
+                    prop: list(dependencies.urns)
+                    for prop, dependencies in getattr(request, "propertyDependencies", {}).items()
                 },
             )
         )

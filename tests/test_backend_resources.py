@@ -8,7 +8,8 @@ through aliases too) and the options the engine applies (protect, ignore_changes
 delete before replace, replace on changes, retain on delete, custom timeouts). Components that only group
 resources may be added; a custom resource may not appear or disappear unannounced.
 
-A change made on purpose is listed in INTENDED_CHANGES with its reason; nothing else may differ.
+A change made on purpose is listed in INTENDED_CHANGES with its reason, a resource added on purpose in
+INTENDED_ADDITIONS with its reason; nothing else may differ.
 
 The record was written from the code before the split (`python -m tests.test_backend_resources`): do not
 rewrite it to make a difference pass; list the difference instead.
@@ -49,18 +50,62 @@ _SAFE_ROLLOUTS = {
     "instanceMaintenancePolicy": "an unhealthy host is replaced by one launched first (100% to 200%)",
     "ignoreFailedScalingActivities": "one failed launch while creation waits for capacity does not fail the update",
 }
-_PINNED_CAS = {
-    "userData": "the boot script installs the host gate and pins the SHA-256 fingerprints of the stack's CA "
-    "certificates (refusing any other anchor); verify-tls no longer fits and is left off the hosts",
-    "dependencies": "the user data is built from the CA bundle (its pins), so the launch template waits for it",
+_BOOTSTRAP = {
+    "userData": "a small bootstrap (plain text, no gzip): it pins the SHA-256 fingerprints of the stack's CA "
+    "certificates (the host gate refuses any other anchor), downloads the host payload from S3 and runs it only if "
+    "its SHA-256 is the one it carries; the host software (with verify-tls again) moved into that payload",
+    "dependencies": "the user data names the payload object (its bucket, key and digest) and pins the CA bundle, so "
+    "the launch template waits for both",
+}
+_PAYLOAD_READ = {
+    "policy": "statement ReadHostPayloads: s3:GetObject on hosts/* of the payload bucket, the bootstrap's one call",
+    "dependencies": "the statement names the payload bucket's ARN",
+}
+_WAITS_FOR_PAYLOAD = {
+    "dependencies": "the group waits for the payload object its hosts download at boot",
 }
 INTENDED_CHANGES: Mapping[tuple[str, str, str], Mapping[str, str]] = {
     (stack, type_, name): changes
     for stack in RECORDED_STACKS
     for type_, name, changes in (
         ("aws:kms/key:Key", "backend-parameter-key", _KEY_POLICY),
-        ("aws:autoscaling/group:Group", "backend-hosts", _SAFE_ROLLOUTS),
-        ("aws:ec2/launchTemplate:LaunchTemplate", "backend-hosts", _PINNED_CAS),
+        ("aws:autoscaling/group:Group", "backend-hosts", {**_SAFE_ROLLOUTS, **_WAITS_FOR_PAYLOAD}),
+        ("aws:ec2/launchTemplate:LaunchTemplate", "backend-hosts", _BOOTSTRAP),
+        ("aws:iam/rolePolicy:RolePolicy", "backend-host-policy", _PAYLOAD_READ),
+    )
+}
+#: (stack, type, name) -> why the resource was added after the split.
+_PAYLOAD_BUCKET = "the hosts' payloads live in a private bucket per backend (the user data only pins them)"
+INTENDED_ADDITIONS: Mapping[tuple[str, str, str], str] = {
+    (stack, type_, name): reason
+    for stack in RECORDED_STACKS
+    for type_, name, reason in (
+        ("aws:s3/bucket:Bucket", "backend-host-payloads", _PAYLOAD_BUCKET),
+        (
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            "backend-host-payloads-public-access-block",
+            "the payload bucket blocks every form of public access",
+        ),
+        (
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+            "backend-host-payloads-ownership",
+            "the payload bucket has ACLs disabled (BucketOwnerEnforced)",
+        ),
+        (
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            "backend-host-payloads-encryption",
+            "the payload bucket encrypts by default (SSE-S3), set explicitly",
+        ),
+        (
+            "aws:s3/bucketPolicy:BucketPolicy",
+            "backend-host-payloads-policy",
+            "the payload bucket refuses requests without TLS (aws:SecureTransport)",
+        ),
+        (
+            "aws:s3/bucketObjectv2:BucketObjectv2",
+            "backend-host-payload",
+            "the host software, content-addressed (hosts/<sha256>.sh), retained when a newer payload replaces it",
+        ),
     )
 }
 
@@ -145,8 +190,11 @@ def test_the_backend_registers_what_it_registered_before_the_split(stack: str) -
 
     missing = sorted(set(recorded) - set(now))
     assert not missing, f"{stack}: resources gone, or moved without an alias to their earlier URN: {missing}"
-    added = sorted(urn for urn in set(now) - set(recorded) if now[urn]["custom"])
-    assert not added, f"{stack}: resources that were not there before the split: {added}"
+    added = {urn: (now[urn]["type"], now[urn]["name"]) for urn in set(now) - set(recorded) if now[urn]["custom"]}
+    unannounced = sorted(urn for urn, (type_, name) in added.items() if (stack, type_, name) not in INTENDED_ADDITIONS)
+    assert not unannounced, f"{stack}: resources that were not there before the split: {unannounced}"
+    listed = {(type_, name) for (listed_stack, type_, name) in INTENDED_ADDITIONS if listed_stack == stack}
+    assert listed == set(added.values()), f"{stack}: INTENDED_ADDITIONS names resources the stack does not add"
 
     unexpected: dict[str, dict[str, tuple[Any, Any]]] = {}
     for urn, before in recorded.items():

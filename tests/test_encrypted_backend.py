@@ -7,8 +7,8 @@ so the `mocks` fixture installs them for one test and restores the previous runt
 from __future__ import annotations
 
 import base64
+import datetime
 import fnmatch
-import gzip
 import hashlib
 import json
 import re
@@ -20,6 +20,7 @@ import pulumi
 import pulumi.runtime.settings as runtime_settings
 import pulumi_aws as aws
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
@@ -32,9 +33,27 @@ from components.encrypted_backend import (
     EncryptedBackend,
     EncryptedBackendArgs,
 )
-from components.host_bootstrap import USER_DATA_LIMIT_BYTES, pack_user_data, render_user_data
+from components.host_bootstrap import (
+    CERTIFICATE_PATH,
+    PINS_PATH,
+    PRIVATE_KEY_PATH,
+    USER_DATA_LIMIT_BYTES,
+    VERIFY_TLS_PATH,
+    pack_payload,
+    pack_user_data,
+    render_bootstrap,
+    render_shared_payload,
+)
+from components.host_payload import HostFile, HostPayload
 from components.key_delivery import FleetIdentity, HostContext
-from components.ssm_key_delivery import SsmKeyDelivery, SsmKeyDeliveryArgs, SsmKeyParameters
+from components.local.tls import self_signed_ca_pem
+from components.nginx_config import render_server_block
+from components.ssm_key_delivery import (
+    VERIFY_TLS_SCRIPT_PATH,
+    SsmKeyDelivery,
+    SsmKeyDeliveryArgs,
+    SsmKeyParameters,
+)
 from components.x509 import sha256_fingerprints
 from tests.stack_harness import PKI_ROOT_PEM
 
@@ -74,6 +93,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.calls: list[pulumi.runtime.MockCallArgs] = []
         #: The `ignore_changes` option of each resource, by (type, name), as the engine receives it (camelCase).
         self.ignore_changes: dict[tuple[str, str], list[str]] = {}
+        #: The `retain_on_delete` option of each resource, by (type, name).
+        self.retain_on_delete: dict[tuple[str, str], bool] = {}
+        #: The names of the resources each resource depends on (`depends_on` and inputs), by (type, name).
+        self.dependencies: dict[tuple[str, str], set[str]] = {}
         #: Who runs `pulumi up` (what sts:GetCallerIdentity answers).
         self.caller_arn = DEPLOYER_SESSION_ARN
 
@@ -97,6 +120,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["latest_version"] = zlib.crc32(args.inputs["userData"].encode()) % 1000
         elif args.typ == "aws:autoscaling/group:Group":
             outputs["name"] = f"{args.name}-asg"
+        elif args.typ == "aws:s3/bucket:Bucket":
+            # Named by Pulumi: the resource name and a random suffix.
+            resource_id = f"{args.name}-0a1b2c3"
+            outputs.update(bucket=resource_id, arn=f"arn:aws:s3:::{resource_id}")
         else:
             outputs.setdefault("arn", f"arn:aws:mock:{REGION}:{ACCOUNT}:{args.typ}/{args.name}")
         outputs.setdefault("name", args.name)
@@ -138,7 +165,10 @@ class _OptionsMonitor(MockMonitor):
         self.recording = mocks
 
     def RegisterResource(self, request: Any) -> Any:
-        self.recording.ignore_changes[(request.type, request.name)] = list(request.ignoreChanges)
+        key = (request.type, request.name)
+        self.recording.ignore_changes[key] = list(request.ignoreChanges)
+        self.recording.retain_on_delete[key] = bool(request.retainOnDelete)
+        self.recording.dependencies[key] = {urn.rsplit("::", 1)[-1] for urn in request.dependencies}
         return super().RegisterResource(request)
 
 
@@ -232,6 +262,28 @@ def _secret_value(value: Any) -> Any:
 
 def _dump(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
+
+
+BUCKET = "aws:s3/bucket:Bucket"
+PAYLOAD_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2"
+
+
+def _user_data(mocks: RecordingMocks) -> str:
+    """The launch template's user data as a host gets it: the bootstrap's text (base64 in the API)."""
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    raw = base64.b64decode(template.inputs["userData"], validate=True)
+    assert len(raw) <= USER_DATA_LIMIT_BYTES, "EC2 counts the user data before base64"
+    return raw.decode()
+
+
+def _payload_object(mocks: RecordingMocks) -> dict[str, Any]:
+    (payload,) = mocks.of_type(PAYLOAD_OBJECT)
+    return dict(payload.inputs)
+
+
+def _pins(script: str) -> list[str]:
+    body = script.split(f"cat >{PINS_PATH} <<'PCA_BACKEND_PINS_EOF'\n", 1)[1].split("PCA_BACKEND_PINS_EOF\n", 1)[0]
+    return [line for line in body.splitlines() if not line.startswith("#")]
 
 
 def test_target_group_and_health_check_are_https(mocks: RecordingMocks) -> None:
@@ -387,14 +439,27 @@ def test_launch_template_imdsv2_encrypted_root_and_user_data(mocks: RecordingMoc
     assert inputs["monitoring"] == {"enabled": True}, urn
     assert inputs["updateDefaultVersion"] is True, urn
     assert "keyName" not in inputs, f"{urn}: no SSH key; Session Manager instead"
-    packed = base64.b64decode(inputs["userData"], validate=True)
-    assert len(packed) <= USER_DATA_LIMIT_BYTES, f"{urn}: EC2 counts the user data before base64"
-    user_data = gzip.decompress(packed).decode()
+    # The user data is the small bootstrap: the pins, the payload's address and digest, nothing else.
+    user_data = _user_data(mocks)
     assert user_data.startswith("#!/bin/bash\n"), urn
+    assert len(user_data.encode()) < 3 * 1024, f"{urn}: {len(user_data.encode())} bytes of user data"
+    payload = _payload_object(mocks)
+    digest = hashlib.sha256(payload["content"].encode()).hexdigest()
+    assert payload["key"] == f"hosts/{digest}.sh", f"{urn}: content-addressed"
+    assert user_data == render_bootstrap(
+        region=REGION,
+        bucket="host-host-payloads-0a1b2c3",
+        key=payload["key"],
+        sha256=digest,
+        ca_fingerprints=sha256_fingerprints(FAKE_BUNDLE_PEM),
+    ), urn
+    assert _pins(user_data) == sha256_fingerprints(FAKE_BUNDLE_PEM), urn
+    # The host software is the payload: parameter names, the nginx block, the region.
     for name in ("/pca-backend/test/full-chain", "/pca-backend/test/private-key", "/pca-backend/test/ca-bundle"):
-        assert name in user_data, urn
-    assert "server_name api.internal.example;" in user_data, urn
-    assert "readonly REGION=eu-west-1" in user_data, urn
+        assert name in payload["content"], urn
+        assert name not in user_data, urn
+    assert "server_name api.internal.example;" in payload["content"], urn
+    assert "readonly REGION=eu-west-1" in payload["content"], urn
     (ami_call,) = [c for c in mocks.calls if c.token == "aws:ssm/getParameter:getParameter"]
     assert ami_call.args["name"] == DEFAULT_AMI_PARAMETER, urn
 
@@ -515,7 +580,11 @@ def test_a_new_boot_script_is_a_new_template_version_not_new_resources(mocks: Re
     template = ("aws:ec2/launchTemplate:LaunchTemplate", "roll-hosts")
     group = ("aws:autoscaling/group:Group", "roll-hosts")
     target_group = ("aws:lb/targetGroup:TargetGroup", "roll-targets")
-    assert changed == {template, group, target_group}, changed
+    payload = (PAYLOAD_OBJECT, "roll-host-payload")
+    assert changed == {template, group, target_group, payload}, changed
+    # A new payload is a new object (a new key: the engine replaces it, the old one is retained) ...
+    assert {k for k in before[payload] if before[payload][k] != after[payload][k]} == {"key", "content"}
+    # ... and a new bootstrap naming it: a new launch template version.
     assert {k for k in before[template] if before[template][k] != after[template][k]} == {"userData"}
     assert {k for k in before[group] if before[group][k] != after[group][k]} == {"launchTemplate"}
     assert before[group]["launchTemplate"]["id"] == after[group]["launchTemplate"]["id"]
@@ -578,9 +647,9 @@ def test_key_material_only_in_the_private_key_parameter(mocks: RecordingMocks) -
         if resource.typ != "aws:ssm/parameter:Parameter":
             assert "RkFLRS1MRUFG" not in _dump(resource.inputs), f"{urn}: chain in {resource.name}"
             assert BUNDLE_BODY not in _dump(resource.inputs), f"{urn}: bundle in {resource.name}"
-    # The user data is base64 of gzip, opaque to the scan above: read it unpacked, as cloud-init does.
-    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
-    script = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
+    # The user data is base64, opaque to the scan above: read it decoded, as cloud-init does. The payload object's
+    # content (plain text) was scanned above.
+    script = _user_data(mocks)
     for body in (KEY_BODY, "RkFLRS1MRUFG", BUNDLE_BODY):
         assert body not in script, f"{urn}: PEM body {body} in the user data"
 
@@ -1012,37 +1081,43 @@ def test_hosts_report_under_the_alarms_dimension(mocks: RecordingMocks, monkeypa
 
     rendered: list[dict[str, Any]] = []
 
-    def recording_render(**kwargs: Any) -> str:
+    def recording_render(**kwargs: Any) -> HostPayload:
         rendered.append(kwargs)
-        return render_user_data(**kwargs)
+        return render_shared_payload(**kwargs)
 
-    monkeypatch.setattr(ssm_key_delivery, "render_user_data", recording_render)
+    monkeypatch.setattr(ssm_key_delivery, "render_shared_payload", recording_render)
     urn = _deploy("metric", _args(backend_name="orders-prod"))
 
-    # Rendered once to check it before any resource, then for the launch template: the same script.
+    # Rendered once to check it before any resource, then for the payload: the same payload.
     call = rendered[-1]
     assert all(other == call for other in rendered), urn
     (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     assert alarm.inputs["dimensions"] == {"Backend": call["metric_backend"]} == {"Backend": "orders-prod"}, urn
+    packed = pack_payload(render_shared_payload(**call))
+    payload = _payload_object(mocks)
+    assert (payload["key"], payload["content"]) == (packed.key, packed.script), f"{urn}: the payload as rendered"
     (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
-    script = render_user_data(**call)
-    assert template.inputs["userData"] == pack_user_data(script), f"{urn}: the packed form"
-    assert gzip.decompress(base64.b64decode(template.inputs["userData"])).decode() == script, urn
-    # The hosts get trust-ca and the host gate, verbatim, and pin the bundle's CA.
+    bootstrap = render_bootstrap(
+        region=REGION,
+        bucket="metric-host-payloads-0a1b2c3",
+        key=packed.key,
+        sha256=packed.sha256,
+        ca_fingerprints=sha256_fingerprints(FAKE_BUNDLE_PEM),
+    )
+    assert template.inputs["userData"] == pack_user_data(bootstrap), f"{urn}: the bootstrap for that payload"
+    # The hosts get trust-ca, the host gate and verify-tls, verbatim, and pin the bundle's CA.
     assert call["trust_ca_script"] == TRUST_CA_SCRIPT_PATH.read_text(), urn
     assert call["tls_gate_script"] == TLS_GATE_SCRIPT_PATH.read_text(), urn
-    assert call["ca_fingerprints"] == sha256_fingerprints(FAKE_BUNDLE_PEM), urn
+    assert call["verify_tls_script"] == VERIFY_TLS_SCRIPT_PATH.read_text(), urn
+    assert f"cat >{VERIFY_TLS_PATH} <<" in payload["content"], f"{urn}: verify-tls is on the hosts again"
 
 
 def test_hosts_pin_the_ca_bundle_even_when_it_is_an_output(mocks: RecordingMocks) -> None:
     """The CA bundle usually comes from the CA component or a StackReference: the user data waits for it."""
     urn = _deploy("pinned", lambda: _args(ca_bundle_pem=pulumi.Output.from_input(FAKE_BUNDLE_PEM)))
 
-    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
-    script = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
-    (fingerprint,) = sha256_fingerprints(FAKE_BUNDLE_PEM)
-    pins = script.split("<<'PCA_BACKEND_PINS_EOF'\n", 1)[1].split("PCA_BACKEND_PINS_EOF\n", 1)[0]
-    assert [line for line in pins.splitlines() if not line.startswith("#")] == [fingerprint], urn
+    assert _pins(_user_data(mocks)) == sha256_fingerprints(FAKE_BUNDLE_PEM), urn
+    assert f"cat >{PINS_PATH}" not in _payload_object(mocks)["content"], f"{urn}: the pins are not the payload's"
 
 
 def test_a_ca_bundle_without_a_certificate_is_refused_before_any_resource(mocks: RecordingMocks) -> None:
@@ -1055,9 +1130,25 @@ def test_a_ca_bundle_without_a_certificate_is_refused_before_any_resource(mocks:
 # --- the key delivery seam -----------------------------------------------------------------------------------
 
 
+#: The CA a second delivery pins (any CA: the fleet takes the delivery's fingerprints as they are).
+ISSUER_PINS = [hashlib.sha256(b"issuer CA").hexdigest()]
+
+
+def _issuer_payload(issuer_url: str, backend_name: str) -> HostPayload:
+    return HostPayload(
+        files=(
+            HostFile(
+                "/usr/local/sbin/ask-issuer", "0755", f"#!/bin/bash\necho 'ask {issuer_url} for {backend_name}'\n"
+            ),
+        ),
+        commands=("/usr/local/sbin/ask-issuer",),
+    )
+
+
 class _IssuerDelivery:
-    """A second delivery, as a per-host mode would plug in: its own boot script and role statements, a resource
-    the hosts wait for, and the Auto Scaling group's name before the group exists. No key material anywhere."""
+    """A second delivery, as a per-host mode would plug in: its own payload (an output: it carries the issuer's
+    address), pins and role statements, a resource the hosts wait for, and the Auto Scaling group's name before
+    the group exists. No key material anywhere."""
 
     needs_auto_scaling_group_name = True
 
@@ -1082,7 +1173,8 @@ class _Issuer(pulumi.ComponentResource):
         endpoint = aws.cloudwatch.LogGroup(
             f"{name}-issuer", name=f"/issuer/{fleet.auto_scaling_group_name}", opts=pulumi.ResourceOptions(parent=self)
         )
-        self.boot_script = f"#!/bin/bash\necho 'ask the issuer for {fleet.hosts.backend_name}'\n"
+        self.payload = endpoint.name.apply(lambda url: _issuer_payload(url, fleet.hosts.backend_name))
+        self.ca_fingerprints = ISSUER_PINS
         self.host_policy_statements = fleet.host_role_arn.apply(
             lambda arn: [
                 {"Sid": "AskTheIssuer", "Effect": "Allow", "Action": "lambda:InvokeFunctionUrl", "Resource": arn}
@@ -1108,12 +1200,18 @@ def test_a_second_delivery_plugs_in_without_ssm_key_material(mocks: RecordingMoc
     assert not mocks.of_type("aws:ssm/parameter:Parameter"), f"{urn}: nor its parameters"
     (issuer_log,) = mocks.of_type("aws:cloudwatch/logGroup:LogGroup")
     assert issuer_log.inputs["name"] == "/issuer/pca-backend-orders", urn
-    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
-    script = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
-    assert script == "#!/bin/bash\necho 'ask the issuer for orders'\n", f"{urn}: the delivery's boot script"
+    # The delivery's payload (an output) is the fleet's object, and its pins are in the launch template.
+    payload = _payload_object(mocks)
+    expected = pack_payload(_issuer_payload("/issuer/pca-backend-orders", "orders"))
+    assert (payload["key"], payload["content"]) == (expected.key, expected.script), f"{urn}: the delivery's payload"
+    user_data = _user_data(mocks)
+    assert _pins(user_data) == ISSUER_PINS, urn
+    assert f"readonly PAYLOAD_SHA256={expected.sha256}\n" in user_data, urn
     (policy,) = mocks.of_type("aws:iam/rolePolicy:RolePolicy")
     statements = json.loads(policy.inputs["policy"])["Statement"]
-    assert [s["Sid"] for s in statements] == ["AskTheIssuer", "ReportCertificateDays", "SessionManager"], urn
+    assert [s["Sid"] for s in statements] == [
+        "AskTheIssuer", "ReadHostPayloads", "ReportCertificateDays", "SessionManager",
+    ], urn  # fmt: skip
     (role,) = mocks.of_type("aws:iam/role:Role")
     assert statements[0]["Resource"] == f"arn:aws:mock:{REGION}:{ACCOUNT}:aws:iam/role:Role/{role.name}", (
         f"{urn}: the delivery saw the host role's ARN"
@@ -1135,7 +1233,9 @@ def test_the_group_waits_for_what_the_delivery_provides(mocks: RecordingMocks) -
     urn = _deploy("waits", lambda: {**_args(), "key_delivery": _IssuerDelivery()})
 
     group_dependencies = {dependency.rsplit("::", 1)[-1] for dependency in dependencies["waits-hosts"]}
-    assert {"waits-issuer", "waits-host-policy"} <= group_dependencies, f"{urn}: {group_dependencies}"
+    assert {"waits-issuer", "waits-host-policy", "waits-host-payload"} <= group_dependencies, (
+        f"{urn}: {group_dependencies}"
+    )
 
 
 def test_a_delivery_refusal_comes_before_any_resource(mocks: RecordingMocks) -> None:
@@ -1144,13 +1244,198 @@ def test_a_delivery_refusal_comes_before_any_resource(mocks: RecordingMocks) -> 
     assert mocks.resources == [], "a resource was registered before the delivery refused"
 
 
-def test_a_boot_script_over_the_user_data_limit_is_refused_before_any_resource(mocks: RecordingMocks) -> None:
-    # Names that do not compress: hexadecimal digests.
+def test_names_that_would_not_have_fit_the_user_data_deploy_in_the_payload(mocks: RecordingMocks) -> None:
+    """300 long names (36 KB of server_name, which does not compress) were over EC2's 16 KB with the software in the
+    user data; the payload has no such limit and the user data stays the bootstrap."""
     digests = [hashlib.sha256(str(index).encode()).hexdigest() for index in range(300)]
     names = [f"{digest[:60]}.{digest[4:64]}.example" for digest in digests]
-    with pytest.raises(ValueError, match="over EC2's limit"):
-        EncryptedBackend("huge", _args(server_names=names))
-    assert mocks.resources == [], "a resource was registered before the boot script was refused"
+    urn = _deploy("huge", _args(server_names=names))
+
+    assert all(f" {name}" in _payload_object(mocks)["content"] for name in names), urn
+    assert len(_user_data(mocks).encode()) < 3 * 1024, urn
+
+
+def _bundle_of(count: int) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_after = datetime.datetime(2035, 1, 1, tzinfo=datetime.UTC)
+    return "".join(self_signed_ca_pem(key, f"CA {index}", not_after) for index in range(count))
+
+
+def test_pins_over_the_user_data_limit_are_refused_before_any_resource(mocks: RecordingMocks) -> None:
+    # 300 CA certificates in the bundle: 300 pins do not fit the launch template (a hundred would).
+    with pytest.raises(ValueError, match=r"over EC2's limit of 16384: ca_fingerprints pins 300 CA certificates"):
+        EncryptedBackend("pinned", _args(ca_bundle_pem=_bundle_of(300)))
+    assert mocks.resources == [], "a resource was registered before the pins were refused"
+
+
+def test_the_ssm_delivery_renders_its_whole_payload_when_it_checks(mocks: RecordingMocks) -> None:
+    """The shared payload is rendered in full before anything exists: a file it could not write stops it."""
+    block_end = "PCA_BACKEND_FILE_5_EOF"  # the heredoc delimiter of the server block, the payload's fifth file
+    hosts = HostContext(region=REGION, backend_name="x", server_block=f"server {{\n}}\n{block_end}\n")
+    refused = f"file /etc/nginx/conf.d/pca-backend.conf must not contain a line reading {block_end!r}"
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        _args()["key_delivery"].check(hosts)
+    assert mocks.resources == []
+
+
+# --- the payload bucket and object ---------------------------------------------------------------------------
+
+
+def test_the_payload_bucket_is_private_encrypted_and_tls_only(mocks: RecordingMocks) -> None:
+    urn = _deploy("store", _args())
+
+    (bucket,) = mocks.of_type(BUCKET)
+    assert bucket.name == "store-host-payloads", urn
+    assert bucket.inputs["forceDestroy"] is True, f"{urn}: only generated payloads: destroy empties it"
+    (block,) = mocks.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert block.inputs == {
+        "bucket": "store-host-payloads-0a1b2c3",
+        "blockPublicAcls": True,
+        "blockPublicPolicy": True,
+        "ignorePublicAcls": True,
+        "restrictPublicBuckets": True,
+    }, urn
+    (ownership,) = mocks.of_type("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    assert ownership.inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}, f"{urn}: ACLs disabled"
+    (encryption,) = mocks.of_type(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    )
+    assert encryption.inputs["rules"] == [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}], urn
+    (policy,) = mocks.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    assert json.loads(policy.inputs["policy"])["Statement"] == [
+        {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": ["arn:aws:s3:::store-host-payloads-0a1b2c3", "arn:aws:s3:::store-host-payloads-0a1b2c3/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    ], f"{urn}: nothing is granted here; requests without TLS are refused"
+    guards = {block.name, ownership.name, encryption.name, policy.name}
+    assert guards <= mocks.dependencies[(PAYLOAD_OBJECT, "store-host-payload")], (
+        f"{urn}: the bucket is locked down before anything is put in it"
+    )
+
+
+def test_the_payload_is_content_addressed_and_retained_when_replaced(mocks: RecordingMocks) -> None:
+    urn = _deploy("addr", _args())
+
+    payload = _payload_object(mocks)
+    expected = pack_payload(
+        render_shared_payload(
+            region=REGION,
+            parameters=_args()["key_delivery"].parameters,  # type: ignore[attr-defined]
+            server_block=render_server_block(
+                server_names=["api.internal.example"],
+                certificate_path=CERTIFICATE_PATH,
+                private_key_path=PRIVATE_KEY_PATH,
+            ),
+            trust_ca_script=TRUST_CA_SCRIPT_PATH.read_text(),
+            tls_gate_script=TLS_GATE_SCRIPT_PATH.read_text(),
+            verify_tls_script=VERIFY_TLS_SCRIPT_PATH.read_text(),
+            metric_backend="pca-backend-test",
+        )
+    )
+    assert payload["key"] == expected.key == f"hosts/{hashlib.sha256(payload['content'].encode()).hexdigest()}.sh", urn
+    assert payload["content"] == expected.script, urn
+    assert payload["bucket"] == "addr-host-payloads-0a1b2c3", urn
+    assert payload["contentType"] == "text/x-shellscript", urn
+    assert mocks.retain_on_delete[(PAYLOAD_OBJECT, "addr-host-payload")] is True, (
+        f"{urn}: a replaced payload stays for hosts launched from an older launch template version"
+    )
+    retained = {key for key, retain in mocks.retain_on_delete.items() if retain}
+    assert retained == {(PAYLOAD_OBJECT, "addr-host-payload")}, f"{urn}: nothing else is left behind"
+    # The template follows the object: a new version only once the new object exists.
+    assert "addr-host-payload" in mocks.dependencies[("aws:ec2/launchTemplate:LaunchTemplate", "addr-hosts")], urn
+    assert "addr-host-payload" in mocks.dependencies[("aws:autoscaling/group:Group", "addr-hosts")], urn
+
+
+def test_the_host_role_reads_the_payloads_prefix_only(mocks: RecordingMocks) -> None:
+    urn = _deploy("reads", _args())
+
+    (policy,) = mocks.of_type("aws:iam/rolePolicy:RolePolicy")
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    s3 = [s for s in statements if "s3:" in _dump(s["Action"])]
+    assert s3 == [
+        {
+            "Sid": "ReadHostPayloads",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::reads-host-payloads-0a1b2c3/hosts/*",
+        }
+    ], f"{urn}: the bootstrap's one call, on the payloads only"
+    assert "reads-host-payloads" in mocks.dependencies[("aws:iam/rolePolicy:RolePolicy", "reads-host-policy")], urn
+
+
+class _PreviewMocks(RecordingMocks):
+    """A first `pulumi preview`: the bucket's name and ARN are not known yet (nor is anything computed from them)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate" and not isinstance(args.inputs.get("userData"), str):
+            self.resources.append(args)
+            return f"lt-{args.name}", {}
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == BUCKET:
+            outputs = {key: value for key, value in outputs.items() if key not in ("bucket", "arn")}
+        return resource_id, outputs
+
+
+def _preview(name: str, args: Callable[[], EncryptedBackendArgs]) -> dict[str, dict[str, Any]]:
+    """Runs `args`' backend as a preview (the `mocks` fixture restores the runtime after)."""
+    preview = _PreviewMocks()
+    pulumi.runtime.set_mocks(
+        preview, project="pca-backend", stack="test", preview=True, monitor=_OptionsMonitor(preview)
+    )
+    _deploy(name, args)
+    return {r.typ: dict(r.inputs) for r in preview.resources if r.typ in (PAYLOAD_OBJECT, LAUNCH_TEMPLATE)}
+
+
+def _unknown(value: Any) -> bool:
+    return type(value).__name__ == "Unknown"
+
+
+def test_a_preview_renders_a_known_payload_and_leaves_the_rest_unknown(mocks: RecordingMocks) -> None:
+    """The CA created in the same deployment and the auto-named bucket are unknown at the first preview: the shared
+    payload is known all the same (it does not depend on them); the user data waits for both."""
+
+    def args() -> EncryptedBackendArgs:
+        ca = aws.cloudwatch.LogGroup("ca-source")  # stands for the CA: its kms_key_id is not known at preview
+        return _args(ca_bundle_pem=ca.kms_key_id.apply(lambda _: FAKE_BUNDLE_PEM))
+
+    registered = _preview("prev", args)
+
+    payload = registered[PAYLOAD_OBJECT]
+    assert payload["key"] == f"hosts/{hashlib.sha256(payload['content'].encode()).hexdigest()}.sh"
+    assert _unknown(payload["bucket"])
+    assert _unknown(registered[LAUNCH_TEMPLATE]["userData"])
+
+
+def test_a_preview_with_an_unknown_payload_registers_it_unknown(mocks: RecordingMocks) -> None:
+    """A delivery whose payload depends on an output not known at preview (an issuer's URL)."""
+
+    class _UnknownUrlIssuer(_Issuer):
+        def __init__(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> None:
+            super().__init__(name, fleet, opts)
+            url = aws.cloudwatch.LogGroup(f"{name}-url", opts=pulumi.ResourceOptions(parent=self)).kms_key_id
+            self.payload = url.apply(lambda value: _issuer_payload(str(value), fleet.hosts.backend_name))
+
+    class _UnknownUrlDelivery(_IssuerDelivery):
+        def deliver(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> _Issuer:
+            return _UnknownUrlIssuer(name, fleet, opts)
+
+    registered = _preview("later", lambda: {**_args(), "key_delivery": _UnknownUrlDelivery()})
+
+    assert _unknown(registered[PAYLOAD_OBJECT]["key"])
+    assert _unknown(registered[PAYLOAD_OBJECT]["content"])
+    assert _unknown(registered[LAUNCH_TEMPLATE]["userData"])
+
+
+def test_the_same_inputs_give_the_same_payload_and_user_data(mocks: RecordingMocks) -> None:
+    first = _fleet_resources(mocks)
+    second = _fleet_resources(mocks)
+    for key in ((PAYLOAD_OBJECT, "roll-host-payload"), ("aws:ec2/launchTemplate:LaunchTemplate", "roll-hosts")):
+        assert first[key] == second[key], key
 
 
 # --- where the subnets are -----------------------------------------------------------------------------------

@@ -30,18 +30,21 @@ from cryptography import x509
 from components.host_bootstrap import (
     AWS_CLI_CONNECT_TIMEOUT,
     AWS_CLI_READ_TIMEOUT,
+    CERTIFICATE_PATH,
     FIRST_SYNC_RETRY_SECONDS,
     GATE_PATH,
     IMDS_URL,
     METRIC_NAME,
     METRIC_NAMESPACE,
     PINS_PATH,
+    PRIVATE_KEY_PATH,
     SYNC_EXIT_NO_CERTIFICATE,
     SYNC_EXIT_SERVING_PREVIOUS,
+    SYNC_SCRIPT_PATH,
     TRUST_CA_PATH,
     HostParameters,
     render_pins,
-    render_sync_script,
+    render_shared_payload,
 )
 from components.local.nginx import write_standalone_conf
 from components.local.process import free_port, require_binary
@@ -54,6 +57,26 @@ PARAMETERS = HostParameters("/pca-backend/dev/full-chain", "/pca-backend/dev/pri
 PRIVATE_IPV4 = "10.0.1.5"
 METRIC_BACKEND = "pca-backend-dev"
 GATE = REPO / "scripts" / "tls-gate"
+
+
+def _sync_script(region: str) -> str:
+    """The sync exactly as the shared mode's payload installs it on a host."""
+    payload = render_shared_payload(
+        region=region,
+        parameters=PARAMETERS,
+        server_block=render_server_block(
+            server_names=["*.eu-west-1.compute.internal"],
+            certificate_path=CERTIFICATE_PATH,
+            private_key_path=PRIVATE_KEY_PATH,
+        ),
+        trust_ca_script=TRUST_CA.read_text(),
+        tls_gate_script=GATE.read_text(),
+        verify_tls_script=(REPO / "scripts" / "verify-tls").read_text(),
+        metric_backend=METRIC_BACKEND,
+    )
+    (sync,) = [file for file in payload.files if file.path == SYNC_SCRIPT_PATH]
+    assert sync.mode == "0700", "root runs it; nobody else reads or changes it"
+    return sync.content
 
 
 # --- IMDSv2 stand-in -------------------------------------------------------------------------------------
@@ -187,7 +210,7 @@ esac
         for command, body in shims.items():
             (bin_dir / command).write_text(body)
             (bin_dir / command).chmod(0o755)
-        script = render_sync_script(region=region, parameters=PARAMETERS, metric_backend=METRIC_BACKEND)
+        script = _sync_script(region)
         script = (
             script.replace("/etc/pki/nginx", str(self.pki))
             .replace(TRUST_CA_PATH, str(bin_dir / "trust-ca"))

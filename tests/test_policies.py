@@ -442,6 +442,131 @@ def test_crl_disabled_is_not_checked():
     assert run_stack(guardrails.crl_bucket_public_access_blocked, [RecordedResource(CA, "ca", props)]) == []
 
 
+# --- every bucket: public access blocked, TLS only -----------------------------------------------------------
+
+S3_BUCKET = "aws:s3/bucket:Bucket"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+
+
+def _tls_only_policy(bucket: str = "payloads", **changes: Any) -> str:
+    statement = {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        **changes,
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def _guarded_bucket(policy: str | None = None, **flags: bool) -> list[RecordedResource]:
+    return [
+        RecordedResource(S3_BUCKET, "payloads", {"bucket": "payloads"}),
+        RecordedResource(PAB, "payloads-block", {"bucket": "payloads", **ALL_FLAGS, **flags}),
+        RecordedResource(
+            BUCKET_POLICY, "payloads-policy", {"bucket": "payloads", "policy": policy or _tls_only_policy()}
+        ),
+    ]
+
+
+def _bucket_findings(resources: list[RecordedResource]) -> list[tuple[str, str | None, str]]:
+    return [
+        (policy.name, urn, message)
+        for policy in (guardrails.s3_buckets_public_access_blocked, guardrails.s3_buckets_tls_only)
+        for message, urn in run_stack(policy, resources)
+    ]
+
+
+def test_a_bucket_with_its_block_and_a_tls_only_policy_passes() -> None:
+    assert _bucket_findings(_guarded_bucket()) == []
+    # The same denial written otherwise: every AWS principal, a JSON boolean, the objects only.
+    other = _tls_only_policy(
+        Principal={"AWS": "*"}, Condition={"Bool": {"aws:SecureTransport": False}}, Resource="arn:aws:s3:::payloads/*"
+    )
+    assert _bucket_findings(_guarded_bucket(other)) == []
+
+
+def test_a_bucket_without_a_public_access_block_fails_on_the_bucket() -> None:
+    bucket, _, policy = _guarded_bucket()
+    (found,) = _bucket_findings([bucket, policy])
+    assert found[:2] == ("s3-buckets-public-access-blocked", bucket.urn), found
+    assert "payloads" in found[2], found
+    assert "restrict_public_buckets all True" in found[2], found
+
+
+def test_a_partial_public_access_block_fails_on_the_block() -> None:
+    resources = _guarded_bucket(blockPublicPolicy=False)
+    (found,) = _bucket_findings(resources)
+    assert found[:2] == ("s3-buckets-public-access-blocked", resources[1].urn), found
+    assert "blockPublicPolicy" in found[2], found
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        None,
+        _tls_only_policy(Effect="Allow"),
+        _tls_only_policy(Principal={"AWS": "arn:aws:iam::123456789012:root"}),
+        _tls_only_policy(Action="s3:GetObject"),
+        _tls_only_policy(Resource="arn:aws:s3:::payloads"),
+        _tls_only_policy(Condition={"Bool": {"aws:SecureTransport": "true"}}),
+        "not json",
+    ],
+)
+def test_a_bucket_that_accepts_requests_without_tls_fails(policy: str | None) -> None:
+    bucket, block, policy_resource = _guarded_bucket(policy)
+    resources = [bucket, block] if policy is None else [bucket, block, policy_resource]
+    (found,) = _bucket_findings(resources)
+    assert found[:2] == ("s3-buckets-tls-only", bucket.urn), found
+    assert "aws:SecureTransport" in found[2], found
+
+
+def test_a_bucket_whose_own_policy_denies_insecure_transport_passes() -> None:
+    bucket = RecordedResource(S3_BUCKET, "legacy", {"bucket": "legacy", "policy": _tls_only_policy("legacy")})
+    block = RecordedResource(PAB, "legacy-block", {"bucket": "legacy", **ALL_FLAGS})
+    assert _bucket_findings([bucket, block]) == []
+
+
+def test_unknown_policies_and_names_are_not_judged() -> None:
+    bucket, block, policy = _guarded_bucket(UNKNOWN_STRING_VALUE)
+    assert _bucket_findings([bucket, block, policy]) == []
+    # A first preview: the auto-named bucket's name is unknown, and nothing links the block or policy to it yet.
+    unnamed = RecordedResource(S3_BUCKET, "fresh", {"bucket": UNKNOWN_STRING_VALUE})
+    unlinked_block = RecordedResource(PAB, "fresh-block", {"bucket": UNKNOWN_STRING_VALUE, **ALL_FLAGS})
+    assert _bucket_findings([unnamed, unlinked_block]) == []
+
+
+def test_buckets_are_matched_through_property_dependencies_when_names_are_unknown() -> None:
+    unnamed = RecordedResource(S3_BUCKET, "fresh", {"bucket": UNKNOWN_STRING_VALUE})
+    block = RecordedResource(
+        PAB,
+        "fresh-block",
+        {"bucket": UNKNOWN_STRING_VALUE, **ALL_FLAGS, "ignorePublicAcls": False},
+        property_dependencies={"bucket": [unnamed.urn]},
+    )
+    policy = RecordedResource(
+        BUCKET_POLICY,
+        "fresh-policy",
+        {"bucket": UNKNOWN_STRING_VALUE, "policy": _tls_only_policy(Effect="Allow")},
+        property_dependencies={"bucket": [unnamed.urn]},
+    )
+    found = sorted(_bucket_findings([unnamed, block, policy]))
+    assert [(name, urn) for name, urn, _ in found] == [
+        ("s3-buckets-public-access-blocked", block.urn),
+        ("s3-buckets-tls-only", unnamed.urn),
+    ], found
+
+
+def test_stack_policies_see_outputs_when_the_recording_has_them() -> None:
+    """An auto-named bucket has no `bucket` input; the engine hands stack policies its outputs, with the name."""
+    bucket = RecordedResource(S3_BUCKET, "auto", {}, outputs={"bucket": "auto-0a1b2c3"})
+    block = RecordedResource(PAB, "auto-block", {"bucket": "auto-0a1b2c3", **ALL_FLAGS})
+    assert [urn for _, urn, _ in _bucket_findings([bucket, block])] == [bucket.urn], "no TLS-only policy"
+    assert _bucket_findings([RecordedResource(S3_BUCKET, "auto", {}), block]) == [], "name unknown: not judged"
+
+
 # --- secrets ----------------------------------------------------------------------------------------------
 
 

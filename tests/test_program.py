@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
-import gzip
+import hashlib
 import importlib
 import json
 import pkgutil
@@ -37,7 +37,9 @@ ACTIVATION_TYPE = "aws:acmpca/certificateAuthorityCertificate:CertificateAuthori
 CA_CERTIFICATE_TYPE = "aws:acmpca/certificate:Certificate"
 PERMISSION_TYPE = "aws:acmpca/permission:Permission"
 ACM_CERTIFICATE_TYPE = "aws:acm/certificate:Certificate"
-CRL_BUCKET_TYPE = "aws:s3/bucket:Bucket"
+BUCKET_TYPE = "aws:s3/bucket:Bucket"
+PUBLIC_ACCESS_BLOCK_TYPE = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+PAYLOAD_TYPE = "aws:s3/bucketObjectv2:BucketObjectv2"
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 
 #: The outputs contract (README.md, "Stack outputs"): what each stack exports, no more, no less.
@@ -186,19 +188,33 @@ def test_ca_resources_per_mode(run: StackRun) -> None:
         assert activation.inputs["certificateChain"], f"{activation.urn}: a subordinate imports its chain"
 
 
+def _crl_buckets(run: StackRun) -> list[Registration]:
+    return [bucket for bucket in run.of_type(BUCKET_TYPE) if bucket.name.endswith("-crl")]
+
+
+def _under(run: StackRun, parent: Registration, type_: str) -> Registration:
+    (child,) = [resource for resource in run.of_type(type_) if resource.parent == parent.urn]
+    return child
+
+
 def test_crl_bucket_is_private_and_ready_before_the_ca(run: StackRun) -> None:
     if not run.config["pca-backend:caCrlEnabled"] or run.config["pca-backend:caMode"] == "stack":
-        assert not run.of_type("aws:s3/bucket:Bucket"), run.stack
+        assert not _crl_buckets(run), run.stack
         return
     authority = run.one(CA_TYPE)
     crl = authority.inputs["revocationConfiguration"]["crlConfiguration"]
     assert crl["enabled"] is True, authority.urn
     assert crl["s3ObjectAcl"] == "BUCKET_OWNER_FULL_CONTROL", authority.urn
-    block = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    (bucket,) = _crl_buckets(run)
+    block = _under(run, bucket, PUBLIC_ACCESS_BLOCK_TYPE)
     for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
         assert block.inputs[flag] is True, f"{block.urn}: {flag}"
-    policy_resource = run.one("aws:s3/bucketPolicy:BucketPolicy")
-    for ready in (block, policy_resource, run.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")):
+    policy_resource = _under(run, bucket, "aws:s3/bucketPolicy:BucketPolicy")
+    for ready in (
+        block,
+        policy_resource,
+        _under(run, bucket, "aws:s3/bucketOwnershipControls:BucketOwnershipControls"),
+    ):
         assert ready.urn in authority.dependencies, f"{authority.urn} must wait for {ready.urn}"
     policy = json.loads(policy_resource.inputs["policy"])
     allow = next(s for s in policy["Statement"] if s["Effect"] == "Allow")
@@ -263,10 +279,62 @@ def test_backend_hosts_are_hardened(run: StackRun) -> None:
         assert template.inputs["privateDnsNameOptions"] == {"hostnameType": "ip-name"}, template.urn
         (certificate,) = run.of_type(CERTIFICATE_TYPE)
         assert "*.ec2.internal" in certificate.inputs["subject_alternative_names"], certificate.urn
-        user_data = gzip.decompress(base64.b64decode(template.inputs["userData"])).decode()
+        user_data = base64.b64decode(template.inputs["userData"]).decode()
+        assert "PRIVATE KEY" not in user_data, f"{template.urn}: key material in user data"
+        assert len(user_data.encode()) < 3 * 1024, f"{template.urn}: the bootstrap, not the host software"
+        payload = run.one(PAYLOAD_TYPE)
+        assert f"readonly PAYLOAD_KEY={payload.inputs['key']}\n" in user_data, template.urn
+        assert payload.urn in template.dependencies, f"{template.urn}: a new version once the new payload exists"
         # A PEM armour line: the embedded trust-ca names "PRIVATE KEY" in the check that refuses keys.
-        assert "PRIVATE KEY-----" not in user_data, f"{template.urn}: key material in user data"
-        assert f"{run.config['pca-backend:parameterPrefix'] or '/pca-backend/' + run.stack}/private-key" in user_data
+        assert "PRIVATE KEY-----" not in payload.inputs["content"], f"{payload.urn}: key material in the payload"
+        prefix = run.config["pca-backend:parameterPrefix"] or "/pca-backend/" + run.stack
+        assert f"readonly PRIVATE_KEY_PARAMETER={prefix}/private-key\n" in payload.inputs["content"], payload.urn
+
+
+def test_hosts_boot_from_a_pinned_payload_in_a_private_bucket(run: StackRun) -> None:
+    """Per backend: a private, TLS-only bucket; the payload under its SHA-256, kept when replaced; the launch
+    template pins that SHA-256 and the stack's CAs; the hosts may read the payloads and nothing else of S3."""
+    if not run.config["pca-backend:backendEnabled"]:
+        assert not run.of_type(PAYLOAD_TYPE), run.stack
+        return
+    (bucket,) = [resource for resource in run.of_type(BUCKET_TYPE) if not resource.name.endswith("-crl")]
+    assert bucket.name == "backend-host-payloads", bucket.urn
+    assert bucket.inputs["forceDestroy"] is True, bucket.urn
+    assert bucket.protect is False, f"{bucket.urn}: generated payloads only, nothing to keep"
+    block = _under(run, bucket, PUBLIC_ACCESS_BLOCK_TYPE)
+    assert all(block.inputs[flag] is True for flag in ("blockPublicAcls", "blockPublicPolicy")), block.urn
+    assert all(block.inputs[flag] is True for flag in ("ignorePublicAcls", "restrictPublicBuckets")), block.urn
+    ownership = _under(run, bucket, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    assert ownership.inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced", ownership.urn
+    policy = json.loads(_under(run, bucket, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    (deny,) = policy["Statement"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}, policy
+    payload = run.one(PAYLOAD_TYPE)
+    digest = hashlib.sha256(payload.inputs["content"].encode()).hexdigest()
+    assert payload.inputs["key"] == f"hosts/{digest}.sh", payload.urn
+    assert payload.retain_on_delete is True, payload.urn
+    template = run.one("aws:ec2/launchTemplate:LaunchTemplate")
+    user_data = base64.b64decode(template.inputs["userData"]).decode()
+    assert f"readonly PAYLOAD_SHA256={digest}\n" in user_data, template.urn
+    # The stack's CA bundle, pinned: the pki root for dev, the stack's own CAs elsewhere.
+    pins = user_data.split("<<'PCA_BACKEND_PINS_EOF'\n", 1)[1].split("PCA_BACKEND_PINS_EOF\n", 1)[0]
+    assert [line for line in pins.splitlines() if not line.startswith("#")], template.urn
+    if run.config["pca-backend:caMode"] == "stack":
+        assert [line for line in pins.splitlines() if not line.startswith("#")] == x509.sha256_fingerprints(
+            stack_harness.PKI_ROOT_PEM
+        ), template.urn
+    group = run.one("aws:autoscaling/group:Group")
+    assert payload.urn in group.dependencies, f"{group.urn} waits for the payload"
+    statements = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    reads = [statement for statement in statements if any(a.startswith("s3:") for a in _actions(statement))]
+    assert reads == [
+        {
+            "Sid": "ReadHostPayloads",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::backend-host-payloads-bucket/hosts/*",
+        }
+    ], reads
 
 
 def test_host_fleet_rolls_within_the_configured_sizes(run: StackRun) -> None:
@@ -431,17 +499,45 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return [actions] if isinstance(actions, str) else actions
 
 
-def test_program_passes_the_policy_pack(run: StackRun) -> None:
-    recorded = [
-        RecordedResource(
+def _recorded(run: StackRun) -> list[RecordedResource]:
+    """The stack's resources as the policy harness takes them, with the engine's property dependencies."""
+    recorded = {
+        resource.urn: RecordedResource(
             type_=resource.type_,
             name=resource.name,
             props=resource.inputs,
             additional_secret_outputs=resource.additional_secret_outputs,
+            outputs=resource.outputs,
         )
         for resource in run.resources
-    ]
-    assert check_resources(recorded) == [], run.stack
+    }
+    for resource in run.resources:
+        recorded[resource.urn].property_dependencies = {
+            prop: [recorded[urn].urn for urn in urns if urn in recorded]
+            for prop, urns in resource.property_dependencies.items()
+        }
+    return list(recorded.values())
+
+
+def test_program_passes_the_policy_pack(run: StackRun) -> None:
+    assert check_resources(_recorded(run)) == [], run.stack
+
+
+def test_the_bucket_policies_see_every_bucket_of_the_program(run: StackRun) -> None:
+    """Without its public access block or its TLS-only policy, each bucket of the stack is reported by name."""
+    buckets = run.of_type(BUCKET_TYPE)
+    for bucket in buckets:
+        guards = ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "aws:s3/bucketPolicy:BucketPolicy")
+        stripped = [
+            resource
+            for resource in _recorded(run)
+            if not (resource.type_ in guards and resource.name.startswith(bucket.name))
+        ]
+        violations = check_resources(stripped)
+        for policy in ("s3-buckets-public-access-blocked", "s3-buckets-tls-only"):
+            assert f"{policy}: {BUCKET_TYPE}::{bucket.name}: S3 bucket {bucket.name}" in "\n".join(violations), (
+                f"{bucket.urn}: {policy} did not see it: {violations}"
+            )
 
 
 def _run_expecting_error(stack: str, overrides: dict[str, Any]) -> tuple[str, StackRun | None]:
@@ -595,7 +691,7 @@ def test_created_cas_are_protected_as_configured(run: StackRun) -> None:
         return
     wanted = run.config["pca-backend:caProtect"]
     assert wanted is (run.stack != "local"), f"{run.stack}: only the throw-away local CA goes unprotected"
-    owned = [*authorities, run.one(CA_CERTIFICATE_TYPE), run.one(ACTIVATION_TYPE), *run.of_type(CRL_BUCKET_TYPE)]
+    owned = [*authorities, run.one(CA_CERTIFICATE_TYPE), run.one(ACTIVATION_TYPE), *_crl_buckets(run)]
     for resource in owned:
         assert resource.protect is wanted, f"{resource.urn}: protect should be {wanted}"
     for permission in run.of_type(PERMISSION_TYPE):

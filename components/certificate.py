@@ -521,7 +521,8 @@ def _days_rule(inputs: dict[str, Any]) -> Problems:
         return
     if validity <= 0:
         yield "validity_days", f"validity_days must be positive, got {validity}"
-    elif validity > MAX_VALIDITY_DAYS:
+        return  # the renewal window is measured against a validity that makes sense
+    if validity > MAX_VALIDITY_DAYS:
         yield "validity_days", f"validity_days must be at most {MAX_VALIDITY_DAYS} (a century), got {validity}"
     inputs["renew_before_days"] = renew_before = aws_rules.renew_before_days(validity, renew_before)
     low, high = aws_rules.renew_before_range(validity)
@@ -847,13 +848,13 @@ class CertificateProvider(pulumi.dynamic.ResourceProvider):
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         old, new = normalised(olds), normalised(news)
-        _require_valid("update", new)
         changed = [key for key in IDENTITY_INPUTS if old[key] != new[key]]
         if changed:
             raise CertificateError(
                 f"update of {id_} cannot change {', '.join(changed)}: that needs another certificate, which only a "
                 "replacement issues (diff asks Pulumi for one). Nothing was changed"
             )
+        _require_valid("update", new)
         stored = {key: value for key, value in olds.items() if not key.startswith("__")}
         return UpdateResult({**stored, **{key: new[key] for key in SETTING_INPUTS}})
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import grpc
 import pulumi
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from pulumi.runtime.stack import run_pulumi_func
@@ -59,9 +59,18 @@ PROVIDER_KEY = "__provider"
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _plain(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {key: _plain(item) for key, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    return None if kind == "null_value" else getattr(value, str(kind))
+
+
 def to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain Python (numbers are floats, as on the wire)."""
-    return json_format.MessageToDict(struct)
+    """A Struct as plain Python (numbers are floats, as on the wire; NaN and infinities too, which JSON lacks)."""
+    return {key: _plain(value) for key, value in struct.fields.items()}
 
 
 def to_struct(values: Mapping[str, Any]) -> struct_pb2.Struct:

@@ -180,6 +180,16 @@ class Scenario:
     """AWS's token window for this scenario (the provider's reuse limit is a third shorter)."""
 
 
+def each(*steps: Callable[[RecordingProxy], None]) -> Callable[[RecordingProxy], None]:
+    """Faults applied in order (the proxy takes the first pending fault that matches a call)."""
+
+    def apply(proxy: RecordingProxy) -> None:
+        for step in steps:
+            step(proxy)
+
+    return apply
+
+
 def _persistent_throttling_cleared_after(seconds: float) -> Callable[[RecordingProxy], None]:
     def faults(proxy: RecordingProxy) -> None:
         proxy.throttle(ISSUE, times=None)
@@ -211,7 +221,7 @@ SCENARIOS = [
     Scenario("read-timeout", lambda proxy: proxy.delay_reply(ISSUE, READ_TIMEOUT * 3)),
     Scenario(
         "dropped-then-5xx",
-        lambda proxy: (proxy.drop_reply(ISSUE), proxy.server_error(ISSUE, times=1)),  # type: ignore[func-returns-value]
+        each(lambda proxy: proxy.drop_reply(ISSUE), lambda proxy: proxy.server_error(ISSUE, times=1)),
     ),
     Scenario("throttled-past-the-token-window", _persistent_throttling_cleared_after(WINDOW + 0.5)),
     Scenario(
@@ -232,7 +242,7 @@ SCENARIOS = [
     ),
     Scenario(
         "dropped-then-resets",
-        lambda proxy: (proxy.drop_reply(ISSUE), proxy.reset_connection(ISSUE, times=None)),  # type: ignore[func-returns-value]
+        each(lambda proxy: proxy.drop_reply(ISSUE), lambda proxy: proxy.reset_connection(ISSUE, times=None)),
         succeeds=False,
         says=UNKNOWN_OUTCOME,
     ),
@@ -253,13 +263,13 @@ SCENARIOS = [
     ),
     Scenario(
         "fleet-under-every-fault",
-        lambda proxy: (
-            proxy.quota(ISSUE, 5.0, burst=2),
-            proxy.drop_reply(ISSUE, times=3),
-            proxy.reset_connection(ISSUE, times=3),
-            proxy.server_error(ISSUE, times=3),
-            proxy.delay_reply(ISSUE, READ_TIMEOUT * 3, times=2),
-            proxy.drop_reply(GET, times=3),
+        each(
+            lambda proxy: proxy.quota(ISSUE, 5.0, burst=2),
+            lambda proxy: proxy.drop_reply(ISSUE, times=3),
+            lambda proxy: proxy.reset_connection(ISSUE, times=3),
+            lambda proxy: proxy.server_error(ISSUE, times=3),
+            lambda proxy: proxy.delay_reply(ISSUE, READ_TIMEOUT * 3, times=2),
+            lambda proxy: proxy.drop_reply(GET, times=3),
         ),
         creates=12,
         succeeds=None,
@@ -353,7 +363,10 @@ def test_the_budget_bounds_the_whole_create(pca_proxy: RecordingProxy, ca_arn: s
     certificate.forget_cached_cas()
     pca_proxy.reset()
     pca_proxy.throttle("DescribeCertificateAuthority", times=None)
-    after(0.8, lambda: (pca_proxy.clear_faults(), pca_proxy.throttle(ISSUE, times=None)))
+    after(
+        0.8,
+        lambda: each(lambda proxy: proxy.clear_faults(), lambda proxy: proxy.throttle(ISSUE, times=None))(pca_proxy),
+    )
     started = time.monotonic()
     with pytest.raises(Exception, match="ThrottlingException"):
         provider.create(inputs)

@@ -73,12 +73,16 @@ TOKEN_REUSE_SECONDS = 240.0
 #: The rate never drops below this (requests per second), and never grows past this many times its seed.
 MIN_RATE = 0.2
 MAX_RATE_FACTOR = 4.0
-#: On throttling, the rate becomes this share of the rate AWS accepted over `RATE_WINDOW` seconds; after that
-#: it grows by `RATE_PROBE` requests/s per success (about 5 % a second), probing for a higher quota.
+#: On throttling, the rate becomes this share of the rate AWS accepted recently: over `RATE_WINDOW` seconds, or
+#: longer at a low rate, so that the window holds about `RATE_SAMPLES` requests (at 1 request/s, two seconds
+#: hold one or two: the measured rate would be 0.5 or 1.0, and the cut land far below the quota). After that,
+#: each accepted request raises the rate by `RATE_PROBE` of itself, probing for a higher quota: the step scales
+#: with the rate, so at any quota the rate grows 5 % in about ten requests and overshoots as rarely.
 RATE_CUT = 0.9
 RATE_WINDOW = 2.0
+RATE_SAMPLES = 16
 RATE_COOLDOWN = 1.0
-RATE_PROBE = 0.05
+RATE_PROBE = 0.005
 
 _CLIENT_CONFIG = BotoConfig(
     retries={"total_max_attempts": 1, "mode": "standard"},
@@ -149,21 +153,26 @@ class AdaptiveRate:
         with self._lock:
             now = time.monotonic()
             self._accepted.append(now)
-            self._forget_before(now - RATE_WINDOW)
+            self._forget_before(now - self._window())
             if now - self._last_cut >= RATE_COOLDOWN:
-                self.rate = min(self.max_rate, self.rate + RATE_PROBE)
+                self.rate = min(self.max_rate, self.rate * (1 + RATE_PROBE))
 
     def throttled(self) -> None:
         with self._lock:
             now = time.monotonic()
             if now - self._last_cut < RATE_COOLDOWN:
                 return  # one cut per burst of throttling answers, not one per answer
-            self._forget_before(now - RATE_WINDOW)
-            window = max(0.5, min(RATE_WINDOW, now - self._born))
+            window = self._window()
+            self._forget_before(now - window)
+            window = max(0.5, min(window, now - self._born))
             accepted_rate = len(self._accepted) / window
             base = min(self.rate, accepted_rate) if accepted_rate > 0 else self.rate / 2
             self.rate = max(MIN_RATE, base * RATE_CUT)
             self._last_cut = now
+
+    def _window(self) -> float:
+        """Seconds over which the accepted rate is measured: long enough to hold about `RATE_SAMPLES` requests."""
+        return max(RATE_WINDOW, RATE_SAMPLES / self.rate)
 
     def _forget_before(self, moment: float) -> None:
         while self._accepted and self._accepted[0] < moment:

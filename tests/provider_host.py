@@ -119,7 +119,7 @@ def replaced(struct: struct_pb2.Struct, **values: Any) -> struct_pb2.Struct:
 
 @dataclass
 class Registration:
-    """One RegisterResource request as the engine receives it."""
+    """One RegisterResource (or ReadResource) request as the engine receives it, and the mock's answer."""
 
     type_: str
     name: str
@@ -130,6 +130,13 @@ class Registration:
     dependencies: list[str]
     parent: str
     urn: str
+    custom: bool = True
+    protect: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    outputs: struct_pb2.Struct = field(default_factory=struct_pb2.Struct)
+    """What the mock answered: the resource's outputs."""
+    read: bool = False
+    """A ReadResource (e.g. a StackReference), not a registration."""
 
 
 class _Capture(pulumi_mocks.MockMonitor):
@@ -142,13 +149,11 @@ class _Capture(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            copied = struct_pb2.Struct()
-            copied.CopyFrom(request.object)
             self.registrations.append(
                 Registration(
                     type_=request.type,
                     name=request.name,
-                    properties=copied,
+                    properties=_copy(request.object),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     property_dependencies={
                         key: list(value.urns) for key, value in request.propertyDependencies.items()
@@ -156,12 +161,40 @@ class _Capture(pulumi_mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     parent=request.parent,
                     urn=response.urn,
+                    custom=bool(request.custom),
+                    protect=bool(request.protect),
+                    ignore_changes=list(request.ignoreChanges),
+                    outputs=_copy(response.object),
                 )
             )
         return response
 
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        self.registrations.append(
+            Registration(
+                type_=request.type,
+                name=request.name,
+                properties=_copy(request.properties),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                property_dependencies={},
+                dependencies=list(request.dependencies),
+                parent=request.parent,
+                urn=response.urn,
+                outputs=_copy(response.properties),
+                read=True,
+            )
+        )
+        return response
 
-class _EchoMocks(pulumi.runtime.Mocks):
+
+def _copy(struct: struct_pb2.Struct) -> struct_pb2.Struct:
+    copied = struct_pb2.Struct()
+    copied.CopyFrom(struct)
+    return copied
+
+
+class EchoMocks(pulumi.runtime.Mocks):
     """Every resource's outputs are its inputs; at preview its ID is unknown, as the engine plans a create."""
 
     def __init__(self, preview: bool) -> None:
@@ -220,7 +253,7 @@ def registered(
         certificate_args: CertificateArgs = given
         Certificate(name, certificate_args, opts)
 
-    [registration] = run_capturing(body, _EchoMocks(preview), preview=preview)
+    [registration] = run_capturing(body, EchoMocks(preview), preview=preview)
     assert registration.type_ == CERTIFICATE_TYPE
     return registration
 

@@ -83,6 +83,9 @@ RATE_WINDOW = 2.0
 RATE_SAMPLES = 16
 RATE_COOLDOWN = 1.0
 RATE_PROBE = 0.005
+#: How late an answer may arrive and still count (the client's read timeout): accepted requests are remembered
+#: this long beyond the window.
+RATE_ANSWER_DELAY = 60.0
 
 _CLIENT_CONFIG = BotoConfig(
     retries={"total_max_attempts": 1, "mode": "standard"},
@@ -149,23 +152,26 @@ class AdaptiveRate:
                 wait = self._next - now
             time.sleep(wait)
 
-    def accepted(self) -> None:
+    def accepted(self, sent: float) -> None:
+        """A request sent at `sent` (`time.monotonic()`) was accepted."""
         with self._lock:
             now = time.monotonic()
-            self._accepted.append(now)
-            self._forget_before(now - self._window())
+            self._accepted.append(sent)
+            self._forget_before(now - self._window() - RATE_ANSWER_DELAY)
             if now - self._last_cut >= RATE_COOLDOWN:
                 self.rate = min(self.max_rate, self.rate * (1 + RATE_PROBE))
 
-    def throttled(self) -> None:
+    def throttled(self, sent: float) -> None:
+        """A request sent at `sent` was refused: the quota was used up then. Cut to the rate of the requests AWS
+        accepted over the window before `sent`, counted by when they were sent, not when their answers came:
+        under load answers come late, and counting them by arrival would see a fraction of the real rate."""
         with self._lock:
             now = time.monotonic()
             if now - self._last_cut < RATE_COOLDOWN:
                 return  # one cut per burst of throttling answers, not one per answer
             window = self._window()
-            self._forget_before(now - window)
-            window = max(0.5, min(window, now - self._born))
-            accepted_rate = len(self._accepted) / window
+            span = max(0.5, min(window, sent - self._born))
+            accepted_rate = sum(1 for moment in self._accepted if sent - span <= moment <= sent) / span
             base = min(self.rate, accepted_rate) if accepted_rate > 0 else self.rate / 2
             self.rate = max(MIN_RATE, base * RATE_CUT)
             self._last_cut = now
@@ -282,11 +288,12 @@ def call(
                 token.renew()  # nothing was processed with the old one
             params["IdempotencyToken"] = token.value
             token.sent()
+        sent = time.monotonic()
         try:
             answer: dict[str, Any] = method(**params)
         except ClientError as error:
             if error_code(error) in THROTTLING_CODES:  # refused before any processing
-                limiter.throttled()
+                limiter.throttled(sent)
                 if time.monotonic() >= deadline:
                     _give_up(operation, token, "throttled until the time budget ran out", error)
                 continue
@@ -300,7 +307,7 @@ def call(
             _mark_uncertain(token)
             failure = error
         else:
-            limiter.accepted()
+            limiter.accepted(sent)
             return answer
         transient_failures += 1
         if transient_failures >= TRANSIENT_ATTEMPTS or time.monotonic() >= deadline:

@@ -1019,20 +1019,8 @@ class Certificate(pulumi.dynamic.Resource, module="pki", name="Certificate"):
 
     def __init__(self, resource_name: str, args: CertificateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         props: dict[str, Any] = {
+            **DEFAULTS,
             "subject_alternative_names": [],
-            "key_algorithm": DEFAULT_KEY_ALGORITHM,
-            "validity_days": DEFAULT_VALIDITY_DAYS,
-            "template_arn": DEFAULT_TEMPLATE,
-            "renew_before_days": None,
-            "csr_pem": None,
-            "revoke_on_delete": True,
-            "region": None,
-            "endpoint_url": None,
-            "profile": None,
-            "assume_role_arn": None,
-            "assume_role_session_name": None,
-            "assume_role_external_id": None,
-            "throttle_retry_minutes": DEFAULT_THROTTLE_RETRY_MINUTES,
             **args,
             **dict.fromkeys(OUTPUTS),
         }

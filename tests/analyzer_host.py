@@ -17,18 +17,15 @@ pulumi/pulumi is the engine's side).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-from tests.provider_host import SECRET_SIG, SIG_KEY, to_dict, to_struct
+from tests.provider_host import SECRET_SIG, SIG_KEY, PluginProcess, to_dict, to_struct
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policy"
@@ -87,33 +84,18 @@ class AnalyzerHost:
 
     def __init__(self, *, stack: str, dry_run: bool, project: str = "pca-backend") -> None:
         self.stack, self.project, self.dry_run = stack, project, dry_run
-        self._process: subprocess.Popen[bytes] | None = None
-        self._channel: grpc.Channel | None = None
-        self._stub: Any = None
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
-
-    def start(self) -> AnalyzerHost:
         env = {
             **os.environ,
-            "PULUMI_PROJECT": self.project,
-            "PULUMI_STACK": self.stack,
-            "PULUMI_DRY_RUN": "true" if self.dry_run else "false",
+            "PULUMI_PROJECT": project,
+            "PULUMI_STACK": stack,
+            "PULUMI_DRY_RUN": "true" if dry_run else "false",
         }
-        self._process = subprocess.Popen(
-            # The engine's address is only used to log a failure of the pack's own program.
-            [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."],
-            cwd=POLICY_DIR,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.strip().isdigit():
-            self._stderr.seek(0)
-            raise RuntimeError(f"the policy pack did not print its port: {line!r}\n{self._stderr.read().decode()}")
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{int(line)}")
-        self._stub = analyzer_pb2_grpc.AnalyzerStub(self._channel)
+        # The engine's address is only used to log a failure of the pack's own program.
+        self.plugin = PluginProcess([sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."], POLICY_DIR, env)
+        self._stub: Any = None
+
+    def start(self) -> AnalyzerHost:
+        self._stub = analyzer_pb2_grpc.AnalyzerStub(self.plugin.start())
         self._stub.ConfigureStack(
             analyzer_pb2.AnalyzerStackConfigureRequest(stack=self.stack, project=self.project, dry_run=self.dry_run),
             timeout=60,
@@ -121,16 +103,7 @@ class AnalyzerHost:
         return self
 
     def stop(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._stderr.close()
+        self.plugin.stop()
 
     def __enter__(self) -> AnalyzerHost:
         return self.start()

@@ -27,8 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,10 +283,6 @@ class CheckAnswer:
     inputs: struct_pb2.Struct
     failures: list[tuple[str, str]]
 
-    @property
-    def failed(self) -> dict[str, str]:
-        return dict(self.failures)
-
 
 @dataclass
 class DiffAnswer:
@@ -300,37 +295,29 @@ class DiffAnswer:
         return self.changes == provider_pb2.DiffResponse.DIFF_SOME
 
 
-class ProviderHost:
-    """`python -m pulumi.dynamic` in a subprocess, run from the project root as the engine runs it from the
-    program's directory; the environment is the test's (the session's fake AWS credentials)."""
+class PluginProcess:
+    """A Pulumi plugin the engine runs as a subprocess: it prints the port of its gRPC server on stdout."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = dict(env) if env is not None else dict(os.environ)
+    def __init__(self, argv: list[str], cwd: Path, env: Mapping[str, str]) -> None:
+        self._argv, self._cwd, self._env = argv, cwd, dict(env)
         self._process: subprocess.Popen[bytes] | None = None
-        self._channel: grpc.Channel | None = None
-        self._stub: Any = None
+        self.channel: grpc.Channel | None = None
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
 
-    def start(self) -> ProviderHost:
+    def start(self) -> grpc.Channel:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "pulumi.dynamic"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=self._env,
+            self._argv, cwd=self._cwd, stdout=subprocess.PIPE, stderr=self._stderr, env=self._env
         )
         assert self._process.stdout is not None
         line = self._process.stdout.readline()
         if not line.strip().isdigit():
-            raise RuntimeError(f"the provider host did not print its port: {line!r}\n{self.stderr()}")
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{int(line)}")
-        self._stub = provider_pb2_grpc.ResourceProviderStub(self._channel)
-        self.accepts_secrets = self.configure()
-        return self
+            raise RuntimeError(f"{' '.join(self._argv)} did not print its port: {line!r}\n{self.stderr()}")
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{int(line)}")
+        return self.channel
 
     def stop(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
+        if self.channel is not None:
+            self.channel.close()
         if self._process is not None:
             self._process.terminate()
             try:
@@ -340,15 +327,34 @@ class ProviderHost:
                 self._process.wait()
         self._stderr.close()
 
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+
+class ProviderHost:
+    """`python -m pulumi.dynamic` in a subprocess, run from the project root as the engine runs it from the
+    program's directory; the environment is the test's (the session's fake AWS credentials)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.plugin = PluginProcess(
+            [sys.executable, "-m", "pulumi.dynamic"], ROOT, env if env is not None else os.environ
+        )
+        self._stub: Any = None
+
+    def start(self) -> ProviderHost:
+        self._stub = provider_pb2_grpc.ResourceProviderStub(self.plugin.start())
+        self.accepts_secrets = self.configure()
+        return self
+
+    def stop(self) -> None:
+        self.plugin.stop()
+
     def __enter__(self) -> ProviderHost:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-    def stderr(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
 
     def _call(self, method: str, request: Any) -> Any:
         try:
@@ -419,12 +425,6 @@ class ProviderHost:
         )
 
 
-@contextmanager
-def provider_host(env: Mapping[str, str] | None = None) -> Iterator[ProviderHost]:
-    with ProviderHost(env) as host:
-        yield host
-
-
 # ---------------------------------------------------------------------------------------------------------
 # the engine's sequences
 # ---------------------------------------------------------------------------------------------------------
@@ -439,7 +439,6 @@ class Stored:
     id: str
     inputs: struct_pb2.Struct
     outputs: struct_pb2.Struct
-    pending_delete: list[Stored] = field(default_factory=list)
 
     @property
     def out(self) -> dict[str, Any]:
@@ -498,10 +497,8 @@ class Engine:
             return plan, Stored(state.id, plan.inputs, outputs)
         # create before delete: the new certificate first, then the old one is deleted (revoked)
         id_, outputs = self.host.create(self.urn, plan.inputs)
-        replacement = Stored(id_, plan.inputs, outputs, pending_delete=[state])
         self.host.delete(self.urn, state.id, state.outputs, state.inputs)
-        replacement.pending_delete = []
-        return plan, replacement
+        return plan, Stored(id_, plan.inputs, outputs)
 
     def refresh(self, state: Stored) -> Stored | None:
         """Read: None when the provider says the resource is gone."""

@@ -18,7 +18,7 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 
 from components import x509 as pki
-from components.certificate import IDENTITY_INPUTS
+from components.certificate import IDENTITY_INPUTS, INPUTS
 from components.local.emulator import RecordingProxy, create_active_ca
 from tests.provider_host import (
     PROVIDER_KEY,
@@ -186,24 +186,7 @@ def test_the_first_preview_of_a_stack_that_creates_its_ca_plans(engine: Engine, 
 # preview with unknowns
 # ---------------------------------------------------------------------------------------------------------
 
-UNKNOWABLE = (
-    "ca_arn",
-    "common_name",
-    "subject_alternative_names",
-    "key_algorithm",
-    "validity_days",
-    "template_arn",
-    "renew_before_days",
-    "csr_pem",
-    "revoke_on_delete",
-    "region",
-    "endpoint_url",
-    "profile",
-    "assume_role_arn",
-    "assume_role_session_name",
-    "assume_role_external_id",
-    "throttle_retry_minutes",
-)
+UNKNOWABLE = INPUTS
 
 
 @pytest.mark.parametrize("key", UNKNOWABLE)

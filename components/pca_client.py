@@ -8,8 +8,12 @@ keeps, per process and never on the provider object (which is pickled into the s
 - one adaptive request rate per (target, operation), seeded from AWS's default quotas and cut to the rate AWS
   actually accepted whenever it answers `ThrottlingException`, so that many certificates requested together
   go through at close to the quota instead of failing;
-- retries: throttling is retried until a time budget (minutes, `throttle_retry_minutes`) runs out; server
-  errors and broken connections a few times with back-off; every other error fails at once.
+- retries: throttling is retried until a deadline (the caller's time budget, `throttle_retry_minutes`, runs
+  out); server errors and broken connections a few times with back-off; every other error fails at once;
+- idempotency tokens: a call that carries one (IssueCertificate) is retried with the same token only while AWS
+  still matches it, and when an attempt may have been processed without its answer reaching us (a dropped
+  reply, a read timeout, a 5xx) and the call cannot finish inside that window, it fails with `OutcomeUnknown`
+  rather than risk a second certificate.
 
 botocore's own retries are off (one attempt): its standard mode keeps a retry quota per client, which a
 shared client under sustained throttling exhausts, after which it stops retrying at all.
@@ -18,11 +22,13 @@ shared client under sustained throttling exhausts, after which it stops retrying
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -34,7 +40,7 @@ from botocore.credentials import (
     CredentialResolver,
     DeferredRefreshableCredentials,
 )
-from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 if TYPE_CHECKING:
@@ -55,19 +61,31 @@ THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
 )
 TRANSIENT_CODES = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable", "RequestTimeout"})
-#: Attempts for server errors and broken connections. A retried IssueCertificate carries the same idempotency
-#: token, and these retries end within seconds, well inside the 5 minutes AWS matches tokens over.
+#: Attempts for server errors and broken connections.
 TRANSIENT_ATTEMPTS = 4
 TRANSIENT_BACKOFF = 0.25
+#: AWS treats an IssueCertificate with an idempotency token it saw in the last five minutes as the same request
+#: and returns the first result; after that the token starts a new certificate (ACM PCA API reference,
+#: IssueCertificate, IdempotencyToken: https://docs.aws.amazon.com/privateca/latest/APIReference/API_IssueCertificate.html;
+#: some older pages say one hour: plan for five minutes). Retries with one token stop this long after its first
+#: use, a minute inside the window, so a retry still in flight cannot arrive after AWS has forgotten the token.
+TOKEN_REUSE_SECONDS = 240.0
 #: The rate never drops below this (requests per second), and never grows past this many times its seed.
 MIN_RATE = 0.2
 MAX_RATE_FACTOR = 4.0
-#: On throttling, the rate becomes this share of the rate AWS accepted over `RATE_WINDOW` seconds; after that
-#: it grows by `RATE_PROBE` requests/s per success (about 5 % a second), probing for a higher quota.
+#: On throttling, the rate becomes this share of the rate AWS accepted recently: over `RATE_WINDOW` seconds, or
+#: longer at a low rate, so that the window holds about `RATE_SAMPLES` requests (at 1 request/s, two seconds
+#: hold one or two: the measured rate would be 0.5 or 1.0, and the cut land far below the quota). After that,
+#: each accepted request raises the rate by `RATE_PROBE` of itself, probing for a higher quota: the step scales
+#: with the rate, so at any quota the rate grows 5 % in about ten requests and overshoots as rarely.
 RATE_CUT = 0.9
 RATE_WINDOW = 2.0
+RATE_SAMPLES = 16
 RATE_COOLDOWN = 1.0
-RATE_PROBE = 0.05
+RATE_PROBE = 0.005
+#: How late an answer may arrive and still count (the client's read timeout): accepted requests are remembered
+#: this long beyond the window.
+RATE_ANSWER_DELAY = 60.0
 
 _CLIENT_CONFIG = BotoConfig(
     retries={"total_max_attempts": 1, "mode": "standard"},
@@ -134,25 +152,33 @@ class AdaptiveRate:
                 wait = self._next - now
             time.sleep(wait)
 
-    def accepted(self) -> None:
+    def accepted(self, sent: float) -> None:
+        """A request sent at `sent` (`time.monotonic()`) was accepted."""
         with self._lock:
             now = time.monotonic()
-            self._accepted.append(now)
-            self._forget_before(now - RATE_WINDOW)
+            self._accepted.append(sent)
+            self._forget_before(now - self._window() - RATE_ANSWER_DELAY)
             if now - self._last_cut >= RATE_COOLDOWN:
-                self.rate = min(self.max_rate, self.rate + RATE_PROBE)
+                self.rate = min(self.max_rate, self.rate * (1 + RATE_PROBE))
 
-    def throttled(self) -> None:
+    def throttled(self, sent: float) -> None:
+        """A request sent at `sent` was refused: the quota was used up then. Cut to the rate of the requests AWS
+        accepted over the window before `sent`, counted by when they were sent, not when their answers came:
+        under load answers come late, and counting them by arrival would see a fraction of the real rate."""
         with self._lock:
             now = time.monotonic()
             if now - self._last_cut < RATE_COOLDOWN:
                 return  # one cut per burst of throttling answers, not one per answer
-            self._forget_before(now - RATE_WINDOW)
-            window = max(0.5, min(RATE_WINDOW, now - self._born))
-            accepted_rate = len(self._accepted) / window
+            window = self._window()
+            span = max(0.5, min(window, sent - self._born))
+            accepted_rate = sum(1 for moment in self._accepted if sent - span <= moment <= sent) / span
             base = min(self.rate, accepted_rate) if accepted_rate > 0 else self.rate / 2
             self.rate = max(MIN_RATE, base * RATE_CUT)
             self._last_cut = now
+
+    def _window(self) -> float:
+        """Seconds over which the accepted rate is measured: long enough to hold about `RATE_SAMPLES` requests."""
+        return max(RATE_WINDOW, RATE_SAMPLES / self.rate)
 
     def _forget_before(self, moment: float) -> None:
         while self._accepted and self._accepted[0] < moment:
@@ -190,39 +216,115 @@ def forget() -> None:
         _rates.clear()
 
 
-def call(target: Target, operation: str, throttle_budget: float, **params: Any) -> dict[str, Any]:
+@dataclass
+class IdempotencyToken:
+    """The idempotency token of one call (IssueCertificate's `IdempotencyToken`) and what is known of its use."""
+
+    value: str = field(default_factory=lambda: secrets.token_hex(16))
+    """At most 36 characters, the API's limit."""
+    first_sent: float | None = None
+    """`time.monotonic()` of the first attempt with this token."""
+    first_sent_at: datetime | None = None
+    last_sent_at: datetime | None = None
+    """Wall-clock times (UTC) of the first and last attempts, for the operator who looks for what AWS issued."""
+    uncertain: bool = False
+    """An attempt with this token may have been processed without its answer reaching us."""
+
+    def sent(self) -> None:
+        now = datetime.now(UTC)
+        if self.first_sent is None:
+            self.first_sent, self.first_sent_at = time.monotonic(), now
+        self.last_sent_at = now
+
+    def reusable(self) -> bool:
+        """Whether AWS still matches this token: a retry with it is the same request."""
+        return self.first_sent is None or time.monotonic() - self.first_sent < TOKEN_REUSE_SECONDS
+
+    def renew(self) -> None:
+        """A fresh token, for a call none of whose attempts can have been processed."""
+        self.value = secrets.token_hex(16)
+        self.first_sent = self.first_sent_at = self.last_sent_at = None
+
+
+class OutcomeUnknown(Exception):
+    """A call with an idempotency token may have been processed, and can no longer be retried safely."""
+
+    def __init__(self, operation: str, token: IdempotencyToken, reason: str, cause: Exception | None) -> None:
+        super().__init__(f"{operation} with idempotency token {token.value}: {reason}")
+        self.operation = operation
+        self.token = token
+        self.reason = reason
+        self.cause = cause
+
+
+def call(
+    target: Target,
+    operation: str,
+    deadline: float,
+    *,
+    token: IdempotencyToken | None = None,
+    **params: Any,
+) -> dict[str, Any]:
     """Call `operation` (e.g. "IssueCertificate") with `params`; retry as the module docstring says.
 
-    `throttle_budget` is in seconds; 0 means a throttled call fails at once. The same `params` (hence the same
-    idempotency token) are sent on every attempt.
+    `deadline` is a `time.monotonic()` time: throttled attempts are retried until then (at least one attempt is
+    made). With `token`, every attempt carries `token.value` as `IdempotencyToken`, and:
+
+    - while no attempt may have been processed (every refusal was throttling or a connection that never
+      reached AWS), a token AWS no longer matches is replaced by a fresh one: nothing was issued with it;
+    - once an attempt may have been processed (no answer came back), retries keep the token, and when they
+      cannot go on inside AWS's window (or the deadline, or the transient attempts, run out), `OutcomeUnknown`
+      is raised: a retry with a new token could issue a second certificate.
     """
     method = getattr(client(target), _snake(operation))
     limiter = rate(target, operation)
-    deadline = time.monotonic() + throttle_budget
     transient_failures = 0
     while True:
         limiter.acquire()
+        if token is not None:
+            if not token.reusable():
+                if token.uncertain:
+                    raise OutcomeUnknown(operation, token, "AWS no longer matches the token", None)
+                token.renew()  # nothing was processed with the old one
+            params["IdempotencyToken"] = token.value
+            token.sent()
+        sent = time.monotonic()
         try:
             answer: dict[str, Any] = method(**params)
         except ClientError as error:
-            if error_code(error) in THROTTLING_CODES:
-                limiter.throttled()
+            if error_code(error) in THROTTLING_CODES:  # refused before any processing
+                limiter.throttled(sent)
                 if time.monotonic() >= deadline:
-                    raise
+                    _give_up(operation, token, "throttled until the time budget ran out", error)
                 continue
             if not _is_transient(error):
-                raise
-            transient_failures += 1
-            if transient_failures >= TRANSIENT_ATTEMPTS:
-                raise
-        except (BotoConnectionError, HTTPClientError):
-            transient_failures += 1
-            if transient_failures >= TRANSIENT_ATTEMPTS:
-                raise
+                _give_up(operation, token, "failed", error)
+            _mark_uncertain(token)  # a server error may come after the work was done
+            failure: ClientError | BotoCoreError = error
+        except BotoConnectionError as error:  # no connection: the request never reached AWS
+            failure = error
+        except HTTPClientError as error:  # sent, but no answer (reset, closed, timed out): maybe processed
+            _mark_uncertain(token)
+            failure = error
         else:
-            limiter.accepted()
+            limiter.accepted(sent)
             return answer
+        transient_failures += 1
+        if transient_failures >= TRANSIENT_ATTEMPTS or time.monotonic() >= deadline:
+            _give_up(operation, token, f"got no usable answer in {transient_failures} attempts", failure)
         time.sleep(TRANSIENT_BACKOFF * 2 ** (transient_failures - 1) * random.uniform(0.5, 1.0))  # noqa: S311
+
+
+def _mark_uncertain(token: IdempotencyToken | None) -> None:
+    if token is not None:
+        token.uncertain = True
+
+
+def _give_up(operation: str, token: IdempotencyToken | None, reason: str, error: ClientError | BotoCoreError) -> None:
+    """Raise `error`, or `OutcomeUnknown` when an earlier attempt with `token` may have been processed."""
+    if token is not None and token.uncertain:
+        raise OutcomeUnknown(operation, token, reason, error) from error
+    raise error
 
 
 def error_code(error: ClientError) -> str:

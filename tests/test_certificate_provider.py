@@ -26,7 +26,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from components import certificate, pca_client
 from components import x509 as pki
-from components.certificate import UNKNOWN, CertificateProvider
+from components.certificate import UNKNOWN, CertificateError, CertificateProvider
 from components.local.emulator import RecordingProxy, create_active_ca, free_port
 from components.local.emulator import pca_client as emulator_client
 
@@ -606,9 +606,40 @@ def test_one_client_serves_every_call_of_every_resource(
 
 def test_create_makes_one_describe_one_issue_and_one_get(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
     inputs = checked(rsa_ca[0], pca_proxy)
+    certificate.forget_cached_cas()  # as a create in a provider process that did not check it
     pca_proxy.reset()
     provider.create(inputs)
     assert [call.target for call in pca_proxy.requests] == [DESCRIBE, ISSUE, GET]
+
+
+def test_create_reuses_what_check_read_of_the_ca(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    inputs = checked(rsa_ca[0], pca_proxy)
+    pca_proxy.reset()
+    provider.create(inputs)
+    assert [call.target for call in pca_proxy.requests] == [ISSUE, GET]
+
+
+def test_concurrent_creates_read_a_shared_ca_once(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    inputs = [checked(rsa_ca[0], pca_proxy, common_name=f"host{index}.internal.example.com") for index in range(12)]
+    certificate.forget_cached_cas()
+    pca_proxy.reset()
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(provider.create, inputs))
+    assert len({result.id for result in results}) == 12
+    assert len(pca_proxy.calls(DESCRIBE)) == 1
+    assert len(pca_proxy.calls(ISSUE)) == 12
+
+
+def test_create_reads_the_ca_again_after_a_failed_read(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
+    """A failed read is not reused by create(): it retries within its own budget."""
+    inputs = checked(rsa_ca[0], pca_proxy)
+    certificate.forget_cached_cas()
+    pca_proxy.reset()
+    pca_proxy.inject(DESCRIBE, error_type="AccessDeniedException")
+    with pytest.raises(ClientError):
+        provider.create(inputs)
+    provider.create(inputs)
+    assert [call.injected for call in pca_proxy.calls(DESCRIBE)] == [True, False]
 
 
 def test_check_reads_a_shared_ca_once_for_many_certificates(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:
@@ -940,12 +971,13 @@ def test_create_refuses_a_ca_that_is_not_active(pca_proxy: RecordingProxy, statu
     # moto issues from any CA; AWS refuses with InvalidStateException. The provider refuses first, by name.
     ca_arn, _ = create_active_ca(pca_proxy.endpoint_url, common_name=f"{status} CA")
     inputs = checked(ca_arn, pca_proxy)
+    certificate.forget_cached_cas()  # what check read is trusted for CA_CACHE_SECONDS: read the CA again
     pca_proxy.reset()
     pca_proxy.respond(
         DESCRIBE,
         {"CertificateAuthority": {"Status": status, "CertificateAuthorityConfiguration": {"KeyAlgorithm": "RSA_2048"}}},
     )
-    with pytest.raises(ValueError, match=f"is {status}; it issues certificates only when ACTIVE"):
+    with pytest.raises(CertificateError, match=f"is {status}; it issues certificates only when ACTIVE"):
         provider.create(inputs)
     assert pca_proxy.calls(ISSUE) == []
 
@@ -1065,7 +1097,7 @@ def test_calls_are_signed_with_the_assumed_roles_credentials(
     provider.delete(certificate_arn, outs)
 
     pca_calls = [call for call in pca_proxy.requests if call.target.startswith("ACMPrivateCA.")]
-    assert [call.target for call in pca_calls] == [DESCRIBE, DESCRIBE, ISSUE, GET, REVOKE]
+    assert [call.target for call in pca_calls] == [DESCRIBE, ISSUE, GET, REVOKE]  # create reuses check's read
     signers = {call.access_key_id for call in pca_calls}
     assert len(signers) == 1
     [signer] = signers

@@ -130,3 +130,46 @@ def test_a_file_that_is_not_a_stack_export_is_refused(tmp_path):
     )
     assert result.returncode == 2
     assert "pulumi stack export" in result.stderr
+
+
+def test_verify_fails_while_an_old_certificate_is_pending_deletion_next_to_its_replacement(tmp_path):
+    """A renewal that issued the new certificate but failed before the parameters changed (and the old one was
+    revoked): the new certificate is outside its window, yet hosts may still serve the old one."""
+    summary = tmp_path / "summary.md"
+    resources = [
+        certificate("2026-03-02T00:00:00Z", delete=True),  # the old one, still in the state
+        certificate("2026-05-31T00:00:00Z"),  # its replacement
+    ]
+    result = check(tmp_path, "verify", resources, "2026-02-20T00:00:00Z", "--summary", str(summary))
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.startswith("::error title=Certificate renewal unfinished::"), result.stdout
+    assert URN in result.stdout
+    assert f"pulumi up --target '{URN}' --target-dependents" in result.stdout
+    assert "renewed only half way" in summary.read_text()
+
+
+def test_due_targets_an_unfinished_renewal(tmp_path):
+    targets, output = tmp_path / "targets", tmp_path / "github-output"
+    resources = [certificate("2026-03-02T00:00:00Z", delete=True), certificate("2026-05-31T00:00:00Z")]
+    result = check(
+        tmp_path,
+        "due",
+        resources,
+        "2026-02-20T00:00:00Z",
+        "--targets-file",
+        str(targets),
+        "--github-output",
+        str(output),
+    )
+    assert result.returncode == 0, result.stderr
+    assert targets.read_text() == f"{URN}\n"
+    assert output.read_text() == "due=true\n"
+    assert "did not finish" in result.stdout
+
+
+def test_a_certificate_deleted_from_the_program_is_not_an_unfinished_renewal(tmp_path):
+    """Pending deletion without a replacement: the program dropped it; nothing to renew."""
+    other = URN.replace("backend-certificate", "retired")
+    resources = [certificate("2026-03-02T00:00:00Z", urn=other, delete=True), certificate("2026-05-31T00:00:00Z")]
+    result = check(tmp_path, "verify", resources, "2026-02-20T00:00:00Z")
+    assert result.returncode == 0, result.stdout

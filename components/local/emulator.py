@@ -2,12 +2,20 @@
 
 moto accepts but ignores much of what the provider sends (template, signing algorithm, validity, idempotency
 token), so tests assert on the *request* as `RecordingProxy` saw it rather than on moto's answer. The proxy
-also answers chosen calls with throttling, in-progress or 5xx errors, which moto never produces, and can
-enforce a per-operation request quota the way AWS does (`ThrottlingException` above it).
+also answers chosen calls with throttling, in-progress or 5xx errors, which moto never produces, can enforce a
+per-operation request quota the way AWS does (`ThrottlingException` above it), and can fail the connection
+itself: reset it before the request reaches moto, drop the reply after moto processed it, or hold the reply
+past the client's read timeout.
 
-moto quirks are corrected here, in the test layer, never in product code: moto reports every CA as
-`SHORT_LIVED_CERTIFICATE` whatever `UsageMode` asked, so the proxy rewrites `DescribeCertificateAuthority`
-answers with the `UsageMode` of the `CreateCertificateAuthority` request that went through it.
+moto quirks are corrected here, in the test layer, never in product code:
+
+- moto reports every CA as `SHORT_LIVED_CERTIFICATE` whatever `UsageMode` asked, so the proxy rewrites
+  `DescribeCertificateAuthority` answers with the `UsageMode` of the `CreateCertificateAuthority` request that
+  went through it;
+- moto issues a new certificate for every IssueCertificate, idempotency token or not. AWS answers a token it
+  processed in the last five minutes with that first certificate (ACM PCA API reference, IssueCertificate,
+  IdempotencyToken), so the proxy does too (`token_window`, shortened by tests): a retry after a dropped reply
+  gets the certificate the first attempt issued, and a retry after the window gets a new one, as on AWS.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import http.client
 import json
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -144,6 +154,12 @@ class RecordedRequest:
     """The access key the request was signed with (from its `Authorization` header)."""
     at: float = 0.0
     """`time.monotonic()` when the proxy answered."""
+    reply: dict[str, Any] = field(default_factory=dict)
+    """moto's JSON answer when the request reached it (`{}` otherwise, or when it was not JSON)."""
+    fault: str = ""
+    """How the connection failed, if it did: "reset" (before moto saw the request), "dropped" (after moto
+    processed it, no reply sent) or "delayed" (the reply held back `delay` seconds); "replayed" for an
+    IssueCertificate answered from the idempotency-token record instead of moto."""
 
 
 @dataclass
@@ -152,9 +168,27 @@ class _Fault:
     status: int
     body: bytes
     remaining: int | None  # None: every matching call, until cleared
+    action: str = "answer"  # or "reset", "drop", "delay"
+    delay: float = 0.0
+
+
+@dataclass
+class _TokenUse:
+    """An IssueCertificate idempotency token as AWS keeps it: when it was first processed, and its answer."""
+
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: bytes | None = None
+    """The first request's answer; None while it is processed, or when it issued nothing."""
 
 
 _THROTTLED = _Fault("", 400, json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode(), None)
+_ISSUE = "ACMPrivateCA.IssueCertificate"
+
+
+def _short(target: str) -> str:
+    """`IssueCertificate` -> `ACMPrivateCA.IssueCertificate`; a full target stays as it is."""
+    return target if "." in target else f"ACMPrivateCA.{target}"
 
 
 @dataclass
@@ -189,10 +223,14 @@ class RecordingProxy:
 
     upstream: str
     honour_usage_mode: bool = True
+    honour_idempotency: bool = True
+    token_window: float = 300.0
+    """Seconds an IssueCertificate idempotency token is matched, from the request that first issued with it."""
     requests: list[RecordedRequest] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
     _quotas: dict[str, _Quota] = field(default_factory=dict)
     _usage_modes: dict[str, str] = field(default_factory=dict)
+    _tokens: dict[tuple[str, str], _TokenUse] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -278,6 +316,24 @@ class RecordingProxy:
         error_type = "ServiceUnavailable" if status == 503 else "InternalFailure"
         self.inject(target, error_type=error_type, message="Transient failure", status=status, times=times)
 
+    def reset_connection(self, target: str, *, times: int | None = 1) -> None:
+        """Reset the next `times` connections of `target` before the request reaches moto (nothing processed)."""
+        self._add(_Fault(_short(target), 0, b"", times, action="reset"))
+
+    def drop_reply(self, target: str, *, times: int | None = 1) -> None:
+        """Forward the next `times` calls of `target` to moto, then close the connection without the reply: the
+        call was processed, and the client never learns its outcome."""
+        self._add(_Fault(_short(target), 0, b"", times, action="drop"))
+
+    def delay_reply(self, target: str, seconds: float, *, times: int | None = 1) -> None:
+        """Forward the next `times` calls of `target` to moto and hold the reply `seconds` (a client with a
+        shorter read timeout gives up on a call that was processed)."""
+        self._add(_Fault(_short(target), 0, b"", times, action="delay", delay=seconds))
+
+    def _add(self, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
     def quota(self, target: str, per_second: float, *, burst: float | None = None) -> None:
         """Enforce a request quota on `target`: above it, answer ThrottlingException as AWS does.
 
@@ -294,11 +350,13 @@ class RecordingProxy:
             self._quotas.clear()
 
     def reset(self) -> None:
-        """Forget recorded requests, pending faults and quotas (the UsageMode corrections stay)."""
+        """Forget recorded requests, pending faults, quotas and idempotency tokens (the UsageMode corrections
+        stay)."""
         with self._lock:
             self.requests.clear()
             self._faults.clear()
             self._quotas.clear()
+            self._tokens.clear()
 
     def _take_fault(self, target: str) -> _Fault | None:
         with self._lock:
@@ -312,13 +370,67 @@ class RecordingProxy:
                 return _THROTTLED
         return None
 
-    def _record(self, target: str, body: dict[str, Any], status: int, injected: bool, authorization: str) -> None:
+    def _record(
+        self,
+        target: str,
+        body: dict[str, Any],
+        status: int,
+        injected: bool,
+        authorization: str,
+        *,
+        answer: bytes = b"",
+        fault: str = "",
+    ) -> None:
         signed_by = _CREDENTIAL.search(authorization)
+        try:
+            reply = json.loads(answer) if answer and not injected else {}
+        except ValueError:
+            reply = {}
         request = RecordedRequest(
-            target, body, status, injected, signed_by.group(1) if signed_by else "", time.monotonic()
+            target,
+            body,
+            status,
+            injected,
+            signed_by.group(1) if signed_by else "",
+            time.monotonic(),
+            reply if isinstance(reply, dict) else {},
+            fault,
         )
         with self._lock:
             self.requests.append(request)
+
+    # -- AWS's idempotency tokens ----------------------------------------------------------------------
+
+    def _token_key(self, target: str, body: dict[str, Any]) -> tuple[str, str] | None:
+        token = body.get("IdempotencyToken")
+        if not self.honour_idempotency or target != _ISSUE or not isinstance(token, str) or not token:
+            return None
+        return (str(body.get("CertificateAuthorityArn", "")), token)
+
+    def _claim_token(self, target: str, body: dict[str, Any]) -> tuple[bytes | None, _TokenUse | None]:
+        """AWS's idempotency: `(answer, None)` when the token issued in the last `token_window` seconds (a
+        request still being processed with it is waited for, as AWS answers it once); else `(None, use)`: the
+        request is new, forward it and `_settle_token(use, ...)` with its outcome."""
+        key = self._token_key(target, body)
+        if key is None:
+            return None, None
+        while True:
+            with self._lock:
+                use = self._tokens.get(key)
+                now = time.monotonic()
+                if use is None or (
+                    use.done.is_set() and (use.answer is None or now - use.started >= self.token_window)
+                ):
+                    use = self._tokens[key] = _TokenUse(now)
+                    return None, use
+            use.done.wait(timeout=120)
+            if use.answer is not None and time.monotonic() - use.started < self.token_window:
+                return use.answer, None
+
+    def _settle_token(self, use: _TokenUse | None, status: int, answer: bytes) -> None:
+        if use is not None:
+            use.answer = answer if status == 200 else None
+            use.done.set()
 
     # -- moto corrections ----------------------------------------------------------------------------
 
@@ -360,35 +472,67 @@ class RecordingProxy:
                     body = {}
                 authorization = self.headers.get("Authorization", "")
                 fault = proxy._take_fault(target)
-                if fault is not None:
+                if fault is not None and fault.action == "reset":
+                    proxy._record(target, body, 0, True, authorization, fault="reset")
+                    self._hang_up(reset=True)
+                    return
+                if fault is not None and fault.action == "answer":
                     proxy._record(target, body, fault.status, True, authorization)
                     self._reply(fault.status, {"Content-Type": "application/x-amz-json-1.1"}, fault.body)
                     return
+                replayed, token_use = proxy._claim_token(target, body)
+                if replayed is not None:
+                    status, reply_headers, answer = 200, {"Content-Type": "application/x-amz-json-1.1"}, replayed
+                    proxy._record(target, body, status, True, authorization, fault="replayed")
+                else:
+                    try:
+                        status, reply_headers, answer = self._upstream(raw)
+                    except OSError:
+                        proxy._settle_token(token_use, 0, b"")
+                        raise
+                    answer = proxy._correct(target, body, status, answer)
+                    proxy._settle_token(token_use, status, answer)
+                    outcome = {"drop": "dropped", "delay": "delayed"}.get(fault.action, "") if fault else ""
+                    proxy._record(target, body, status, False, authorization, answer=answer, fault=outcome)
+                if fault is not None and fault.action == "drop":
+                    self._hang_up(reset=False)
+                    return
+                if fault is not None and fault.action == "delay":
+                    time.sleep(fault.delay)
+                self._reply(status, reply_headers, answer)
+
+            def _upstream(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
                 connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port, timeout=60)
                 try:
                     headers = {key: value for key, value in self.headers.items() if key.lower() != "connection"}
                     connection.request(self.command, self.path, body=raw, headers=headers)
                     response = connection.getresponse()
                     answer = response.read()
-                    status = response.status
                     reply_headers = {
                         key: value
                         for key, value in response.getheaders()
                         if key.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date")
                     }
+                    return response.status, reply_headers, answer
                 finally:
                     connection.close()
-                answer = proxy._correct(target, body, status, answer)
-                proxy._record(target, body, status, False, authorization)
-                self._reply(status, reply_headers, answer)
+
+            def _hang_up(self, *, reset: bool) -> None:
+                """Close the connection without a reply; with `reset`, abortively (an RST, as a reset peer)."""
+                if reset:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
 
             def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    self.close_connection = True  # the client gave up (its read timeout) before the reply
 
             do_POST = _forward
             do_GET = _forward

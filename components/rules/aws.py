@@ -103,13 +103,22 @@ MAX_THROTTLE_RETRY_MINUTES = 120
 PERMANENT_DELETION_DAYS_RANGE = (7, 30)
 #: `ExpirationInDays` of a CRL.
 CRL_EXPIRATION_DAYS_RANGE = (1, 5000)
+#: ACM PCA's limits on an ARN (CA, certificate, template) and on IssueCertificate's `Csr`, in bytes (the API's
+#: `Arn` and `CsrBlob` shapes: https://docs.aws.amazon.com/privateca/latest/APIReference/API_IssueCertificate.html).
+ARN_MAX = 200
+CSR_MAX_BYTES = 32768
 
 DEFAULT_TEMPLATE = "EndEntityServerAuthCertificate/V1"
 #: The templates that sign a root CA's own certificate and a subordinate CA's certificate.
 ROOT_CA_TEMPLATE = "RootCACertificate/V1"
 SUBORDINATE_CA_TEMPLATE = "SubordinateCACertificate_PathLen0/V1"
 _CA_ARN = re.compile(
-    rf"^arn:(?P<partition>{PARTITION}):acm-pca:(?P<region>[a-z0-9-]+):\d{{12}}:certificate-authority/[0-9a-f-]+$"
+    rf"^arn:(?P<partition>{PARTITION}):acm-pca:(?P<region>[a-z0-9-]+):\d{{12}}:certificate-authority/[0-9a-f-]+$",
+    re.ASCII,
+)
+_CERTIFICATE_ARN = re.compile(
+    rf"^(?P<ca_arn>arn:{PARTITION}:acm-pca:[a-z0-9-]+:\d{{12}}:certificate-authority/[0-9a-f-]+)/certificate/[0-9a-f]+$",
+    re.ASCII,
 )
 _TEMPLATE_ARN = re.compile(rf"^arn:{PARTITION}:acm-pca:::template/(?P<name>[A-Za-z0-9_]+/V\d+)$")
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_]+/V\d+$")
@@ -123,7 +132,23 @@ def unsupported_key_algorithm(key_algorithm: object) -> str:
 
 def parse_ca_arn(text: object) -> re.Match[str] | None:
     """The match of an ACM PCA certificate-authority ARN (groups `partition` and `region`), or None."""
-    return _CA_ARN.fullmatch(text) if isinstance(text, str) else None
+    return _CA_ARN.fullmatch(text) if isinstance(text, str) and len(text) <= ARN_MAX else None
+
+
+def issuing_ca_arn(certificate_arn: object) -> str | None:
+    """The ARN of the CA that issued an ACM PCA certificate, from the certificate's ARN
+    (`<CA ARN>/certificate/<id>`), or None when it is not one."""
+    if not isinstance(certificate_arn, str) or len(certificate_arn) > ARN_MAX:
+        return None
+    match = _CERTIFICATE_ARN.fullmatch(certificate_arn)
+    return match["ca_arn"] if match else None
+
+
+#: A certificate serial as RevokeCertificate takes it: hex bytes separated by colons, at most 128 characters (the
+#: API's `String128`); X.509 serials are at most 20 bytes (RFC 5280, 4.1.2.2).
+is_certificate_serial = Shape(
+    re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){0,42}", re.ASCII), "a serial number (colon-separated hex bytes)"
+)
 
 
 def template_arn_for(template: str, partition: str = "aws") -> str:
@@ -311,12 +336,15 @@ def security_group_rules_problem(cidrs: Sequence[str], ports: int) -> str | None
 
 # --- IAM, KMS, SNS ------------------------------------------------------------------------------------------
 
+# AWS's `\w` in IAM and STS patterns is ASCII (letters, digits, underscore): "upper and lowercase alphanumeric
+# characters" (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html, RoleName). Python's
+# `\w` also matches other scripts' letters and digits, so every pattern here is compiled with re.ASCII.
 is_iam_role_arn = Shape(
-    re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"),
+    re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII),
     "an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
 )
 is_iam_principal_arn = Shape(
-    re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(?:role|user)/[\w+=,.@/-]{1,512}"), "an IAM role or user ARN"
+    re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(?:role|user)/[\w+=,.@/-]{1,512}", re.ASCII), "an IAM role or user ARN"
 )
 is_kms_key_arn = Shape(
     re.compile(rf"arn:{PARTITION}:kms:[a-z0-9-]+:\d{{12}}:key/[A-Za-z0-9-]+"),
@@ -328,8 +356,8 @@ is_sns_topic_arn = Shape(
 )
 #: sts:AssumeRole's RoleSessionName (2-64) and ExternalId (2-1224) alphabets
 #: (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
-is_role_session_name = Shape(re.compile(r"[\w+=,.@-]{2,64}"), "2-64 letters, digits or +=,.@_-")
-is_external_id = Shape(re.compile(r"[\w+=,.@:/-]{2,1224}"), "2-1224 letters, digits or +=,.@:/_-")
+is_role_session_name = Shape(re.compile(r"[\w+=,.@-]{2,64}", re.ASCII), "2-64 letters, digits or +=,.@_- (ASCII)")
+is_external_id = Shape(re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII), "2-1224 letters, digits or +=,.@:/_- (ASCII)")
 #: A shared-config profile name: non-empty, no whitespace.
 is_profile_name = Shape(re.compile(r"\S+"), "an AWS profile name (no spaces)")
 #: What each shape is, for messages ("... is not <what>").
@@ -392,19 +420,23 @@ def endpoint_url_problem(url: str) -> str | None:
 
     Plain `http://` only to a loopback address (a local emulator): anywhere else requests and credentials
     would cross the network unencrypted."""
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        port = -1
+    except ValueError:  # an unbalanced IPv6 bracket, a port that is not a number
+        return f"{url!r} is not an http(s) URL like http://127.0.0.1:5000 (scheme, host, optional port, no path)"
+    if "@" in parts.netloc:  # not echoed: it may hold a secret
+        return (
+            "is not a usable http(s) URL: it has credentials in it (user:password@host); AWS credentials come from "
+            "the credential chain, never from a URL"
+        )
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
-        or port == -1
         or parts.path not in ("", "/")
         or parts.query
         or parts.fragment
-        or parts.username
+        or port == 0
         or any(char.isspace() for char in url)
         or has_control_characters(url)
     ):

@@ -342,7 +342,12 @@ def validate(raw: Mapping[str, Any]) -> _Settings:
         ami_id=ami_id,
         ami_parameter=ami_parameter,
         tags=tags,
-        hosts=HostContext(region=region, backend_name=args["backend_name"], server_block=server_block),
+        hosts=HostContext(
+            region=region,
+            backend_name=args["backend_name"],
+            server_block=server_block,
+            certificate_alarm_days=alarm_days,
+        ),
     )
 
 

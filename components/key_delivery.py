@@ -65,6 +65,9 @@ class HostContext:
     server_block: str
     """The nginx server block the hosts serve, with the certificate at `host_bootstrap.CERTIFICATE_PATH` and the
     key at `host_bootstrap.PRIVATE_KEY_PATH`: where a delivery must install them."""
+    certificate_alarm_days: int | None = None
+    """The fleet's expiry alarm fires when a host serves a certificate with fewer days left than this: a delivery
+    whose hosts renew later than that would keep it firing (None: not known, not checked)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def ca_fingerprints(ca_bundle_pem: str, argument: str = "ca_bundle_pem") -> list
         raise ValueError(f"{argument} must be PEM CA certificates: {error}") from None
 
 
-def ca_fingerprints_of(ca_bundle_pem: pulumi.Input[str]) -> pulumi.Input[list[str]]:
+def ca_fingerprints_of(ca_bundle_pem: str | pulumi.Output[str]) -> list[str] | pulumi.Output[list[str]]:
     """`ca_fingerprints` of a bundle that may be an Output (then an Output too)."""
     if isinstance(ca_bundle_pem, str):
         return ca_fingerprints(ca_bundle_pem)

@@ -229,6 +229,16 @@ class _Mocks(RecordingMocks):
             outputs.update(latestVersion=1)
         elif typ == "aws:ssm/parameter:Parameter":
             outputs.update(arn=f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter{inputs.get('name', name)}")
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            # A name_prefix, as AWS completes it.
+            log_group = inputs.get("name") or f"{inputs.get('namePrefix', name)}{_suffix(name)}"
+            outputs.update(name=log_group, arn=f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{log_group}")
+        elif typ == "aws:lambda/function:Function":
+            function = f"{name}-{_suffix(name)}"
+            outputs.update(name=function, arn=f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}")
+        elif typ == "aws:lambda/functionUrl:FunctionUrl":
+            url_id = hashlib.sha256(name.encode()).hexdigest()[:32]
+            outputs.update(functionUrl=f"https://{url_id}.lambda-url.us-east-1.on.aws/")
         else:
             outputs.setdefault("arn", f"arn:aws:mock:us-east-1:{ACCOUNT}:{name}")
         return resource_id, outputs
@@ -266,6 +276,11 @@ class _Mocks(RecordingMocks):
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps({"Version": "2012-10-17", "Statement": []}), "id": "doc"}
         return {}
+
+
+def _suffix(name: str) -> str:
+    """The random suffix AWS or Pulumi adds to a generated name, here from the name alone (the same on every run)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:7]
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):

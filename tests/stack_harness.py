@@ -351,9 +351,22 @@ def _config_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
-    """Run this project's `__main__.py` for `stack` under mocks; raise what the program raises."""
-    return run_program(ROOT / "__main__.py", project=PROJECT, stack=stack, config=stack_config(stack, overrides))
+def run_stack(
+    stack: str,
+    overrides: dict[str, Any] | None = None,
+    mocks: type[RecordingMocks] | None = None,
+    preview: bool = False,
+) -> StackRun:
+    """Run this project's `__main__.py` for `stack` under mocks (`mocks`: the program's, by default); raise what the
+    program raises. `preview`: as `pulumi preview` runs it, where what the mocks do not answer is unknown."""
+    return run_program(
+        ROOT / "__main__.py",
+        project=PROJECT,
+        stack=stack,
+        config=stack_config(stack, overrides),
+        mocks=mocks,
+        preview=preview,
+    )
 
 
 def reset_runtime() -> None:
@@ -365,11 +378,16 @@ def reset_runtime() -> None:
 
 
 def run_under_mocks(
-    body: Callable[[], Awaitable[None]], mocks: RecordingMocks, *, project: str = PROJECT, stack: str = "test"
+    body: Callable[[], Awaitable[None]],
+    mocks: RecordingMocks,
+    *,
+    project: str = PROJECT,
+    stack: str = "test",
+    preview: bool = False,
 ) -> StackRun:
     """Run `body` (which creates resources) under `mocks` and a recording monitor; `mocks.run` is returned."""
     reset_runtime()
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=_RecordingMonitor(mocks))
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks))
     try:
         _sync_await(run_pulumi_func(lambda: _sync_await(body())))
     finally:
@@ -377,8 +395,17 @@ def run_under_mocks(
     return mocks.run
 
 
-def run_program(program: Path, *, project: str, stack: str, config: dict[str, Any]) -> StackRun:
-    """Run a Pulumi Python program file under mocks with the given full config keys (`namespace:key`)."""
+def run_program(
+    program: Path,
+    *,
+    project: str,
+    stack: str,
+    config: dict[str, Any],
+    mocks: type[RecordingMocks] | None = None,
+    preview: bool = False,
+) -> StackRun:
+    """Run a Pulumi Python program file under mocks (`mocks`: the program's, by default) with the given full config
+    keys (`namespace:key`)."""
     run = StackRun(stack=stack, config=config)
     pulumi.runtime.set_all_config({key: _config_value(value) for key, value in config.items()})
 
@@ -397,6 +424,6 @@ def run_program(program: Path, *, project: str, stack: str, config: dict[str, An
 
     sys.path.insert(0, str(ROOT))
     try:
-        return run_under_mocks(main, _Mocks(run), project=project, stack=stack)
+        return run_under_mocks(main, (mocks or _Mocks)(run), project=project, stack=stack, preview=preview)
     finally:
         sys.path.remove(str(ROOT))

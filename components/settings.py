@@ -1153,18 +1153,13 @@ def _parse_certificate(read: _Reader, ca: CaSettings, region: str, *, per_host: 
     throttle_minutes = read.integer(
         "certThrottleRetryMinutes", aws_rules.DEFAULT_THROTTLE_RETRY_MINUTES, 1, aws_rules.MAX_THROTTLE_RETRY_MINUTES
     )
-    template = read.string("certTemplate", aws_rules.DEFAULT_TEMPLATE) or aws_rules.DEFAULT_TEMPLATE
-    try:
-        aws_rules.template_arn_for(template)
-    except ValueError as error:
-        read.problem("certTemplate", str(error))
     return CertificateSettings(
         common_name=common_name,
         names=cert_names,
         key_algorithm=read.choice("certKeyAlgorithm", aws_rules.KEY_ALGORITHMS, "EC_prime256v1"),
         validity_days=validity,
         renew_before_days=renew_before,
-        template=template,
+        template=_template(read),
         throttle_retry_minutes=throttle_minutes,
     )
 
@@ -1176,19 +1171,24 @@ def _parse_host_certificates(read: _Reader, ca: CaSettings) -> CertificateSettin
     service_names = read.strings("certNames")
     for name in service_names:
         _check(read, "certNames", _service_name_problem(name))
-    template = read.string("certTemplate", aws_rules.DEFAULT_TEMPLATE) or aws_rules.DEFAULT_TEMPLATE
-    try:
-        aws_rules.template_arn_for(template)
-    except ValueError as error:
-        read.problem("certTemplate", str(error))
     return CertificateSettings(
         common_name=None,
         names=service_names,
         key_algorithm=read.choice("certKeyAlgorithm", aws_rules.KEY_ALGORITHMS, "EC_prime256v1"),
         validity_days=_validity_days(read, ca, per_host=True),
         renew_before_days=None,
-        template=template,
+        template=_template(read),
     )
+
+
+def _template(read: _Reader) -> str:
+    """certTemplate: an end-entity template, by name or ARN."""
+    template = read.string("certTemplate", aws_rules.DEFAULT_TEMPLATE) or aws_rules.DEFAULT_TEMPLATE
+    try:
+        aws_rules.template_arn_for(template)
+    except ValueError as error:
+        read.problem("certTemplate", str(error))
+    return template
 
 
 def _service_name_problem(name: str) -> str | None:

@@ -1039,8 +1039,8 @@ lambda_function_urls_iam_auth = _policy(
 def _validate_lambda_permission(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """A resource-based permission names who may call (an account, a role, a service: never "*"); a permission to
     invoke a function URL names the URL's auth type (AWS_IAM: without it the statement also grants an unauthenticated
-    URL); a service principal is limited to the caller's resource or account (the confused-deputy guard AWS
-    recommends, https://docs.aws.amazon.com/lambda/latest/dg/access-control-resource-based.html)."""
+    URL); a service principal is limited to the caller's resource or account (`aws:SourceArn` / `aws:SourceAccount`,
+    the confused-deputy guard AWS recommends: https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html)."""
     if args.resource_type != LAMBDA_PERMISSION_TYPE:
         return
     props = args.props

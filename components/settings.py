@@ -283,9 +283,15 @@ class Settings:
         certificate, _ = self._parts()
         return certificate.server_names(self.region)
 
+    def _shared(self) -> None:
+        if self.host_certificates != "shared":
+            raise ValueError("hostCertificates is per-host: each host gets its own certificate from the issuer")
+
     def certificate_args(self, *, ca_arn: pulumi.Input[str], validity_days: pulumi.Input[int]) -> CertificateArgs:
-        """`CertificateArgs` of the backend certificate; `validity_days` as the CA source confirmed it."""
+        """`CertificateArgs` of the backend certificate (shared mode); `validity_days` as the CA source confirmed
+        it."""
         certificate, _ = self._parts()
+        self._shared()
         names_ = self.server_names()
         return {
             "ca_arn": ca_arn,
@@ -364,8 +370,10 @@ class Settings:
         full_chain_pem: pulumi.Input[str],
         private_key_pem: pulumi.Input[str],
     ) -> SsmKeyDeliveryArgs:
-        """`SsmKeyDeliveryArgs`: the backend certificate's material, the parameters' path and their key."""
+        """`SsmKeyDeliveryArgs` (shared mode): the backend certificate's material, the parameters' path and their
+        key."""
         _, backend = self._parts()
+        self._shared()
         args: SsmKeyDeliveryArgs = {
             "full_chain_pem": full_chain_pem,
             "private_key_pem": private_key_pem,

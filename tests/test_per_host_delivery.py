@@ -70,7 +70,7 @@ def _backend_args(delivery: PerHostDelivery, **changes: Any) -> EncryptedBackend
     return cast(EncryptedBackendArgs, args)
 
 
-def _deploy(make: Callable[[], None]) -> tuple[StackRun, BaseException | None]:
+def _deploy(make: Callable[[], object]) -> tuple[StackRun, BaseException | None]:
     """Runs `make` (which creates resources) under the program's mocks; what it registered, and what it raised."""
     run = StackRun(stack="test", config={f"{PROJECT}:vpcId": VPC_ID})
 
@@ -86,7 +86,7 @@ def _deploy(make: Callable[[], None]) -> tuple[StackRun, BaseException | None]:
 
 def _deployed(delivery: PerHostDelivery | None = None, **changes: Any) -> StackRun:
     delivery = delivery or PerHostDelivery(_delivery_args())
-    run, error = _deploy(lambda: EncryptedBackend("orders", _backend_args(delivery, **changes)) and None)
+    run, error = _deploy(lambda: EncryptedBackend("orders", _backend_args(delivery, **changes)))
     assert error is None, repr(error)
     return run
 

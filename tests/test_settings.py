@@ -1091,6 +1091,11 @@ def test_per_host_delivery_args_carry_the_hosts_certificates_and_the_issuer() ->
     assert "ca_usage_mode" not in read.per_host_delivery_args(ca_arn=CA_ARN, ca_bundle_pem="<bundle>")
     with pytest.raises(ValueError, match="hostCertificates is shared"):
         parse().per_host_delivery_args(ca_arn=CA_ARN, ca_bundle_pem="<bundle>")
+    # Nor the other way round: a per-host stack has no backend certificate and no parameters.
+    with pytest.raises(ValueError, match="hostCertificates is per-host"):
+        settings.certificate_args(ca_arn=CA_ARN, validity_days=7)
+    with pytest.raises(ValueError, match="hostCertificates is per-host"):
+        settings.ssm_key_delivery_args(ca_bundle_pem="<b>", full_chain_pem="<c>", private_key_pem="<k>")
 
 
 def test_per_host_template_arn_is_in_the_stacks_partition() -> None:

@@ -217,6 +217,8 @@ def _chain_problems(
     the CA that issues the backend certificate, None when it is the subordinate this stack creates, whose own
     certificate (estimated) goes in front of `chain_pem`, its parent's."""
     requirements = ca.requirements
+    if not requirements.chain_in_parameters:
+        return []  # the per-host mode stores no chain in a parameter
     limit = aws_rules.PARAMETER_VALUE_MAX["Advanced"]
     own_size = requirements.own_certificate_size if issuer is None else 0
     ca_chain_size = own_size + len(chain_pem)

@@ -342,7 +342,12 @@ def validate(raw: Mapping[str, Any]) -> _Settings:
         ami_id=ami_id,
         ami_parameter=ami_parameter,
         tags=tags,
-        hosts=HostContext(region=region, backend_name=args["backend_name"], server_block=server_block),
+        hosts=HostContext(
+            region=region,
+            backend_name=args["backend_name"],
+            server_block=server_block,
+            certificate_alarm_days=alarm_days,
+        ),
     )
 
 
@@ -387,6 +392,8 @@ class HostFleet(pulumi.ComponentResource):
         delivery.check(settings.hosts)
         super().__init__("pca-backend:index:HostFleet", name, None, opts)
         self._name, self._settings = name, settings
+        #: How the fleet's role, launch template and alarm describe the way these hosts get their key material.
+        self._texts = delivery.texts
 
         group = self._security_group(args)
         role = self._host_role()
@@ -506,7 +513,7 @@ class HostFleet(pulumi.ComponentResource):
         return aws.iam.Role(
             f"{name}-host-role",
             assume_role_policy=json.dumps(trust),
-            description="pca-backend hosts: read their TLS parameters, report certificate expiry, Session Manager",
+            description=self._texts.host_role,
             tags=self._tags(f"{name}-host-role"),
             opts=self._child(),
         )
@@ -616,7 +623,7 @@ class HostFleet(pulumi.ComponentResource):
             image_id, ignore_changes = ami.insecure_value, ["image_id"]
         return aws.ec2.LaunchTemplate(
             f"{name}-hosts",
-            description="pca-backend host: nginx serving the Private CA certificate from SSM",
+            description=self._texts.launch_template,
             image_id=image_id,
             instance_type=settings.instance_type,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
@@ -727,8 +734,8 @@ class HostFleet(pulumi.ComponentResource):
             f"{name}-certificate-expiry",
             alarm_description=(
                 f"pca-backend {settings.backend_name}: a host serves a certificate that expires in less than "
-                f"{settings.certificate_alarm_days} days, or no host has reported for an hour. Run `pulumi up` "
-                "(it renews the certificate) and check the hosts' pca-backend-tls-sync journal."
+                f"{settings.certificate_alarm_days} days, or no host has reported for an hour. "
+                f"{self._texts.expiry_alarm_advice}"
             ),
             namespace=CERTIFICATE_METRIC_NAMESPACE,
             metric_name=CERTIFICATE_METRIC_NAME,

@@ -6,8 +6,8 @@ each host and keeps them current. The caller of `EncryptedBackend` (or of `HostF
 - `SsmKeyDelivery` (`components/ssm_key_delivery.py`, mode `shared`): one certificate for the whole fleet,
   written by `pulumi up` into SSM SecureString parameters under a customer-managed KMS key; each host reads
   them at boot and on a timer.
-- a delivery in which each host makes its own key and asks an issuer for its certificate (mode `per-host`)
-  plugs in the same way: it needs the host role's ARN (the issuer's resource policy names it), a group name
+- `PerHostDelivery` (`components/per_host_delivery.py`, mode `per-host`): each host makes its own key and asks an
+  issuer for its certificate. It needs the host role's ARN (the issuer's resource policy names it), a group name
   known before the group exists (the issuer checks callers belong to it, and the hosts' payload carries the
   issuer's URL, so neither can wait for the other), its own payload and host-role statements.
 
@@ -39,9 +39,18 @@ from typing import Any, Protocol
 
 import pulumi
 
+from components import x509
 from components.host_payload import HostPayload
 
-__all__ = ["FleetIdentity", "HostContext", "HostSupply", "KeyDelivery"]
+__all__ = [
+    "DeliveryTexts",
+    "FleetIdentity",
+    "HostContext",
+    "HostSupply",
+    "KeyDelivery",
+    "ca_fingerprints",
+    "ca_fingerprints_of",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,9 @@ class HostContext:
     server_block: str
     """The nginx server block the hosts serve, with the certificate at `host_bootstrap.CERTIFICATE_PATH` and the
     key at `host_bootstrap.PRIVATE_KEY_PATH`: where a delivery must install them."""
+    certificate_alarm_days: int | None = None
+    """The fleet's expiry alarm fires when a host serves a certificate with fewer days left than this: a delivery
+    whose hosts renew later than that would keep it firing (None: not known, not checked)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,37 @@ class FleetIdentity:
     None otherwise (the group is then named by Pulumi)."""
     tags: Mapping[str, str]
     """Tags for every resource the delivery creates (add `Name`)."""
+
+
+@dataclass(frozen=True)
+class DeliveryTexts:
+    """What the fleet's own resources say about how their hosts get key material: the operators read these in the
+    console and in the alarm's notification, so they must fit the delivery, not only the shared mode."""
+
+    host_role: str
+    """Description of the hosts' IAM role (at most 1,000 characters)."""
+    launch_template: str
+    """Description of the launch template: what a host serves and where its certificate comes from (at most 255
+    characters). A new text is a new launch template version, which the group rolls out to every host."""
+    expiry_alarm_advice: str
+    """What to do when the certificate-expiry alarm fires: the end of its description (which holds at most 1,024
+    characters in all)."""
+
+
+def ca_fingerprints(ca_bundle_pem: str, argument: str = "ca_bundle_pem") -> list[str]:
+    """The SHA-256 fingerprints of a CA bundle's certificates (`HostSupply.ca_fingerprints`); a bundle that is not PEM
+    certificates raises ValueError naming `argument`."""
+    try:
+        return x509.sha256_fingerprints(ca_bundle_pem)
+    except ValueError as error:
+        raise ValueError(f"{argument} must be PEM CA certificates: {error}") from None
+
+
+def ca_fingerprints_of(ca_bundle_pem: str | pulumi.Output[str]) -> list[str] | pulumi.Output[list[str]]:
+    """`ca_fingerprints` of a bundle that may be an Output (then an Output too)."""
+    if isinstance(ca_bundle_pem, str):
+        return ca_fingerprints(ca_bundle_pem)
+    return pulumi.Output.from_input(ca_bundle_pem).apply(ca_fingerprints)
 
 
 class HostSupply(Protocol):
@@ -107,6 +150,11 @@ class KeyDelivery(Protocol):
     @property
     def needs_auto_scaling_group_name(self) -> bool:
         """True when `deliver` must know the group's name before the group exists."""
+        ...
+
+    @property
+    def texts(self) -> DeliveryTexts:
+        """The descriptions the fleet gives its role, launch template and expiry alarm for this delivery."""
         ...
 
     def check(self, hosts: HostContext) -> None:

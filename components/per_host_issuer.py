@@ -21,21 +21,27 @@ from components.issuer import contract
 from components.rules import aws as aws_rules
 from components.rules.names import has_control_characters, is_dns_name
 
-__all__ = ["HANDLER", "RUNTIME", "PerHostIssuer", "PerHostIssuerArgs", "handler_archive", "handler_files"]
+__all__ = [
+    "HANDLER",
+    "RUNTIME",
+    "PerHostIssuer",
+    "PerHostIssuerArgs",
+    "check_args",
+    "handler_archive",
+    "handler_files",
+]
 
 #: Lambda's managed Python runtime the function runs on (it ships boto3).
 RUNTIME = "python3.13"
 #: The function's code inside its archive: the package `components/issuer` as a top-level `issuer` package.
 HANDLER = "issuer.handler.handler"
 _HANDLER_PACKAGE = Path(__file__).resolve().parent / "issuer"
-#: CloudWatch Logs' allowed retentions in days (PutRetentionPolicy,
-#: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-                      3288, 3653)  # fmt: skip
+#: CloudWatch Logs' allowed retentions in days (components.rules.aws).
+LOG_RETENTION_DAYS = aws_rules.LOG_RETENTION_DAYS
 DEFAULT_LOG_RETENTION_DAYS = 365
 DEFAULT_RESERVED_CONCURRENCY = 10
 #: Reserved concurrency: AWS keeps 100 of an account's (default 1000) executions unreserved.
-RESERVED_CONCURRENCY_RANGE = (1, 900)
+RESERVED_CONCURRENCY_RANGE = aws_rules.RESERVED_CONCURRENCY_RANGE
 DEFAULT_TIMEOUT_SECONDS = 30
 #: Below 10 s there is no time to wait for a certificate; Lambda's maximum is 900.
 TIMEOUT_RANGE = (10, 900)
@@ -311,6 +317,12 @@ def _function_policy(*, ca_arn: str, log_group_arn: str, template_arn: str, regi
 # --- validation ---------------------------------------------------------------------------------------------------
 
 _REQUIRED = ("ca_arn", "validity_days", "host_role_arn", "auto_scaling_group_name", "region")
+
+
+def check_args(args: PerHostIssuerArgs) -> None:
+    """Raise ValueError naming every argument `PerHostIssuer` would refuse, without creating anything: what a caller
+    that builds the arguments (a key delivery) checks before any resource is registered."""
+    _validate(args)
 
 
 def _validate(args: Mapping[str, Any]) -> _Settings:

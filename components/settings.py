@@ -9,8 +9,9 @@ live in `components/rules`, shared with the components; what a CA read at previe
 (`CaRequirements`) is checked in `components.ca_source` once it is known.
 
 Settings also build each component's typed arguments (`CaSettings.private_ca_args`, `Settings.certificate_args`,
-`network_args`, `backend_args`), so `__main__.py` only wires components together. Adding a setting is its
-`Pulumi.yaml` entry, its line in `DECLARED`, its field and rule here, and its argument.
+`network_args`, `backend_args`, and the key delivery's: `ssm_key_delivery_args` in the `shared` mode,
+`per_host_delivery_args` in the `per-host` mode), so `__main__.py` only wires components together. Adding a
+setting is its `Pulumi.yaml` entry, its line in `DECLARED`, its field and rule here, and its argument.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from components.issuer.contract import MAX_BODY_BYTES
 from components.rules import aws as aws_rules
 from components.rules import names, network, sizes
 from components.rules.aws import AL2023_AMI_PARAMETER, KEY_STORAGE_STANDARDS, SHORT_LIVED_MAX_DAYS, USAGE_MODES
@@ -34,6 +37,7 @@ if TYPE_CHECKING:  # the argument types only: settings stay importable without P
     from components.encrypted_backend import EncryptedBackendArgs
     from components.key_delivery import KeyDelivery
     from components.network import NetworkArgs
+    from components.per_host_delivery import PerHostDeliveryArgs
     from components.private_ca import PrivateCaArgs
     from components.ssm_key_delivery import SsmKeyDeliveryArgs
 
@@ -42,13 +46,16 @@ __all__ = [
     "CONFIG_KEYS",
     "DECLARED",
     "DEFAULTS",
+    "HOST_CERTIFICATE_MODES",
     "LIST_KEYS",
+    "PER_HOST_VALIDITY_DAYS_RANGE",
     "SHORT_LIVED_MAX_DAYS",
     "BackendSettings",
     "CaRequirements",
     "CaSettings",
     "CaSubject",
     "CertificateSettings",
+    "IssuerSettings",
     "Settings",
     "SettingsError",
     "botocore_regions",
@@ -59,6 +66,16 @@ __all__ = [
 ]
 
 CA_MODES = ("root", "subordinate", "stack")
+#: `hostCertificates`: one certificate for the fleet through SSM (`shared`), or a key and a certificate per host from
+#: the per-host issuer (`per-host`).
+HOST_CERTIFICATE_MODES = ("shared", "per-host")
+#: certValidityDays in the per-host mode: each host renews at a third of its certificate's life, and the expiry alarm
+#: (whole days, at least 1) must sit inside that window, so at least 4 days; at most a year (the issuer's limit).
+PER_HOST_VALIDITY_DAYS_RANGE = (4, 365)
+#: Hosts renew their own certificates when this share of its life or less is left (scripts/cert-agent).
+PER_HOST_RENEWAL_SHARE = 3
+#: The longest EC2 private DNS name a host can have (IMDS `local-hostname` of `ip-name` hosts), less its domain.
+_LONGEST_EC2_HOST_LABEL = "ip-255-255-255-255"
 
 
 class SettingsError(ValueError):
@@ -88,6 +105,9 @@ class CaRequirements:
     partition: str
     region: str
     """The stack's region: the certificate provider and the subordinate's signing call use the CA there."""
+    chain_in_parameters: bool = True
+    """Whether the CA chain and the certificate with it are stored in SSM parameters (shared mode), whose size is
+    limited; the per-host mode stores neither."""
     certificate_days: int | None = None
     """The backend certificate's validity (None: no backend): it must end before the CA does."""
     certificate_common_name: str = ""
@@ -178,6 +198,16 @@ class CertificateSettings:
 
 
 @dataclass(frozen=True)
+class IssuerSettings:
+    """The per-host issuer (`hostCertificates: per-host`): the Lambda function hosts ask for their certificates."""
+
+    reserved_concurrency: int
+    """`issuerReservedConcurrency`: the function's reserved concurrent executions."""
+    log_retention_days: int
+    """`issuerLogRetentionDays`: how long its log group keeps each decision."""
+
+
+@dataclass(frozen=True)
 class AwsIdentity:
     """The stack's AWS identity, for the certificate provider: `aws:profile` and the first `aws:assumeRoles`
     entry, so certificates are issued as the rest of the stack is deployed (names and ARNs, no credential)."""
@@ -237,6 +267,10 @@ class Settings:
     warnings: tuple[str, ...] = ()
     """Legal but risky combinations, for the program to log."""
     aws_identity: AwsIdentity = AwsIdentity()
+    host_certificates: str = "shared"
+    """`hostCertificates`: `shared` (one certificate for the fleet, delivered through SSM) or `per-host`."""
+    issuer: IssuerSettings | None = None
+    """The per-host issuer's settings; None unless `hostCertificates` is `per-host`."""
 
     def _parts(self) -> tuple[CertificateSettings, BackendSettings]:
         if self.certificate is None or self.backend is None:
@@ -249,9 +283,15 @@ class Settings:
         certificate, _ = self._parts()
         return certificate.server_names(self.region)
 
+    def _shared(self) -> None:
+        if self.host_certificates != "shared":
+            raise ValueError("hostCertificates is per-host: each host gets its own certificate from the issuer")
+
     def certificate_args(self, *, ca_arn: pulumi.Input[str], validity_days: pulumi.Input[int]) -> CertificateArgs:
-        """`CertificateArgs` of the backend certificate; `validity_days` as the CA source confirmed it."""
+        """`CertificateArgs` of the backend certificate (shared mode); `validity_days` as the CA source confirmed
+        it."""
         certificate, _ = self._parts()
+        self._shared()
         names_ = self.server_names()
         return {
             "ca_arn": ca_arn,
@@ -330,8 +370,10 @@ class Settings:
         full_chain_pem: pulumi.Input[str],
         private_key_pem: pulumi.Input[str],
     ) -> SsmKeyDeliveryArgs:
-        """`SsmKeyDeliveryArgs`: the backend certificate's material, the parameters' path and their key."""
+        """`SsmKeyDeliveryArgs` (shared mode): the backend certificate's material, the parameters' path and their
+        key."""
         _, backend = self._parts()
+        self._shared()
         args: SsmKeyDeliveryArgs = {
             "full_chain_pem": full_chain_pem,
             "private_key_pem": private_key_pem,
@@ -341,6 +383,31 @@ class Settings:
         }
         if backend.parameter_kms_key_arn is not None:
             args["parameter_kms_key_arn"] = backend.parameter_kms_key_arn
+        return args
+
+    def per_host_delivery_args(
+        self, *, ca_arn: pulumi.Input[str], ca_bundle_pem: pulumi.Input[str]
+    ) -> PerHostDeliveryArgs:
+        """`PerHostDeliveryArgs` (`hostCertificates: per-host`): the CA, what each host's certificate carries
+        (`certNames` are the fleet-wide service names, `certValidityDays` each host's validity, `certTemplate`,
+        `certKeyAlgorithm`) and the issuer's settings."""
+        certificate, _ = self._parts()
+        if self.issuer is None:
+            raise ValueError("hostCertificates is shared: this stack has no per-host issuer")
+        args: PerHostDeliveryArgs = {
+            "ca_arn": ca_arn,
+            "ca_bundle_pem": ca_bundle_pem,
+            # In the stack's partition: the issuer's role may issue with this template ARN only.
+            "template_arn": aws_rules.template_arn_for(certificate.template, self.ca.requirements.partition),
+            "validity_days": certificate.validity_days,
+            "service_names": list(certificate.names),
+            "key_algorithm": certificate.key_algorithm,
+            "reserved_concurrency": self.issuer.reserved_concurrency,
+            "log_retention_days": self.issuer.log_retention_days,
+        }
+        if self.ca.mode != "stack":
+            # The usage mode a CA this stack creates is asked for (a CA read at preview was checked then).
+            args["ca_usage_mode"] = self.ca.usage_mode
         return args
 
     @property
@@ -507,27 +574,38 @@ def parse_settings(
 
     ca = _parse_ca(read, stack=stack, project=project)
     backend_enabled = read.boolean("backendEnabled", True)
-    certificate = _parse_certificate(read, ca, region) if backend_enabled else None
+    mode = read.choice("hostCertificates", HOST_CERTIFICATE_MODES, "shared") if backend_enabled else "shared"
+    per_host = mode == "per-host"
+    certificate = _parse_certificate(read, ca, region, per_host=per_host) if backend_enabled else None
 
-    endpoint_url = read.string("awsEndpointUrl") if backend_enabled else None
+    # The certificate provider's endpoint and identity: the shared mode's (the per-host mode has no provider).
+    shared = backend_enabled and not per_host
+    endpoint_url = read.string("awsEndpointUrl") if shared else None
     endpoint_problem = aws_rules.endpoint_url_problem(endpoint_url) if endpoint_url else None
     _check(read, "awsEndpointUrl", endpoint_problem)
     aws_identity = (
         _parse_aws_identity(read, aws or {}, endpoint_url, compare_endpoints=endpoint_problem is None)
-        if backend_enabled
+        if shared
         else AwsIdentity()
     )
-    backend = _parse_backend(read, ca, certificate, aws_identity) if backend_enabled and certificate else None
-    _refuse_what_does_not_apply(read, ca, backend_enabled, backend)
+    backend = (
+        _parse_backend(read, ca, certificate, aws_identity, per_host=per_host)
+        if backend_enabled and certificate
+        else None
+    )
+    issuer = _parse_issuer(read) if backend_enabled and per_host else None
+    _refuse_what_does_not_apply(read, ca, backend_enabled, backend, per_host=per_host)
     default_prefix = f"/{project}/{stack}"
-    prefix = (read.string("parameterPrefix", default_prefix) or default_prefix) if backend_enabled else default_prefix
+    prefix = (read.string("parameterPrefix", default_prefix) or default_prefix) if shared else default_prefix
     _check(read, "parameterPrefix", aws_rules.parameter_prefix_problem(prefix))
 
     if region_known:
         _check_placement(read, ca, certificate, backend, aws_identity, partition=partition, region=region)
-    if certificate is not None:
+    if certificate is not None and per_host:
+        _check_host_request_fits(read, certificate, region)
+    elif certificate is not None:
         _check_certificate_fits(read, ca, certificate, region)
-    ca = replace(ca, requirements=_ca_requirements(ca, certificate, backend, partition, region))
+    ca = replace(ca, requirements=_ca_requirements(ca, certificate, backend, partition, region, per_host=per_host))
 
     if read.problems:
         raise SettingsError(read.problems)
@@ -540,6 +618,8 @@ def parse_settings(
         parameter_prefix=prefix,
         warnings=tuple(read.warnings),
         aws_identity=aws_identity,
+        host_certificates=mode,
+        issuer=issuer,
     )
 
 
@@ -566,10 +646,39 @@ _CA_CREATION_KEYS = (
 _CRL_KEYS = ("caCrlExpirationDays", "caCrlCustomCname")
 
 
+#: Settings of the shared mode only (one certificate issued by the provider, delivered through SSM), and why none
+#: applies to the per-host mode.
+_SHARED_ONLY_KEYS: Mapping[str, str] = {
+    "certCommonName": "each host's certificate has its own EC2 name as its common name",
+    "certRenewBeforeDays": "each host renews its own certificate when a third of its life is left",
+    "certThrottleRetryMinutes": "it sets the certificate provider's retries, and each host retries the issuer with "
+    "its own bounded back-off",
+    "parameterKmsKeyArn": "no key material goes through SSM Parameter Store: each host makes its own key",
+    "parameterWriterArns": "no key material goes through SSM Parameter Store: each host makes its own key",
+    "parameterPrefix": "no key material goes through SSM Parameter Store: each host makes its own key",
+    "awsEndpointUrl": "it is the certificate provider's endpoint, and the per-host mode has no certificate provider",
+}
+#: Settings of the per-host mode only: the per-host issuer's.
+_PER_HOST_ONLY_KEYS = ("issuerReservedConcurrency", "issuerLogRetentionDays")
+
+
 def _refuse_what_does_not_apply(
-    read: _Reader, ca: CaSettings, backend_enabled: bool, backend: BackendSettings | None
+    read: _Reader, ca: CaSettings, backend_enabled: bool, backend: BackendSettings | None, *, per_host: bool
 ) -> None:
     """A setting the stack's mode ignores is refused, not silently dropped: whoever wrote it expects an effect."""
+    if backend_enabled and per_host:
+        for key, reason in _SHARED_ONLY_KEYS.items():
+            if read.given(key):
+                read.problem(
+                    key, f"applies only to hostCertificates shared, and this stack is per-host: {reason}; remove it"
+                )
+    elif backend_enabled:
+        for key in (key for key in _PER_HOST_ONLY_KEYS if read.given(key)):
+            read.problem(
+                key,
+                "applies only to the per-host issuer, and hostCertificates is shared: remove it, or set "
+                "hostCertificates: per-host",
+            )
     if ca.mode == "stack":
         for key in (key for key in _CA_CREATION_KEYS if read.given(key)):
             read.problem(
@@ -670,6 +779,24 @@ def _check_certificate_fits(read: _Reader, ca: CaSettings, certificate: Certific
     )
 
 
+def _check_host_request_fits(read: _Reader, certificate: CertificateSettings, region: str) -> None:
+    """Each host's request fits what the per-host issuer reads (`contract.MAX_BODY_BYTES`): a CSR for the longest
+    EC2 name of the region (its common name), every service name and a private IPv4, as the agent sends it (JSON)."""
+    host = f"{_LONGEST_EC2_HOST_LABEL}.{ec2_private_dns_wildcard(region).removeprefix('*.')}"
+    request_names = [host, *certificate.names, "255.255.255.255"]
+    der = sizes.csr_size(common_name=host, names=request_names, key_algorithm=certificate.key_algorithm)
+    pem = sizes.pem_size(der, "CERTIFICATE REQUEST")
+    # JSON writes each line end of the PEM (one per 64 base64 characters, and the BEGIN and END lines) as `\n`.
+    line_ends = math.ceil(4 * math.ceil(der / 3) / 64) + 2
+    body = len(json.dumps({"csr": ""})) + pem + line_ends
+    if body > MAX_BODY_BYTES:
+        read.problem(
+            "certNames",
+            f"each host's request for these {len(certificate.names)} service names would be about {body:,} bytes; "
+            f"the per-host issuer reads at most {MAX_BODY_BYTES:,}: use fewer or shorter names",
+        )
+
+
 def _own_certificate_size(ca: CaSettings, *, issuer: Sequence[str]) -> int:
     """PEM size of the CA certificate this stack creates (a root signs its own; a parent's key is the largest
     until known)."""
@@ -693,6 +820,8 @@ def _ca_requirements(
     backend: BackendSettings | None,
     partition: str,
     region: str,
+    *,
+    per_host: bool = False,
 ) -> CaRequirements:
     if certificate is None:
         return CaRequirements(partition, region)
@@ -700,6 +829,8 @@ def _ca_requirements(
     return CaRequirements(
         partition=partition,
         region=region,
+        # The per-host mode stores no chain in a parameter.
+        chain_in_parameters=not per_host,
         certificate_days=certificate.validity_days,
         certificate_common_name=common_name,
         certificate_names=tuple(dict.fromkeys([common_name, *certificate.server_names(region)])),
@@ -1002,7 +1133,9 @@ def _is_backend_name(name: str) -> bool:
 _BACKEND_NAME = "a DNS name or IPv4 address (nginx cannot serve an IPv6 literal as a server name)"
 
 
-def _parse_certificate(read: _Reader, ca: CaSettings, region: str) -> CertificateSettings:
+def _parse_certificate(read: _Reader, ca: CaSettings, region: str, *, per_host: bool = False) -> CertificateSettings:
+    if per_host:
+        return _parse_host_certificates(read, ca)
     cert_names = read.strings("certNames", _is_backend_name, _BACKEND_NAME)
     common_name = read.string("certCommonName")
     if common_name is not None and not _is_backend_name(common_name):
@@ -1028,30 +1161,87 @@ def _parse_certificate(read: _Reader, ca: CaSettings, region: str) -> Certificat
     throttle_minutes = read.integer(
         "certThrottleRetryMinutes", aws_rules.DEFAULT_THROTTLE_RETRY_MINUTES, 1, aws_rules.MAX_THROTTLE_RETRY_MINUTES
     )
-    template = read.string("certTemplate", aws_rules.DEFAULT_TEMPLATE) or aws_rules.DEFAULT_TEMPLATE
-    try:
-        aws_rules.template_arn_for(template)
-    except ValueError as error:
-        read.problem("certTemplate", str(error))
     return CertificateSettings(
         common_name=common_name,
         names=cert_names,
         key_algorithm=read.choice("certKeyAlgorithm", aws_rules.KEY_ALGORITHMS, "EC_prime256v1"),
         validity_days=validity,
         renew_before_days=renew_before,
-        template=template,
+        template=_template(read),
         throttle_retry_minutes=throttle_minutes,
     )
 
 
-def _validity_days(read: _Reader, ca: CaSettings) -> int:
+def _parse_host_certificates(read: _Reader, ca: CaSettings) -> CertificateSettings:
+    """What each host's own certificate carries in the per-host mode: `certNames` are the fleet-wide service names
+    any host may put in it (beside its EC2 name and private IPv4), `certValidityDays` its validity (default 7),
+    `certKeyAlgorithm` the key the host makes, `certTemplate` the template the issuer issues with."""
+    service_names = read.strings("certNames")
+    for name in service_names:
+        _check(read, "certNames", _service_name_problem(name))
+    return CertificateSettings(
+        common_name=None,
+        names=service_names,
+        key_algorithm=read.choice("certKeyAlgorithm", aws_rules.KEY_ALGORITHMS, "EC_prime256v1"),
+        validity_days=_validity_days(read, ca, per_host=True),
+        renew_before_days=None,
+        template=_template(read),
+    )
+
+
+def _template(read: _Reader) -> str:
+    """certTemplate: an end-entity template, by name or ARN."""
+    template = read.string("certTemplate", aws_rules.DEFAULT_TEMPLATE) or aws_rules.DEFAULT_TEMPLATE
+    try:
+        aws_rules.template_arn_for(template)
+    except ValueError as error:
+        read.problem("certTemplate", str(error))
+    return template
+
+
+def _service_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a fleet-wide service name of the per-host mode, or None: every host of the fleet may
+    claim it, so it must name the service, never a host (the issuer and the agent apply the same rule)."""
+    if names.is_ip_address(name):
+        return (
+            f"{shown(name)} is an IP address: in the per-host mode certNames are fleet-wide DNS names any host may "
+            "carry, and an address belongs to one host (each host's certificate carries its own private IPv4)"
+        )
+    if name.endswith("."):
+        return f"{shown(name)} ends with a dot: write {name.removesuffix('.')!r}"
+    if not names.is_dns_name(name, allow_wildcard=False) or "." not in name:
+        return (
+            f"{shown(name)} is not a DNS name of two labels or more without a wildcard, such as api.internal.example "
+            "(in the per-host mode any host may carry it, and a wildcard would cover other hosts' names)"
+        )
+    if name.lower().endswith((".ec2.internal", ".compute.internal")):
+        return (
+            f"{shown(name)} is an EC2 instance name: any host may claim a service name, so it would let any host "
+            "impersonate that instance (each host's certificate carries its own EC2 name)"
+        )
+    return None
+
+
+def _validity_days(read: _Reader, ca: CaSettings, *, per_host: bool = False) -> int:
     """certValidityDays: 0 (the default) means 90 days, or the most a SHORT_LIVED_CERTIFICATE CA allows. Long
     enough for a renewal window of days, short enough to end before a CA this stack creates (one it reads is
     checked once known, in `components.ca_source`)."""
     short_lived = ca.usage_mode == "SHORT_LIVED_CERTIFICATE"
-    validity = read.integer("certValidityDays", 0, 0, 3650) or (SHORT_LIVED_MAX_DAYS if short_lived else 90)
+    if per_host:
+        low, high = PER_HOST_VALIDITY_DAYS_RANGE
+        validity = read.integer("certValidityDays", 0, 0, high) or SHORT_LIVED_MAX_DAYS
+    else:
+        validity = read.integer("certValidityDays", 0, 0, 3650) or (SHORT_LIVED_MAX_DAYS if short_lived else 90)
     _check(read, "certValidityDays", aws_rules.short_lived_problem("certValidityDays", validity, ca.usage_mode))
-    if validity < aws_rules.MIN_VALIDITY_DAYS:
+    if per_host and validity < low:
+        read.problem(
+            "certValidityDays",
+            f"is {validity} but must be at least {low} (or 0 for the default, {SHORT_LIVED_MAX_DAYS}) with "
+            "hostCertificates per-host: each host renews its certificate when a third of its life is left, and the "
+            "expiry alarm (at least a day) must sit inside that window",
+        )
+        return low
+    if not per_host and validity < aws_rules.MIN_VALIDITY_DAYS:
         read.problem(
             "certValidityDays",
             f"is {validity} but must be at least {aws_rules.MIN_VALIDITY_DAYS} (or 0 for the default): a "
@@ -1073,7 +1263,7 @@ def _validity_days(read: _Reader, ca: CaSettings) -> int:
 
 
 def _parse_backend(
-    read: _Reader, ca: CaSettings, certificate: CertificateSettings, aws_identity: AwsIdentity
+    read: _Reader, ca: CaSettings, certificate: CertificateSettings, aws_identity: AwsIdentity, *, per_host: bool
 ) -> BackendSettings:
     network_settings = _parse_network(read)
     ingress = _parse_ingress(read)
@@ -1088,8 +1278,13 @@ def _parse_backend(
         host_count=host_count,
         host_ami_id=_host_ami_id(read),
         **_parse_fleet(read, host_count),
-        **_parse_parameter_key(read, aws_identity),
-        **_parse_expiry_alarm(read, certificate),
+        # The per-host mode puts no key material in SSM: no parameter key, no writers.
+        **(
+            {"parameter_kms_key_arn": None, "parameter_writer_arns": ()}
+            if per_host
+            else _parse_parameter_key(read, aws_identity)
+        ),
+        **_parse_expiry_alarm(read, certificate, per_host=per_host),
     )
 
 
@@ -1280,23 +1475,53 @@ def _parse_parameter_key(read: _Reader, aws_identity: AwsIdentity) -> dict[str, 
     return {"parameter_kms_key_arn": key_arn, "parameter_writer_arns": writers}
 
 
-def _parse_expiry_alarm(read: _Reader, certificate: CertificateSettings) -> dict[str, Any]:
-    """certExpiryAlarmDays must fall inside the renewal window: a fleet waiting for its next `pulumi up` in
-    that window is healthy. 0 (the default) means 14, or half the window when that is shorter."""
-    window = aws_rules.renew_before_days(certificate.validity_days, certificate.renew_before_days)
+def _parse_expiry_alarm(read: _Reader, certificate: CertificateSettings, *, per_host: bool) -> dict[str, Any]:
+    """certExpiryAlarmDays must fall inside the renewal window: a fleet waiting for its next `pulumi up` in that
+    window (shared mode), or hosts waiting for their next timer run (per-host mode: a third of the validity), are
+    healthy. 0 (the default) means 14, or half the window (rounded down, at least 1) when that is shorter."""
     days = read.integer("certExpiryAlarmDays", 0, 0, aws_rules.EXPIRY_ALARM_DAYS_MAX)
-    if days and days >= window:
-        read.problem(
-            "certExpiryAlarmDays",
-            f"is {days} but must be less than the renewal window ({window} days, certRenewBeforeDays or a third of "
-            "certValidityDays): certificates waiting in that window for the next pulumi up would raise the alarm",
-        )
+    validity = certificate.validity_days
+    if per_host:
+        default = min(14, max(1, validity // (2 * PER_HOST_RENEWAL_SHARE)))
+        if days and days * PER_HOST_RENEWAL_SHARE >= validity:
+            read.problem(
+                "certExpiryAlarmDays",
+                f"is {days} but must be less than the hosts' renewal window (a third of certValidityDays: "
+                f"{validity / PER_HOST_RENEWAL_SHARE:.1f} days): each host renews when a third of its certificate's "
+                "life is left, so hosts waiting for their next renewal would raise the alarm",
+            )
+    else:
+        window = aws_rules.renew_before_days(validity, certificate.renew_before_days)
+        default = min(14, max(1, window // 2))
+        if days and days >= window:
+            read.problem(
+                "certExpiryAlarmDays",
+                f"is {days} but must be less than the renewal window ({window} days, certRenewBeforeDays or a third "
+                "of certValidityDays): certificates waiting in that window for the next pulumi up would raise the "
+                "alarm",
+            )
     topic = read.string("certExpiryAlarmTopicArn")
     if topic and not aws_rules.is_sns_topic_arn(topic):
         read.problem(
             "certExpiryAlarmTopicArn", f"{topic!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"
         )
-    return {"cert_expiry_alarm_days": days or min(14, max(1, window // 2)), "cert_expiry_alarm_topic_arn": topic}
+    return {"cert_expiry_alarm_days": days or default, "cert_expiry_alarm_topic_arn": topic}
+
+
+def _parse_issuer(read: _Reader) -> IssuerSettings:
+    """The per-host issuer's reserved concurrency and log retention (CloudWatch Logs' own values)."""
+    retention = read.integer("issuerLogRetentionDays", 365, 1, aws_rules.LOG_RETENTION_DAYS[-1])
+    if retention not in aws_rules.LOG_RETENTION_DAYS:
+        read.problem(
+            "issuerLogRetentionDays",
+            f"is {retention} but CloudWatch Logs keeps logs for one of "
+            f"{', '.join(map(str, aws_rules.LOG_RETENTION_DAYS))} days",
+        )
+        retention = 365
+    return IssuerSettings(
+        reserved_concurrency=read.integer("issuerReservedConcurrency", 10, *aws_rules.RESERVED_CONCURRENCY_RANGE),
+        log_retention_days=retention,
+    )
 
 
 def load_settings() -> Settings:
@@ -1385,6 +1610,7 @@ _DECLARATIONS: Mapping[str, tuple[str, object]] = {
     "caAcmPermission": ("boolean", False),
     "caProtect": ("boolean", True),
     "backendEnabled": ("boolean", True),
+    "hostCertificates": ("string", "shared"),
     "certCommonName": ("string", ""),
     "certNames": ("array", []),
     "certKeyAlgorithm": ("string", "EC_prime256v1"),
@@ -1415,6 +1641,8 @@ _DECLARATIONS: Mapping[str, tuple[str, object]] = {
     "parameterWriterArns": ("array", []),
     "certExpiryAlarmDays": ("integer", 0),
     "certExpiryAlarmTopicArn": ("string", ""),
+    "issuerReservedConcurrency": ("integer", 10),
+    "issuerLogRetentionDays": ("integer", 365),
     "awsEndpointUrl": ("string", ""),
     "parameterPrefix": ("string", ""),
 }

@@ -19,7 +19,6 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from components import x509
 from components.arguments import Problems, check_arn, check_pem, is_plain_list, missing, tagged
 from components.host_bootstrap import (
     PARAMETER_READ_ACTION,
@@ -29,7 +28,7 @@ from components.host_bootstrap import (
     render_shared_payload,
 )
 from components.host_payload import HostPayload
-from components.key_delivery import FleetIdentity, HostContext
+from components.key_delivery import DeliveryTexts, FleetIdentity, HostContext, ca_fingerprints, ca_fingerprints_of
 from components.rules import aws as aws_rules
 
 __all__ = [
@@ -126,6 +125,12 @@ class SsmKeyDelivery:
     """
 
     needs_auto_scaling_group_name = False
+    texts = DeliveryTexts(
+        host_role="pca-backend hosts: read their TLS parameters, report certificate expiry, Session Manager",
+        launch_template="pca-backend host: nginx serving the Private CA certificate from SSM",
+        expiry_alarm_advice="Run `pulumi up` (it renews the certificate) and check the hosts' pca-backend-tls-sync "
+        "journal.",
+    )
 
     def __init__(self, args: SsmKeyDeliveryArgs) -> None:
         self.args = _validate(args)
@@ -149,7 +154,7 @@ class SsmKeyDelivery:
         bundle = self.args["ca_bundle_pem"]
         # Not known yet (the CA is created or read in this deployment): one stand-in pin, so that the bootstrap is
         # checked before any resource is created all the same.
-        pins = _pins(bundle) if isinstance(bundle, str) else [_STAND_IN_PIN]
+        pins = ca_fingerprints(bundle) if isinstance(bundle, str) else [_STAND_IN_PIN]
         check_bootstrap(region=hosts.region, ca_fingerprints=pins)
 
     def deliver(self, name: str, fleet: FleetIdentity, opts: pulumi.ResourceOptions) -> SsmKeyParameters:
@@ -219,20 +224,6 @@ def _payload(hosts: HostContext, parameters: HostParameters) -> HostPayload:
     )
 
 
-def _pins(ca_bundle_pem: str) -> list[str]:
-    try:
-        return x509.sha256_fingerprints(ca_bundle_pem)
-    except ValueError as error:
-        raise ValueError(f"ca_bundle_pem must be PEM CA certificates: {error}") from None
-
-
-def _pins_of(ca_bundle_pem: str | pulumi.Output[str]) -> list[str] | pulumi.Output[list[str]]:
-    """The SHA-256 fingerprints of the CA bundle's certificates: an output when the bundle is one."""
-    if isinstance(ca_bundle_pem, str):
-        return _pins(ca_bundle_pem)
-    return pulumi.Output.from_input(ca_bundle_pem).apply(_pins)
-
-
 class SsmKeyParameters(pulumi.ComponentResource):
     """What `SsmKeyDelivery` creates for a fleet, and what it gives the fleet (`key_delivery.HostSupply`).
 
@@ -256,7 +247,7 @@ class SsmKeyParameters(pulumi.ComponentResource):
         self, name: str, delivery: SsmKeyDelivery, fleet: FleetIdentity, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         payload = _payload(fleet.hosts, delivery.parameters)
-        ca_fingerprints = _pins_of(delivery.args["ca_bundle_pem"])
+        ca_fingerprints = ca_fingerprints_of(delivery.args["ca_bundle_pem"])
         super().__init__("pca-backend:index:SsmKeyParameters", name, None, opts)
         self._name, self._args, self._fleet = name, delivery.args, fleet
         parameters = delivery.parameters

@@ -28,6 +28,9 @@ Rules that need a convention:
   `kms:*` (the AWS default key policy has both), unless it is limited to grants AWS services create for their
   resources (`kms:GrantIsForAWSResource` true). Whoever may create grants may grant themselves Decrypt: the
   key's own use statements and their conditions would protect nothing. A key without a policy gets AWS's default.
+* Lambda (the per-host issuer): a function URL authenticates with IAM (`AWS_IAM`, never `NONE`); a Lambda
+  permission names its principal (never `*`), a permission to invoke a function URL names the `AWS_IAM` auth type,
+  and one for an AWS service principal names a source ARN or account.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ BUCKET_ACL_TYPES = frozenset({"aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:
 CERTIFICATE_AUTHORITY_TYPE = "aws:acmpca/certificateAuthority:CertificateAuthority"
 SSM_PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
 KMS_KEY_POLICY_TYPES = frozenset({"aws:kms/key:Key", "aws:kms/keyPolicy:KeyPolicy"})
+LAMBDA_FUNCTION_URL_TYPE = "aws:lambda/functionUrl:FunctionUrl"
+LAMBDA_PERMISSION_TYPE = "aws:lambda/permission:Permission"
 
 PUBLIC_ACCESS_BLOCK_FLAGS = (
     "blockPublicAcls",
@@ -1005,6 +1010,74 @@ kms_keys_no_grant_path = _policy(
 )
 
 
+# --- Lambda (the per-host issuer) ---------------------------------------------------------------------------
+
+
+def _validate_function_url_auth(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != LAMBDA_FUNCTION_URL_TYPE:
+        return
+    auth = _get(args.props, "authorizationType")
+    if _is_unknown(auth) or str(auth).upper() == "AWS_IAM":
+        return
+    shown = "not set" if auth is None else repr(auth)
+    report_violation(
+        f"Lambda function URL authorization_type is {shown}: with NONE anyone on the internet who learns the URL "
+        "can call the function (the URL is public, https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html). "
+        "Set authorization_type='AWS_IAM' and grant lambda:InvokeFunctionUrl to the callers that need it.",
+        None,
+    )
+
+
+lambda_function_urls_iam_auth = _policy(
+    "lambda-function-urls-iam-auth",
+    "Lambda function URLs authenticate their callers with IAM (authorization_type AWS_IAM): a URL with NONE is "
+    "callable by anyone on the internet.",
+    _validate_function_url_auth,
+)
+
+
+def _validate_lambda_permission(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """A resource-based permission names who may call (an account, a role, a service: never "*"); a permission to
+    invoke a function URL names the URL's auth type (AWS_IAM: without it the statement also grants an unauthenticated
+    URL); a service principal is limited to the caller's resource or account (`aws:SourceArn` / `aws:SourceAccount`,
+    the confused-deputy guard AWS recommends: https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html)."""
+    if args.resource_type != LAMBDA_PERMISSION_TYPE:
+        return
+    props = args.props
+    principal, action = _get(props, "principal"), _get(props, "action")
+    if _known(principal) and "*" in str(principal):
+        report_violation(
+            f"Lambda permission grants {action!r} to principal {principal!r}: every AWS account (or everyone, through "
+            "a public URL) may then call the function. Name the principal: an account ID, a role ARN or a service.",
+            None,
+        )
+    if _known(action) and _allows(action, "lambda:InvokeFunctionUrl"):
+        auth = _get(props, "functionUrlAuthType")
+        if not _is_unknown(auth) and str(auth).upper() != "AWS_IAM":
+            shown = "not set" if auth is None else repr(auth)
+            report_violation(
+                f"Lambda permission for lambda:InvokeFunctionUrl has function_url_auth_type {shown}: set "
+                "function_url_auth_type='AWS_IAM' so the grant holds only for requests IAM authenticated.",
+                None,
+            )
+    if _known(principal) and str(principal).endswith(".amazonaws.com"):
+        source_arn, source_account = _get(props, "sourceArn"), _get(props, "sourceAccount")
+        if not _is_unknown(source_arn) and not _is_unknown(source_account) and not (source_arn or source_account):
+            report_violation(
+                f"Lambda permission lets the service {principal!r} invoke the function on behalf of any account's "
+                "resources. Set source_arn (the calling resource) or source_account.",
+                None,
+            )
+
+
+lambda_permissions_named_principal = _policy(
+    "lambda-permissions-named-principal",
+    "Lambda permissions name their principal (never *), give function URL invocations the AWS_IAM auth type, and "
+    "limit AWS service principals to a source ARN or account.",
+    _validate_lambda_permission,
+)
+
+
 RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     target_groups_https,
     listeners_no_plaintext,
@@ -1019,6 +1092,8 @@ RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     ssm_parameters_secure_string,
     certificate_private_key_secret,
     kms_keys_no_grant_path,
+    lambda_function_urls_iam_auth,
+    lambda_permissions_named_principal,
 ]
 STACK_POLICIES: list[StackValidationPolicy] = [
     crl_bucket_public_access_blocked,

@@ -229,6 +229,16 @@ class _Mocks(RecordingMocks):
             outputs.update(latestVersion=1)
         elif typ == "aws:ssm/parameter:Parameter":
             outputs.update(arn=f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter{inputs.get('name', name)}")
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            # A name_prefix, as AWS completes it.
+            log_group = inputs.get("name") or f"{inputs.get('namePrefix', name)}{_suffix(name)}"
+            outputs.update(name=log_group, arn=f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{log_group}")
+        elif typ == "aws:lambda/function:Function":
+            function = f"{name}-{_suffix(name)}"
+            outputs.update(name=function, arn=f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}")
+        elif typ == "aws:lambda/functionUrl:FunctionUrl":
+            url_id = hashlib.sha256(name.encode()).hexdigest()[:32]
+            outputs.update(functionUrl=f"https://{url_id}.lambda-url.us-east-1.on.aws/")
         else:
             outputs.setdefault("arn", f"arn:aws:mock:us-east-1:{ACCOUNT}:{name}")
         return resource_id, outputs
@@ -266,6 +276,11 @@ class _Mocks(RecordingMocks):
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": json.dumps({"Version": "2012-10-17", "Statement": []}), "id": "doc"}
         return {}
+
+
+def _suffix(name: str) -> str:
+    """The random suffix AWS or Pulumi adds to a generated name, here from the name alone (the same on every run)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:7]
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -336,9 +351,22 @@ def _config_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
-    """Run this project's `__main__.py` for `stack` under mocks; raise what the program raises."""
-    return run_program(ROOT / "__main__.py", project=PROJECT, stack=stack, config=stack_config(stack, overrides))
+def run_stack(
+    stack: str,
+    overrides: dict[str, Any] | None = None,
+    mocks: type[RecordingMocks] | None = None,
+    preview: bool = False,
+) -> StackRun:
+    """Run this project's `__main__.py` for `stack` under mocks (`mocks`: the program's, by default); raise what the
+    program raises. `preview`: as `pulumi preview` runs it, where what the mocks do not answer is unknown."""
+    return run_program(
+        ROOT / "__main__.py",
+        project=PROJECT,
+        stack=stack,
+        config=stack_config(stack, overrides),
+        mocks=mocks,
+        preview=preview,
+    )
 
 
 def reset_runtime() -> None:
@@ -350,11 +378,16 @@ def reset_runtime() -> None:
 
 
 def run_under_mocks(
-    body: Callable[[], Awaitable[None]], mocks: RecordingMocks, *, project: str = PROJECT, stack: str = "test"
+    body: Callable[[], Awaitable[None]],
+    mocks: RecordingMocks,
+    *,
+    project: str = PROJECT,
+    stack: str = "test",
+    preview: bool = False,
 ) -> StackRun:
     """Run `body` (which creates resources) under `mocks` and a recording monitor; `mocks.run` is returned."""
     reset_runtime()
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=_RecordingMonitor(mocks))
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks))
     try:
         _sync_await(run_pulumi_func(lambda: _sync_await(body())))
     finally:
@@ -362,8 +395,17 @@ def run_under_mocks(
     return mocks.run
 
 
-def run_program(program: Path, *, project: str, stack: str, config: dict[str, Any]) -> StackRun:
-    """Run a Pulumi Python program file under mocks with the given full config keys (`namespace:key`)."""
+def run_program(
+    program: Path,
+    *,
+    project: str,
+    stack: str,
+    config: dict[str, Any],
+    mocks: type[RecordingMocks] | None = None,
+    preview: bool = False,
+) -> StackRun:
+    """Run a Pulumi Python program file under mocks (`mocks`: the program's, by default) with the given full config
+    keys (`namespace:key`)."""
     run = StackRun(stack=stack, config=config)
     pulumi.runtime.set_all_config({key: _config_value(value) for key, value in config.items()})
 
@@ -382,6 +424,6 @@ def run_program(program: Path, *, project: str, stack: str, config: dict[str, An
 
     sys.path.insert(0, str(ROOT))
     try:
-        return run_under_mocks(main, _Mocks(run), project=project, stack=stack)
+        return run_under_mocks(main, (mocks or _Mocks)(run), project=project, stack=stack, preview=preview)
     finally:
         sys.path.remove(str(ROOT))

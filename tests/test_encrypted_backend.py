@@ -45,7 +45,7 @@ from components.host_bootstrap import (
     render_shared_payload,
 )
 from components.host_payload import HostFile, HostPayload
-from components.key_delivery import FleetIdentity, HostContext
+from components.key_delivery import DeliveryTexts, FleetIdentity, HostContext
 from components.local.tls import self_signed_ca_pem
 from components.nginx_config import render_server_block
 from components.ssm_key_delivery import (
@@ -1151,6 +1151,11 @@ class _IssuerDelivery:
     the group exists. No key material anywhere."""
 
     needs_auto_scaling_group_name = True
+    texts = DeliveryTexts(
+        host_role="test hosts: ask the issuer",
+        launch_template="test host: nginx with a certificate from the issuer",
+        expiry_alarm_advice="Ask the issuer's operators.",
+    )
 
     def __init__(self) -> None:
         self.checked: list[HostContext] = []
@@ -1219,6 +1224,13 @@ def test_a_second_delivery_plugs_in_without_ssm_key_material(mocks: RecordingMoc
     (issuer,) = mocks.of_type("test:index:Issuer")
     (fleet_component,) = mocks.of_type("pca-backend:index:HostFleet")
     assert issuer.name == fleet_component.name == "perhost", urn
+    # What the fleet's role, launch template and alarm say is the delivery's, not the SSM delivery's.
+    assert role.inputs["description"] == "test hosts: ask the issuer", urn
+    (template,) = mocks.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template.inputs["description"] == "test host: nginx with a certificate from the issuer", urn
+    (alarm,) = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert alarm.inputs["alarmDescription"].endswith("no host has reported for an hour. Ask the issuer's operators.")
+    assert "pulumi up" not in alarm.inputs["alarmDescription"], urn
 
 
 def test_the_group_waits_for_what_the_delivery_provides(mocks: RecordingMocks) -> None:

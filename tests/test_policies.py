@@ -695,3 +695,71 @@ def test_a_key_without_a_policy_gets_the_default_and_fails() -> None:
 
 def test_an_unknown_key_policy_is_not_flagged() -> None:
     assert run(guardrails.kms_keys_no_grant_path, KMS_KEY, {"policy": UNKNOWN_STRING_VALUE}) == []
+
+
+# --- Lambda (the per-host issuer) -----------------------------------------------------------------------------------
+
+FUNCTION_URL = "aws:lambda/functionUrl:FunctionUrl"
+LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
+HOST_ROLE = "arn:aws:iam::123456789012:role/backend-host-role"
+
+
+def test_a_function_url_with_aws_iam_auth_passes() -> None:
+    props = {"functionName": "issuer", "authorizationType": "AWS_IAM"}
+    assert run(guardrails.lambda_function_urls_iam_auth, FUNCTION_URL, props) == []
+    assert (
+        run(guardrails.lambda_function_urls_iam_auth, FUNCTION_URL, {"authorizationType": UNKNOWN_STRING_VALUE}) == []
+    )
+
+
+@pytest.mark.parametrize("props", [{"authorizationType": "NONE"}, {"functionName": "issuer"}])
+def test_a_function_url_anyone_can_call_fails(props: dict[str, Any]) -> None:
+    assert_one(run(guardrails.lambda_function_urls_iam_auth, FUNCTION_URL, props), "authorization_type='AWS_IAM'")
+
+
+def test_permissions_naming_the_host_role_pass() -> None:
+    url = {
+        "action": "lambda:InvokeFunctionUrl",
+        "function": "issuer",
+        "principal": HOST_ROLE,
+        "functionUrlAuthType": "AWS_IAM",
+    }
+    through_url = {
+        "action": "lambda:InvokeFunction",
+        "function": "issuer",
+        "principal": HOST_ROLE,
+        "invokedViaFunctionUrl": True,
+    }
+    service = {"action": "lambda:InvokeFunction", "principal": "s3.amazonaws.com", "sourceArn": "arn:aws:s3:::b"}
+    for props in (url, through_url, service, {**url, "principal": UNKNOWN_STRING_VALUE}):
+        assert run(guardrails.lambda_permissions_named_principal, LAMBDA_PERMISSION, props) == [], props
+
+
+@pytest.mark.parametrize(
+    ("props", "said"),
+    [
+        ({"action": "lambda:InvokeFunction", "principal": "*"}, "Name the principal"),
+        (
+            {"action": "lambda:InvokeFunctionUrl", "principal": "*", "functionUrlAuthType": "AWS_IAM"},
+            "Name the principal",
+        ),
+        ({"action": "lambda:InvokeFunctionUrl", "principal": HOST_ROLE}, "function_url_auth_type not set"),
+        (
+            {"action": "lambda:InvokeFunctionUrl", "principal": HOST_ROLE, "functionUrlAuthType": "NONE"},
+            "function_url_auth_type 'NONE'",
+        ),
+        ({"action": "lambda:*", "principal": HOST_ROLE}, "function_url_auth_type not set"),
+        ({"action": "lambda:InvokeFunction", "principal": "events.amazonaws.com"}, "Set source_arn"),
+    ],
+)
+def test_permissions_that_grant_more_than_one_named_caller_fail(props: dict[str, Any], said: str) -> None:
+    assert_one(run(guardrails.lambda_permissions_named_principal, LAMBDA_PERMISSION, props), said)
+
+
+def test_the_lambda_policies_run_in_the_pack() -> None:
+    """`check_resources` (what the program tests use) runs every resource policy, the new ones included."""
+    url = RecordedResource(FUNCTION_URL, "issuer-url", {"authorizationType": "NONE"})
+    permission = RecordedResource(LAMBDA_PERMISSION, "anyone", {"action": "lambda:InvokeFunction", "principal": "*"})
+    violations = "\n".join(check_resources([url, permission]))
+    assert "lambda-function-urls-iam-auth" in violations, violations
+    assert "lambda-permissions-named-principal" in violations, violations

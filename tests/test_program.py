@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pulumi
 import pytest
 from pulumi.runtime import settings as pulumi_settings
 
@@ -45,25 +46,42 @@ STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 #: The outputs contract (README.md, "Stack outputs"): what each stack exports, no more, no less.
 CA_OUTPUTS = {"caArn", "caTrustBundlePem", "caUsageMode"}
 CA_OWNER_OUTPUTS = CA_OUTPUTS | {"caCertificatePem", "caNotAfter"}
-BACKEND_OUTPUTS = {
-    "certificateArn",
-    "certificatePem",
-    "certificateSerial",
-    "certificateNotAfter",
+FLEET_OUTPUTS = {
     "albDnsName",
     "httpsUrl",
     "targetGroupArn",
     "albSecurityGroupId",
     "backendSecurityGroupId",
     "autoScalingGroupName",
+}
+#: A backend of the shared mode: its certificate and the SSM parameters that deliver it.
+BACKEND_OUTPUTS = FLEET_OUTPUTS | {
+    "certificateArn",
+    "certificatePem",
+    "certificateSerial",
+    "certificateNotAfter",
     "parameterNames",
 }
+#: A backend of the per-host mode: no certificate, no parameters; the issuer the hosts ask.
+PER_HOST_BACKEND_OUTPUTS = FLEET_OUTPUTS | {"issuerFunctionUrl", "issuerFunctionName", "issuerLogGroupName"}
 CONTRACT = {
     "pki": CA_OWNER_OUTPUTS | {"caCrlBucketName"},
     "dev": CA_OUTPUTS | BACKEND_OUTPUTS,
     "prod": CA_OWNER_OUTPUTS | {"caCrlBucketName"} | BACKEND_OUTPUTS,
     "local": CA_OWNER_OUTPUTS | BACKEND_OUTPUTS,
+    "per-host": CA_OWNER_OUTPUTS | PER_HOST_BACKEND_OUTPUTS,
 }
+
+
+def per_host(run: StackRun) -> bool:
+    """Whether the stack's hosts make their own keys (`hostCertificates: per-host`)."""
+    return bool(run.config["pca-backend:backendEnabled"]) and run.config["pca-backend:hostCertificates"] == "per-host"
+
+
+def host_policy(run: StackRun) -> dict[str, Any]:
+    """The hosts' role policy (the per-host issuer's role has its own)."""
+    (policy,) = [p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "backend-host-policy"]
+    return dict(json.loads(policy.inputs["policy"]))
 
 
 @pytest.fixture
@@ -235,7 +253,8 @@ def test_acm_permission_as_configured(run: StackRun) -> None:
 def test_backend_only_where_enabled(run: StackRun) -> None:
     backends = run.of_type("pca-backend:index:EncryptedBackend")
     assert len(backends) == (1 if run.config["pca-backend:backendEnabled"] else 0), run.stack
-    assert len(run.of_type(CERTIFICATE_TYPE)) == len(backends), run.stack
+    # The shared mode's one certificate; the per-host mode issues none from the program.
+    assert len(run.of_type(CERTIFICATE_TYPE)) == (0 if per_host(run) else len(backends)), run.stack
 
 
 def test_backend_forwards_https_to_https_targets(run: StackRun) -> None:
@@ -277,8 +296,9 @@ def test_backend_hosts_are_hardened(run: StackRun) -> None:
         assert "keyName" not in template.inputs, f"{template.urn}: no SSH key; Session Manager instead"
         # Hosts named ip-<address>.ec2.internal, which the certificate's EC2 wildcard covers: host to host verifies.
         assert template.inputs["privateDnsNameOptions"] == {"hostnameType": "ip-name"}, template.urn
-        (certificate,) = run.of_type(CERTIFICATE_TYPE)
-        assert "*.ec2.internal" in certificate.inputs["subject_alternative_names"], certificate.urn
+        if not per_host(run):
+            (certificate,) = run.of_type(CERTIFICATE_TYPE)
+            assert "*.ec2.internal" in certificate.inputs["subject_alternative_names"], certificate.urn
         user_data = base64.b64decode(template.inputs["userData"]).decode()
         assert "PRIVATE KEY" not in user_data, f"{template.urn}: key material in user data"
         assert len(user_data.encode()) < 3 * 1024, f"{template.urn}: the bootstrap, not the host software"
@@ -287,6 +307,11 @@ def test_backend_hosts_are_hardened(run: StackRun) -> None:
         assert payload.urn in template.dependencies, f"{template.urn}: a new version once the new payload exists"
         # A PEM armour line: the embedded trust-ca names "PRIVATE KEY" in the check that refuses keys.
         assert "PRIVATE KEY-----" not in payload.inputs["content"], f"{payload.urn}: key material in the payload"
+        if per_host(run):
+            # The agent, which makes the key on the host; no parameter to read.
+            assert "PRIVATE_KEY_PARAMETER" not in payload.inputs["content"], payload.urn
+            assert "/usr/local/sbin/pca-backend-cert-agent" in payload.inputs["content"], payload.urn
+            continue
         prefix = run.config["pca-backend:parameterPrefix"] or "/pca-backend/" + run.stack
         assert f"readonly PRIVATE_KEY_PARAMETER={prefix}/private-key\n" in payload.inputs["content"], payload.urn
 
@@ -325,7 +350,7 @@ def test_hosts_boot_from_a_pinned_payload_in_a_private_bucket(run: StackRun) -> 
         ), template.urn
     group = run.one("aws:autoscaling/group:Group")
     assert payload.urn in group.dependencies, f"{group.urn} waits for the payload"
-    statements = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    statements = host_policy(run)["Statement"]
     reads = [statement for statement in statements if any(a.startswith("s3:") for a in _actions(statement))]
     assert reads == [
         {
@@ -361,8 +386,10 @@ def test_host_fleet_rolls_within_the_configured_sizes(run: StackRun) -> None:
 
 
 def test_parameters_use_the_backend_key(run: StackRun) -> None:
-    if not run.config["pca-backend:backendEnabled"]:
+    if not run.config["pca-backend:backendEnabled"] or per_host(run):
+        # No key material through SSM: no key, no parameter.
         assert not run.of_type("aws:kms/key:Key"), run.stack
+        assert not run.of_type("aws:ssm/parameter:Parameter"), run.stack
         return
     key = run.one("aws:kms/key:Key")
     assert key.inputs["enableKeyRotation"] is True, key.urn
@@ -390,6 +417,14 @@ def test_certificate_expiry_alarm_per_backend(run: StackRun) -> None:
     assert alarm.inputs["dimensions"] == {"Backend": prefix.strip("/").replace("/", "-")}, alarm.urn
     assert (alarm.inputs["namespace"], alarm.inputs["metricName"]) == ("PcaBackend", "CertificateDaysToExpiry")
     assert alarm.inputs["statistic"] == "Minimum", alarm.urn
+    if per_host(run):
+        # Each host renews at a third of its certificate's life (7 days by default): the alarm sits below that.
+        validity = run.config["pca-backend:certValidityDays"] or 7
+        expected = run.config["pca-backend:certExpiryAlarmDays"] or min(14, max(1, validity // 6))
+        assert alarm.inputs["threshold"] == expected, alarm.urn
+        assert alarm.inputs["threshold"] < validity / 3, f"{alarm.urn}: inside the hosts' renewal window"
+        assert "pulumi up does not" in alarm.inputs["alarmDescription"], f"{alarm.urn}: the hosts renew"
+        return
     validity = run.config["pca-backend:certValidityDays"] or 90
     expected = run.config["pca-backend:certExpiryAlarmDays"] or min(14, max(1, validity // 3 // 2))
     assert alarm.inputs["threshold"] == expected, alarm.urn
@@ -400,10 +435,14 @@ def test_host_role_reads_only_its_parameters(run: StackRun) -> None:
     if not run.config["pca-backend:backendEnabled"]:
         return
     prefix = run.config["pca-backend:parameterPrefix"] or f"/pca-backend/{run.stack}"
-    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    policy = host_policy(run)
     reads = [s for s in policy["Statement"] if any("ssm:GetParameter" in a for a in _actions(s))]
     (metrics,) = [s for s in policy["Statement"] if "cloudwatch:PutMetricData" in _actions(s)]
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "PcaBackend"}}, metrics
+    if per_host(run):
+        assert reads == [], f"{run.stack}: the hosts read no parameter"
+        assert not [s for s in policy["Statement"] if any(a.startswith("kms:") for a in _actions(s))], policy
+        return
     assert len(reads) == 1, policy
     assert sorted(reads[0]["Resource"]) == sorted(
         f"arn:aws:ssm:us-east-1:123456789012:parameter{prefix}/{name}"
@@ -656,6 +695,18 @@ def _registrations(
     return {resource.urn: resource for resource in run.resources}
 
 
+def _content(value: Any) -> Any:
+    """An input as the engine compares it: an asset or archive by what it holds (a function's code archive is a new
+    Python object on every run, the same files or not)."""
+    if isinstance(value, pulumi.AssetArchive):
+        return {path: _content(asset) for path, asset in value.assets.items()}
+    if isinstance(value, pulumi.StringAsset):
+        return ("text", value.text)
+    if isinstance(value, (pulumi.FileAsset, pulumi.FileArchive)):
+        return ("file", value.path)
+    return value
+
+
 #: What the public Amazon Linux parameter answers after the next release.
 NEXT_RELEASE_AMI = "ami-0aaaabbbbccccdddd"
 
@@ -675,7 +726,7 @@ def test_no_input_depends_on_the_clock(stack: str, monkeypatch: pytest.MonkeyPat
     for urn, before in first.items():
         after = later[urn]
         keys = (before.inputs.keys() | after.inputs.keys()) - set(after.ignore_changes)
-        differing = {key: (before.inputs.get(key), after.inputs.get(key)) for key in keys}
+        differing = {key: (_content(before.inputs.get(key)), _content(after.inputs.get(key))) for key in keys}
         differing = {key: values for key, values in differing.items() if values[0] != values[1]}
         if differing:
             changed[urn] = differing

@@ -12,6 +12,7 @@ from components.settings import (
     AL2023_AMI_PARAMETER,
     DECLARED,
     DEFAULTS,
+    IssuerSettings,
     Settings,
     SettingsError,
     botocore_regions,
@@ -1009,3 +1010,131 @@ def test_a_stack_with_many_ordinary_names_still_fits() -> None:
     long_names = [f"svc-{index:03d}.{'a' * 60}.example.com" for index in range(60)]
     message = problem_of("certNames", certNames=long_names, certCommonName="api.example.com")
     assert "holds at most 8,192" in message
+
+
+# --- hostCertificates: per-host ---------------------------------------------------------------------------------
+
+#: A per-host backend: the shared mode's writers do not apply (no key material goes through SSM).
+PER_HOST: dict[str, Any] = {**without("parameterWriterArns"), "hostCertificates": "per-host"}
+
+
+def test_the_shared_mode_is_the_default() -> None:
+    settings = parse()
+    assert settings.host_certificates == "shared"
+    assert settings.issuer is None
+    assert settings.ca.requirements.chain_in_parameters is True
+
+
+def test_per_host_defaults() -> None:
+    settings = parse(PER_HOST)
+    assert settings.host_certificates == "per-host"
+    assert settings.issuer == IssuerSettings(reserved_concurrency=10, log_retention_days=365)
+    certificate = settings.certificate
+    assert certificate is not None
+    # A week, whatever the CA's usage mode; renewed by each host at a third of it, not by pulumi up.
+    assert (certificate.validity_days, certificate.renew_before_days, certificate.common_name) == (7, None, None)
+    assert certificate.names == ()
+    backend = settings.backend
+    assert backend is not None
+    assert (backend.parameter_kms_key_arn, backend.parameter_writer_arns) == (None, ())
+    # Inside the hosts' renewal window (7 / 3 = 2.3 days): 1 day.
+    assert backend.cert_expiry_alarm_days == 1
+    # No certificate provider: no endpoint and no identity to follow; no chain in a parameter.
+    assert settings.endpoint_url is None
+    assert settings.ca.requirements.chain_in_parameters is False
+    assert settings.backend_name == "pca-backend-dev"
+
+
+@pytest.mark.parametrize(("validity", "alarm"), [(4, 1), (7, 1), (12, 2), (30, 5), (84, 14), (365, 14)])
+def test_per_host_alarm_defaults_inside_the_hosts_renewal_window(validity: int, alarm: int) -> None:
+    backend = parse(PER_HOST, caUsageMode="GENERAL_PURPOSE", certValidityDays=validity).backend
+    assert backend is not None
+    assert backend.cert_expiry_alarm_days == alarm
+    assert 3 * alarm < validity, "the hosts renew at a third of the validity: the alarm must sit below it"
+
+
+def test_per_host_service_names_and_issuer_settings_are_kept() -> None:
+    settings = parse(
+        PER_HOST,
+        certNames=["api.internal.example", "backend.internal.example"],
+        certKeyAlgorithm="EC_secp384r1",
+        issuerReservedConcurrency="25",
+        issuerLogRetentionDays=30,
+    )
+    assert settings.certificate is not None
+    assert settings.certificate.names == ("api.internal.example", "backend.internal.example")
+    assert settings.issuer == IssuerSettings(reserved_concurrency=25, log_retention_days=30)
+    # nginx still serves the hosts' EC2 names first.
+    assert settings.server_names() == [
+        "*.eu-west-1.compute.internal",
+        "api.internal.example",
+        "backend.internal.example",
+    ]
+
+
+def test_per_host_delivery_args_carry_the_hosts_certificates_and_the_issuer() -> None:
+    settings = parse(PER_HOST, certNames=["api.internal.example"], certValidityDays=5, issuerReservedConcurrency=3)
+    args = settings.per_host_delivery_args(ca_arn=CA_ARN, ca_bundle_pem="<bundle>")
+    assert args == {
+        "ca_arn": CA_ARN,
+        "ca_bundle_pem": "<bundle>",
+        "template_arn": "arn:aws:acm-pca:::template/EndEntityServerAuthCertificate/V1",
+        "validity_days": 5,
+        "service_names": ["api.internal.example"],
+        "key_algorithm": "EC_prime256v1",
+        "reserved_concurrency": 3,
+        "log_retention_days": 365,
+        # The stack creates the CA: its usage mode is what the settings asked for.
+        "ca_usage_mode": "GENERAL_PURPOSE",
+    }
+    read = parse({**PER_HOST, "caMode": "stack", "caStack": "org/pca-backend/pki"})
+    assert "ca_usage_mode" not in read.per_host_delivery_args(ca_arn=CA_ARN, ca_bundle_pem="<bundle>")
+    with pytest.raises(ValueError, match="hostCertificates is shared"):
+        parse().per_host_delivery_args(ca_arn=CA_ARN, ca_bundle_pem="<bundle>")
+    # Nor the other way round: a per-host stack has no backend certificate and no parameters.
+    with pytest.raises(ValueError, match="hostCertificates is per-host"):
+        settings.certificate_args(ca_arn=CA_ARN, validity_days=7)
+    with pytest.raises(ValueError, match="hostCertificates is per-host"):
+        settings.ssm_key_delivery_args(ca_bundle_pem="<b>", full_chain_pem="<c>", private_key_pem="<k>")
+
+
+def test_per_host_template_arn_is_in_the_stacks_partition() -> None:
+    china = {
+        **PER_HOST,
+        "albCertificateArn": "arn:aws-cn:acm:cn-north-1:123456789012:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+    }
+    settings = parse(china, region="cn-north-1")
+    args = settings.per_host_delivery_args(ca_arn=CA_ARN, ca_bundle_pem="<bundle>")
+    assert args["template_arn"] == "arn:aws-cn:acm-pca:::template/EndEntityServerAuthCertificate/V1"
+
+
+def test_a_per_host_stack_does_not_follow_the_certificate_providers_identity_rules() -> None:
+    """The shared mode refuses AWS provider settings its certificate provider would not honour; the per-host mode has
+    no certificate provider, so they are the AWS provider's business, as on a CA-only stack."""
+    provider = {"assumeRoles": [{"roleArn": WRITER}, {"roleArn": WRITER + "-next"}], "sharedConfigFiles": ["/x"]}
+    settings = parse_settings(PER_HOST, stack="dev", project="pca-backend", region="eu-west-1", aws=provider)
+    assert settings.aws_identity.assume_role_arn is None
+    with pytest.raises(SettingsError, match="aws:assumeRoles"):
+        parse_settings(BACKEND, stack="dev", project="pca-backend", region="eu-west-1", aws=provider)
+
+
+def test_settings_of_the_other_mode_are_refused_together() -> None:
+    found = problems(
+        {**PER_HOST, "parameterWriterArns": [WRITER], "certRenewBeforeDays": 3, "certCommonName": "a.example.com"}
+    )
+    assert sorted(problem.split(":")[0] for problem in found) == [
+        "certCommonName",
+        "certRenewBeforeDays",
+        "parameterWriterArns",
+    ], found
+    assert all("this stack is per-host" in problem for problem in found), found
+    (shared,) = problems(issuerLogRetentionDays=30)
+    assert shared.startswith("issuerLogRetentionDays: applies only to the per-host issuer, and hostCertificates is")
+
+
+def test_per_host_settings_at_their_defaults_count_as_not_set() -> None:
+    """Pulumi hands Pulumi.yaml's defaults over as if the stack had set them."""
+    defaults = {key: DEFAULTS[key] for key in ("certRenewBeforeDays", "certThrottleRetryMinutes", "parameterPrefix")}
+    assert parse({**PER_HOST, **defaults}).host_certificates == "per-host"
+    shared = parse(issuerReservedConcurrency=DEFAULTS["issuerReservedConcurrency"], issuerLogRetentionDays="365")
+    assert shared.issuer is None

@@ -111,6 +111,9 @@ NEARLY_FULL_CHAIN = "".join(ca_pem(f"Chain {index}", big=True) for index in rang
 #: Two, under this stack's own subordinate certificate.
 TWO_BIG_CERTIFICATES = "".join(ca_pem(f"Chain {index}", big=True) for index in range(2))
 
+#: The dev stack in the per-host mode (it has no SSM writers then).
+PER_HOST_DEV: dict[str, Any] = {"hostCertificates": "per-host", "parameterWriterArns": []}
+
 CASES = [
     # --- partition and region of the CA read through caStack ---------------------------------------------------
     case(
@@ -227,6 +230,24 @@ CASES = [
         mocks=mocks_with({"caTrustBundlePem": TWO_BIG_CERTIFICATES}),
         certNames=[f"backend-{index}.prod.internal.example.com" for index in range(20)],
     ),
+    # --- the per-host mode: each host's certificate against the CA it reads ---------------------------------------
+    case(
+        "per-host-stack-ca-short-lived-14-days",
+        "dev",
+        "certValidityDays",
+        "at most 7 days",
+        mocks=mocks_with({"caUsageMode": "SHORT_LIVED_CERTIFICATE"}),
+        **PER_HOST_DEV,
+        certValidityDays=14,
+    ),
+    case(
+        "per-host-stack-ca-ends-first",
+        "dev",
+        "certValidityDays",
+        "after the issuing CA expires",
+        mocks=mocks_with({"caTrustBundlePem": ca_pem(ends=dt.timedelta(days=5))}),
+        **PER_HOST_DEV,
+    ),
 ]
 
 
@@ -253,3 +274,12 @@ def test_the_pki_mock_is_what_the_checks_read() -> None:
     """The cases above change one output each on top of these: a ten-year root in us-east-1."""
     assert PKI_CA_ARN.startswith("arn:aws:acm-pca:us-east-1:")
     assert "BEGIN CERTIFICATE" in PKI_ROOT_PEM
+
+
+def test_a_per_host_stack_keeps_no_chain_in_a_parameter_so_a_big_chain_passes() -> None:
+    """The shared mode refuses a chain its parameters cannot hold (stack-ca-chain-too-big above); the per-host mode
+    stores none: the hosts get their chain from the issuer and pin the CAs in the launch template."""
+    overrides = {f"pca-backend:{key}": value for key, value in PER_HOST_DEV.items()}
+    run, error = run_program_keeping_resources("dev", overrides, mocks_with({"caTrustBundlePem": BIG_CHAIN}))
+    assert error is None, repr(error)
+    assert run.of_type("pca-backend:index:PerHostIssuer"), "the per-host stack deploys"

@@ -609,6 +609,103 @@ CASES = [
         hostAmiId="ami-0123456789abcdef0",
         amiParameter=ARM_AMI,
     ),
+    # === issue 15: hostCertificates per-host =====================================================================
+    # --- the mode itself ----------------------------------------------------------------------------------------
+    bad("mode-unknown", "per-host", "hostCertificates", "allowed: shared, per-host", hostCertificates="perhost"),
+    bad("mode-list", "per-host", "hostCertificates", "must be a string", hostCertificates=["per-host"]),
+    bad("pki-mode", "pki", "hostCertificates", "backendEnabled is false", hostCertificates="per-host"),
+    bad("pki-issuer", "pki", "issuerReservedConcurrency", "backendEnabled is false", issuerReservedConcurrency=5),
+    # --- what the shared mode does not have: the issuer's settings ------------------------------------------------
+    bad(
+        "shared-issuer-concurrency",
+        "dev",
+        "issuerReservedConcurrency",
+        "hostCertificates is shared",
+        issuerReservedConcurrency=20,
+    ),
+    bad("shared-issuer-logs", "dev", "issuerLogRetentionDays", "hostCertificates is shared", issuerLogRetentionDays=30),
+    # --- what the per-host mode does not have: the shared certificate, its provider and its parameters ----------
+    bad("per-host-cn", "per-host", "certCommonName", "its own EC2 name", certCommonName="backend.example.com"),
+    bad("per-host-renew-before", "per-host", "certRenewBeforeDays", "a third of its life", certRenewBeforeDays=2),
+    bad(
+        "per-host-throttle",
+        "per-host",
+        "certThrottleRetryMinutes",
+        "this stack is per-host",
+        certThrottleRetryMinutes=5,
+    ),
+    bad(
+        "per-host-kms-key",
+        "per-host",
+        "parameterKmsKeyArn",
+        "no key material goes through SSM",
+        parameterKmsKeyArn=KMS_ARN,
+    ),
+    bad("per-host-writers", "per-host", "parameterWriterArns", "this stack is per-host", parameterWriterArns=[ROLE]),
+    bad("per-host-prefix", "per-host", "parameterPrefix", "this stack is per-host", parameterPrefix="/team/app"),
+    bad("per-host-endpoint", "per-host", "awsEndpointUrl", "no certificate provider", awsEndpointUrl=LOCAL_URL),
+    # --- certNames: fleet-wide service names every host may carry -------------------------------------------------
+    bad("service-name-ip", "per-host", "certNames", "an address belongs to one host", certNames=["10.40.0.5"]),
+    bad("service-name-wildcard", "per-host", "certNames", "without a wildcard", certNames=["*.internal.example.com"]),
+    bad(
+        "service-name-ec2", "per-host", "certNames", "is an EC2 instance name", certNames=["ip-10-40-0-5.ec2.internal"]
+    ),
+    bad(
+        "service-name-compute",
+        "per-host",
+        "certNames",
+        "impersonate that instance",
+        certNames=["ip-10-40-0-5.eu-west-1.compute.internal"],
+    ),
+    bad("service-name-dot", "per-host", "certNames", "ends with a dot", certNames=["api.internal.example."]),
+    bad("service-name-one-label", "per-host", "certNames", "two labels or more", certNames=["backend"]),
+    bad(
+        "service-names-overflow",
+        "per-host",
+        "certNames",
+        "the per-host issuer reads at most 16,384",
+        certNames=HUGE_NAMES[:100],
+    ),
+    # --- each host's certificate and the alarm inside the hosts' renewal window ----------------------------------
+    bad("per-host-days-3", "per-host", "certValidityDays", "at least 4", certValidityDays=3),
+    bad("per-host-days-short-lived", "per-host", "certValidityDays", "at most 7 days", certValidityDays=8),
+    bad("per-host-days-366", "per-host", "certValidityDays", "from 0 to 365", certValidityDays=366),
+    bad("per-host-alarm-outside", "per-host", "certExpiryAlarmDays", "hosts' renewal window", certExpiryAlarmDays=3),
+    bad(
+        "per-host-alarm-at-window",
+        "per-host",
+        "certExpiryAlarmDays",
+        "a third of certValidityDays: 10.0 days",
+        caUsageMode="GENERAL_PURPOSE",
+        certValidityDays=30,
+        certExpiryAlarmDays=10,
+    ),
+    bad("per-host-key-ed25519", "per-host", "certKeyAlgorithm", "allowed: EC_prime256v1", certKeyAlgorithm="ED25519"),
+    bad(
+        "per-host-template-ca",
+        "per-host",
+        "certTemplate",
+        "use an end-entity template",
+        certTemplate="RootCACertificate/V1",
+    ),
+    # --- the issuer ------------------------------------------------------------------------------------------------
+    bad("issuer-concurrency-0", "per-host", "issuerReservedConcurrency", "from 1 to 900", issuerReservedConcurrency=0),
+    bad(
+        "issuer-concurrency-901",
+        "per-host",
+        "issuerReservedConcurrency",
+        "from 1 to 900",
+        issuerReservedConcurrency=901,
+    ),
+    bad(
+        "issuer-concurrency-word",
+        "per-host",
+        "issuerReservedConcurrency",
+        "whole number from 1 to 900",
+        issuerReservedConcurrency="ten",
+    ),
+    bad("issuer-logs-2", "per-host", "issuerLogRetentionDays", "one of 1, 3, 5, 7", issuerLogRetentionDays=2),
+    bad("issuer-logs-4000", "per-host", "issuerLogRetentionDays", "from 1 to 3653", issuerLogRetentionDays=4000),
 ]
 
 
@@ -656,7 +753,7 @@ def test_bad_setting_is_refused_before_any_resource(case: Case) -> None:
     assert all(len(problem) < 700 for problem in error.problems), f"{case.id}: {max(map(len, error.problems))} chars"
 
 
-@pytest.mark.parametrize("stack", ["dev", "local"])
+@pytest.mark.parametrize("stack", ["dev", "local", "per-host"])
 def test_the_unchanged_stack_files_register_resources(stack: str) -> None:
     """The control: the same runner records resources for good stack files, so an empty list above means the
     program stopped at the settings, not that nothing is ever recorded."""

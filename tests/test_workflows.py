@@ -184,11 +184,14 @@ elif args[:1] == ["preview"]:
 
 
 def stacks_with_a_certificate() -> set[str]:
+    """Stacks whose `pulumi up` renews a certificate: a backend in the shared mode (per-host hosts renew their own),
+    except the local one."""
     stacks = set()
     for path in (ROOT / "stacks").glob("Pulumi.*.yaml"):
         stack = path.name.split(".")[1]
         config = yaml.safe_load(path.read_text())["config"]
-        if stack != "local" and config.get(f"{PROJECT}:backendEnabled", True):
+        shared = config.get(f"{PROJECT}:hostCertificates", "shared") == "shared"
+        if stack != "local" and config.get(f"{PROJECT}:backendEnabled", True) and shared:
             stacks.add(stack)
     return stacks
 

@@ -251,6 +251,12 @@ ROOT_VOLUME_GIB_RANGE = (8, 16384)
 #: ALB health-check paths: at most 1024 characters (ELB API reference, TargetGroup HealthCheckPath).
 HEALTH_CHECK_PATH_MAX = 1024
 _HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+#: CloudWatch Logs' allowed retentions in days (PutRetentionPolicy,
+#: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)  # fmt: skip
+#: A Lambda function's reserved concurrency: AWS keeps 100 of an account's (default 1000) executions unreserved.
+RESERVED_CONCURRENCY_RANGE = (1, 900)
 #: "Inbound or outbound rules per security group": 60 by default, counted separately for IPv4 and IPv6; a
 #: rule that references a security group counts once for each
 #: (https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html#vpc-limits-security-groups).

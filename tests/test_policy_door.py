@@ -102,9 +102,10 @@ class _EngineMocks(_Mocks):
 def run_program(stack: str, *, preview: bool, ca_arn: str, endpoint: str) -> list[Registration]:
     """Every RegisterResource and ReadResource of the real `__main__.py` for `stack`, serialized by the SDK."""
     config = stack_config(stack)
-    if config.get("pca-backend:backendEnabled", True) not in (False, "false"):
+    backend = config.get("pca-backend:backendEnabled", True) not in (False, "false")
+    if backend and config.get("pca-backend:hostCertificates", "shared") == "shared":
         # The certificate provider calls the proxy; the stack's ACM PCA endpoint must be the same (settings refuse
-        # a stack that would create its CA at one endpoint and issue at another).
+        # a stack that would create its CA at one endpoint and issue at another). Only a shared backend has one.
         endpoints = [{**entry, "acmpca": endpoint} for entry in config.get("aws:endpoints", [{}])]
         config.update({"pca-backend:awsEndpointUrl": endpoint, "aws:endpoints": endpoints})
     pulumi.runtime.set_all_config(

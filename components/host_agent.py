@@ -42,7 +42,7 @@ from components.host_bootstrap import (
 )
 from components.host_payload import HostFile, HostPayload
 from components.rules.aws import KEY_ALGORITHMS
-from components.rules.names import is_dns_name
+from components.rules.names import service_name_problem
 
 __all__ = [
     "AGENT_CONFIG_PATH",
@@ -73,8 +73,6 @@ _SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 _MAX_CHECK_INTERVAL_MINUTES = 24 * 60
 #: At most this much random delay before each timer run: hosts launched together fall due together.
 _MAX_RANDOMIZED_DELAY_MINUTES = 5
-#: Per-instance EC2 names: not service names (every host may carry a service name).
-_INSTANCE_DOMAINS = (".ec2.internal", ".compute.internal")
 #: A function URL's host: `<url-id>.lambda-url.<region>.on.aws`
 #: (https://docs.aws.amazon.com/lambda/latest/dg/urls-configuration.html).
 _FUNCTION_URL_HOST = re.compile(r"[a-z0-9]+\.lambda-url\.(?P<region>[a-z0-9-]+)\.on\.aws")
@@ -117,17 +115,9 @@ def _check_service_names(service_names: object) -> list[str]:
         raise ValueError(f"service_names must be a list of DNS names, got {service_names!r}")
     accepted: list[str] = []
     for name in service_names:
-        if not isinstance(name, str) or not is_dns_name(name, allow_wildcard=False) or "." not in name.rstrip("."):
-            raise ValueError(
-                f"service_names entry {name!r} must be a DNS name of two labels or more without a wildcard, such "
-                "as 'api.internal.example'"
-            )
-        if name.endswith("."):
-            raise ValueError(f"service_names entry {name!r} must not end with a dot")
-        if name.lower().endswith(_INSTANCE_DOMAINS):
-            raise ValueError(
-                f"service_names entry {name!r} is an EC2 instance name, not a fleet-wide name (the issuer refuses it)"
-            )
+        problem = service_name_problem(name)
+        if problem is not None:
+            raise ValueError(f"service_names entry {problem}")
         accepted.append(name.lower())
     return list(dict.fromkeys(accepted))
 

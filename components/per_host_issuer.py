@@ -19,7 +19,7 @@ import pulumi_aws as aws
 
 from components.issuer import contract
 from components.rules import aws as aws_rules
-from components.rules.names import has_control_characters, is_dns_name
+from components.rules.names import has_control_characters, service_name_problem
 
 __all__ = [
     "HANDLER",
@@ -52,8 +52,6 @@ MEMORY_MB = 256
 VALIDITY_DAYS_RANGE = (1, 365)
 #: Auto Scaling group names: 1 to 255 characters (CreateAutoScalingGroup).
 _GROUP_NAME_MAX = 255
-#: Service names may not be per-instance names: a service name is allowed to every host of the fleet.
-_INSTANCE_DOMAINS = (".ec2.internal", ".compute.internal")
 _SIGNING_ALGORITHMS = ("SHA256WITHECDSA", "SHA384WITHECDSA", "SHA512WITHECDSA", "SHA256WITHRSA", "SHA384WITHRSA",
                        "SHA512WITHRSA")  # fmt: skip
 
@@ -415,22 +413,9 @@ def _service_names(names: object, problems: list[str]) -> tuple[str, ...]:
         return ()
     accepted: list[str] = []
     for name in names:
-        # A name any host of the fleet may carry: never a wildcard (it would cover other hosts' names too).
-        if (
-            not isinstance(name, str)
-            or not is_dns_name(name, allow_wildcard=False)
-            or "." not in name
-            or name.endswith(".")
-        ):
-            problems.append(
-                f"service_names entry {name!r} must be a DNS name of two labels or more without a wildcard, "
-                "such as 'api.internal.example'"
-            )
-        elif name.lower().endswith(_INSTANCE_DOMAINS):
-            problems.append(
-                f"service_names entry {name!r} is an EC2 instance name; every host may claim a service name, so "
-                "it would let any host impersonate that instance"
-            )
+        problem = service_name_problem(name)
+        if problem is not None:
+            problems.append(f"service_names entry {problem}")
         else:
             accepted.append(name.lower())
     return tuple(dict.fromkeys(accepted))

@@ -29,6 +29,7 @@ from components.issuer.contract import MAX_BODY_BYTES
 from components.rules import aws as aws_rules
 from components.rules import names, network, sizes
 from components.rules.aws import AL2023_AMI_PARAMETER, KEY_STORAGE_STANDARDS, SHORT_LIVED_MAX_DAYS, USAGE_MODES
+from components.rules.names import shown
 
 if TYPE_CHECKING:  # the argument types only: settings stay importable without Pulumi
     import pulumi
@@ -428,15 +429,6 @@ VALUE_LENGTH_MAX = 2048
 #: A whole number as Pulumi hands it over: ASCII digits only (Python's int() also takes Arabic-Indic or fullwidth
 #: digits), and few enough of them that int() never refuses the text (it does past 4,300 digits).
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
-
-
-def shown(value: object, limit: int = 80) -> str:
-    """`repr(value)`, cut to about `limit` characters with its full length said, for messages."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters as text"
-    return f"{text[:limit]}... ({size})"
 
 
 def _kind(value: object) -> str:
@@ -1178,7 +1170,7 @@ def _parse_host_certificates(read: _Reader, ca: CaSettings) -> CertificateSettin
     `certKeyAlgorithm` the key the host makes, `certTemplate` the template the issuer issues with."""
     service_names = read.strings("certNames")
     for name in service_names:
-        _check(read, "certNames", _service_name_problem(name))
+        _check(read, "certNames", names.service_name_problem(name))
     return CertificateSettings(
         common_name=None,
         names=service_names,
@@ -1197,29 +1189,6 @@ def _template(read: _Reader) -> str:
     except ValueError as error:
         read.problem("certTemplate", str(error))
     return template
-
-
-def _service_name_problem(name: str) -> str | None:
-    """Why `name` cannot be a fleet-wide service name of the per-host mode, or None: every host of the fleet may
-    claim it, so it must name the service, never a host (the issuer and the agent apply the same rule)."""
-    if names.is_ip_address(name):
-        return (
-            f"{shown(name)} is an IP address: in the per-host mode certNames are fleet-wide DNS names any host may "
-            "carry, and an address belongs to one host (each host's certificate carries its own private IPv4)"
-        )
-    if name.endswith("."):
-        return f"{shown(name)} ends with a dot: write {name.removesuffix('.')!r}"
-    if not names.is_dns_name(name, allow_wildcard=False) or "." not in name:
-        return (
-            f"{shown(name)} is not a DNS name of two labels or more without a wildcard, such as api.internal.example "
-            "(in the per-host mode any host may carry it, and a wildcard would cover other hosts' names)"
-        )
-    if name.lower().endswith((".ec2.internal", ".compute.internal")):
-        return (
-            f"{shown(name)} is an EC2 instance name: any host may claim a service name, so it would let any host "
-            "impersonate that instance (each host's certificate carries its own EC2 name)"
-        )
-    return None
 
 
 def _validity_days(read: _Reader, ca: CaSettings, *, per_host: bool = False) -> int:

@@ -107,7 +107,7 @@ def _deployed(delivery: PerHostDelivery | None = None, **changes: Any) -> StackR
         ({"template_arn": "RootCACertificate/V1"}, "use an end-entity template"),
         ({"service_names": ["*.internal.example"]}, "without a wildcard"),
         ({"service_names": ["ip-10-0-0-1.ec2.internal"]}, "is an EC2 instance name"),
-        ({"service_names": ["api.internal.example."]}, "must not end with a dot"),
+        ({"service_names": ["api.internal.example."]}, "ends with a dot"),
         ({"key_algorithm": "ED25519"}, "key_algorithm must be one of"),
         ({"reserved_concurrency": 0}, "reserved_concurrency must be an integer from 1 to 900"),
         ({"log_retention_days": 2}, "log_retention_days must be one of"),

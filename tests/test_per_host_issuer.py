@@ -302,7 +302,7 @@ def test_the_archive_holds_the_issuer_package_only() -> None:
         ({"auto_scaling_group_name": "x" * 256}, "auto_scaling_group_name must be"),
         ({"service_names": "api.internal.example"}, "service_names must be a list"),
         ({"service_names": ["*.internal.example"]}, "without a wildcard"),
-        ({"service_names": ["10.0.0.1"]}, "'10.0.0.1' must be a DNS name"),
+        ({"service_names": ["10.0.0.1"]}, "'10.0.0.1' is an IP address"),
         ({"service_names": ["ip-10-0-1-23.ec2.internal"]}, "impersonate that instance"),
         ({"service_names": ["ip-10-0-1-23.eu-west-1.compute.internal"]}, "impersonate that instance"),
         ({"region": "Ireland"}, "region must be"),

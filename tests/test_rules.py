@@ -570,3 +570,31 @@ def test_the_largest_private_key_fits_a_standard_parameter() -> None:
 
     largest = max(len(project_x509.private_key_pem(_key(algorithm))) for algorithm in sizes.KEY_SIZES)
     assert largest <= aws.PARAMETER_VALUE_MAX["Standard"], largest
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("10.0.1.5", "is an IP address"),
+        ("api.internal.example.", "ends with a dot"),
+        ("*.internal.example", "without a wildcard"),
+        ("localhost", "two labels or more"),
+        ("ip-10-0-1-5.ec2.internal", "EC2 instance name"),
+        ("ip-10-0-1-5.eu-west-1.compute.internal", "EC2 instance name"),
+        (42, "is not a DNS name"),
+    ],
+)
+def test_a_service_name_names_the_service_never_one_host(name: object, why: str) -> None:
+    problem = names.service_name_problem(name)
+    assert problem is not None
+    assert why in problem, problem
+
+
+def test_service_names_are_dns_names_of_two_labels_or_more() -> None:
+    assert names.service_name_problem("api.internal.example") is None
+    assert names.service_name_problem("API.Internal.Example") is None
+
+
+def test_a_long_value_is_shown_cut_with_its_length() -> None:
+    assert names.shown("x" * 5000).endswith("... (5000 characters)")
+    assert names.shown("short") == "'short'"

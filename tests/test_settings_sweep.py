@@ -645,7 +645,13 @@ CASES = [
     bad("per-host-prefix", "per-host", "parameterPrefix", "this stack is per-host", parameterPrefix="/team/app"),
     bad("per-host-endpoint", "per-host", "awsEndpointUrl", "no certificate provider", awsEndpointUrl=LOCAL_URL),
     # --- certNames: fleet-wide service names every host may carry -------------------------------------------------
-    bad("service-name-ip", "per-host", "certNames", "an address belongs to one host", certNames=["10.40.0.5"]),
+    bad(
+        "service-name-ip",
+        "per-host",
+        "certNames",
+        "is an IP address, which belongs to one host",
+        certNames=["10.40.0.5"],
+    ),
     bad("service-name-wildcard", "per-host", "certNames", "without a wildcard", certNames=["*.internal.example.com"]),
     bad(
         "service-name-ec2", "per-host", "certNames", "is an EC2 instance name", certNames=["ip-10-40-0-5.ec2.internal"]

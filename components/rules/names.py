@@ -7,6 +7,16 @@ import re
 from collections.abc import Mapping
 from typing import TypeGuard
 
+
+def shown(value: object, limit: int = 80) -> str:
+    """`repr(value)`, cut to about `limit` characters with its full length said, for messages."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters as text"
+    return f"{text[:limit]}... ({size})"
+
+
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # nginx `server_name`: one DNS label may also hold `_` (nginx's conventional catch-all name, some internal zones).
 _SERVER_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -79,6 +89,37 @@ def is_ip_address(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: EC2's per-instance private DNS domains (`ip-10-0-1-5.ec2.internal`, `...<region>.compute.internal`).
+EC2_INSTANCE_DOMAINS = (".ec2.internal", ".compute.internal")
+
+
+def service_name_problem(name: object) -> str | None:
+    """Why `name` cannot be a fleet-wide service name of the per-host mode, or None. Every host of the fleet may
+    put a service name in its certificate, so it must name the service, never one host: no IP address, no
+    wildcard (it would cover other hosts' names), no EC2 instance name; a DNS name of two labels or more, no
+    trailing dot. One rule for the settings, the issuer's component and the agent's payload."""
+    if not isinstance(name, str):
+        return f"{shown(name)} is not a DNS name"
+    if is_ip_address(name):
+        return (
+            f"{shown(name)} is an IP address, which belongs to one host (each host's certificate carries its own "
+            "private IPv4); a service name is a DNS name any host of the fleet may carry"
+        )
+    if name.endswith("."):
+        return f"{shown(name)} ends with a dot: write {shown(name.removesuffix('.'))}"
+    if not is_dns_name(name, allow_wildcard=False) or "." not in name:
+        return (
+            f"{shown(name)} is not a DNS name of two labels or more without a wildcard, such as api.internal.example "
+            "(any host may carry it, and a wildcard would cover other hosts' names)"
+        )
+    if name.lower().endswith(EC2_INSTANCE_DOMAINS):
+        return (
+            f"{shown(name)} is an EC2 instance name: any host may claim a service name, so it would let any host "
+            "impersonate that instance (each host's certificate carries its own EC2 name)"
+        )
+    return None
 
 
 def is_certificate_name(name: str) -> bool:

@@ -37,6 +37,7 @@ from components.host_bootstrap import (
     VERIFY_TLS_PATH,
     check_metric_backend,
     check_region,
+    check_timer_minutes,
     ec2_private_dns_domain,
     package_install_command,
 )
@@ -70,7 +71,6 @@ AGENT_EXIT_USAGE = 2
 AGENT_START_TIMEOUT = "10min"
 
 _SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-_MAX_CHECK_INTERVAL_MINUTES = 24 * 60
 #: At most this much random delay before each timer run: hosts launched together fall due together.
 _MAX_RANDOMIZED_DELAY_MINUTES = 5
 #: A function URL's host: `<url-id>.lambda-url.<region>.on.aws`
@@ -126,19 +126,6 @@ def _check_key_algorithm(key_algorithm: object) -> str:
     if key_algorithm not in KEY_ALGORITHMS:
         raise ValueError(f"key_algorithm must be one of {', '.join(KEY_ALGORITHMS)}, got {key_algorithm!r}")
     return str(key_algorithm)
-
-
-def _check_check_interval(check_interval_minutes: object) -> int:
-    if (
-        isinstance(check_interval_minutes, bool)
-        or not isinstance(check_interval_minutes, int)
-        or not 1 <= check_interval_minutes <= _MAX_CHECK_INTERVAL_MINUTES
-    ):
-        raise ValueError(
-            f"check_interval_minutes must be an integer from 1 to {_MAX_CHECK_INTERVAL_MINUTES}, "
-            f"got {check_interval_minutes!r}"
-        )
-    return check_interval_minutes
 
 
 def _check_server_block(server_block: object) -> str:
@@ -247,7 +234,7 @@ def render_agent_payload(
         key_algorithm=key_algorithm,
     )
     server_block = _check_server_block(server_block)
-    service, timer = _render_units(_check_check_interval(check_interval_minutes))
+    service, timer = _render_units(check_timer_minutes("check_interval_minutes", check_interval_minutes))
     timer_unit = f"{AGENT_UNIT}.timer"
     files = (
         HostFile(TRUST_CA_PATH, "0755", _script("trust-ca")),

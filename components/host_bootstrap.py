@@ -75,6 +75,7 @@ __all__ = [
     "check_bootstrap",
     "check_metric_backend",
     "check_region",
+    "check_timer_minutes",
     "ec2_private_dns_domain",
     "is_parameter_path",
     "is_reserved_parameter_path",
@@ -124,7 +125,8 @@ PAYLOAD_READ_ACTION = "s3:GetObject"
 #: Root-only directory where the bootstrap keeps the payload it verified and ran (`payload-<sha256>.sh`).
 PAYLOAD_DIR = "/var/lib/pca-backend"
 
-_MAX_SYNC_INTERVAL_MINUTES = 24 * 60
+#: The longest a host timer (the sync, the agent) waits between two runs.
+TIMER_MINUTES_MAX = 24 * 60
 # A SHA-256 digest as the hosts write it (sha256sum, x509.sha256_fingerprints): 64 lowercase hex digits.
 _SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
 # Boot-time package install attempts (back-off capped at 60 s: about an hour).
@@ -206,17 +208,11 @@ def _check_parameters(parameters: HostParameters) -> HostParameters:
     return parameters
 
 
-def _check_interval(sync_interval_minutes: int) -> int:
-    if (
-        isinstance(sync_interval_minutes, bool)
-        or not isinstance(sync_interval_minutes, int)
-        or not 1 <= sync_interval_minutes <= _MAX_SYNC_INTERVAL_MINUTES
-    ):
-        raise ValueError(
-            f"sync_interval_minutes must be an integer from 1 to {_MAX_SYNC_INTERVAL_MINUTES}, "
-            f"got {sync_interval_minutes!r}"
-        )
-    return sync_interval_minutes
+def check_timer_minutes(argument: str, minutes: object) -> int:
+    """`minutes` between two runs of a host's timer (1 to a day), or ValueError naming `argument`."""
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= TIMER_MINUTES_MAX:
+        raise ValueError(f"{argument} must be an integer from 1 to {TIMER_MINUTES_MAX}, got {minutes!r}")
+    return minutes
 
 
 def _check_text(argument: str, value: str, *, script: str | None = None) -> str:
@@ -611,7 +607,7 @@ def render_shared_payload(
     trust_ca_script = _check_text("trust_ca_script", trust_ca_script, script="scripts/trust-ca")
     tls_gate_script = _check_text("tls_gate_script", tls_gate_script, script="scripts/tls-gate")
     verify_tls_script = _check_text("verify_tls_script", verify_tls_script, script="scripts/verify-tls")
-    interval = _check_interval(sync_interval_minutes)
+    interval = check_timer_minutes("sync_interval_minutes", sync_interval_minutes)
     if metric_backend is None:
         metric_backend = posixpath.commonpath([parameters.full_chain, parameters.private_key, parameters.ca_bundle])
     sync_script = render_sync_script(region=region, parameters=parameters, metric_backend=metric_backend)

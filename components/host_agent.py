@@ -39,7 +39,7 @@ from components.host_bootstrap import (
     check_region,
     check_timer_minutes,
     ec2_private_dns_domain,
-    package_install_command,
+    unit_boot_commands,
 )
 from components.host_payload import HostFile, HostPayload
 from components.rules.aws import KEY_ALGORITHMS
@@ -246,25 +246,7 @@ def render_agent_payload(
         HostFile(f"/etc/systemd/system/{AGENT_UNIT}.service", "0644", service),
         HostFile(f"/etc/systemd/system/{timer_unit}", "0644", timer),
     )
-    commands = (
-        "\n".join(
-            [
-                "systemctl daemon-reload",
-                "# From here on the timer runs the agent, which also installs missing packages, even if the boot",
-                "# stops here or the host reboots: a host never stays without nginx for good.",
-                f"systemctl enable --now {timer_unit}",
-            ]
-        ),
-        package_install_command(timer_unit),
-        "\n".join(
-            [
-                "# The agent starts the enabled nginx once it installed a certificate. Until then it runs again",
-                f"# every {FIRST_SYNC_RETRY_SECONDS} s (exit {AGENT_EXIT_NO_CERTIFICATE}, Restart=on-failure),",
-                "# inside the health check's grace period; --no-block: the boot need not wait for it.",
-                "systemctl enable nginx.service",
-                f"systemctl start --no-block {AGENT_UNIT}.service",
-                f'echo "pca-backend boot done; the certificate agent is running (journalctl -u {AGENT_UNIT})"',
-            ]
-        ),
+    commands = unit_boot_commands(
+        AGENT_UNIT, exit_no_certificate=AGENT_EXIT_NO_CERTIFICATE, what="the certificate agent"
     )
     return HostPayload(files=files, commands=commands)

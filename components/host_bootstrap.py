@@ -87,6 +87,7 @@ __all__ = [
     "render_pins",
     "render_shared_payload",
     "render_sync_script",
+    "unit_boot_commands",
 ]
 
 #: EC2's limit on user data, counted before base64 encoding.
@@ -621,28 +622,38 @@ def render_shared_payload(
         HostFile(f"/etc/systemd/system/{SYNC_UNIT}.service", "0644", service),
         HostFile(f"/etc/systemd/system/{SYNC_UNIT}.timer", "0644", timer),
     )
-    commands = (
+    commands = unit_boot_commands(SYNC_UNIT, exit_no_certificate=SYNC_EXIT_NO_CERTIFICATE, what="the first TLS sync")
+    return HostPayload(files=files, commands=commands)
+
+
+def unit_boot_commands(unit: str, *, exit_no_certificate: int, what: str) -> tuple[str, ...]:
+    """A payload's commands for a oneshot `unit` run by `<unit>.timer` that installs the TLS material and starts
+    nginx: enable the timer first (from then on it retries, and installs missing packages, even if the boot stops
+    or the host reboots), install nginx and openssl, then start the first run without waiting for it. Until the
+    first run installs a certificate, systemd runs it again every FIRST_SYNC_RETRY_SECONDS (`exit_no_certificate`,
+    Restart=on-failure), inside the load balancer's health-check grace period. `what` names the run in the log."""
+    timer = f"{unit}.timer"
+    return (
         "\n".join(
             [
                 "systemctl daemon-reload",
-                "# From here on the timer retries the sync, which also installs missing packages, even if this",
-                "# script stops or the host reboots: a host never stays without nginx for good.",
-                f"systemctl enable --now {SYNC_UNIT}.timer",
+                "# From here on the timer retries, and installs missing packages, even if this script stops or the",
+                "# host reboots: a host never stays without nginx for good.",
+                f"systemctl enable --now {timer}",
             ]
         ),
-        package_install_command(f"{SYNC_UNIT}.timer"),
+        package_install_command(timer),
         "\n".join(
             [
-                "# The sync starts the enabled nginx once it installed valid material. Until then it runs again",
-                f"# every {FIRST_SYNC_RETRY_SECONDS} s (exit {SYNC_EXIT_NO_CERTIFICATE}, Restart=on-failure),",
-                "# inside the health check's grace period; --no-block: this script need not wait for it.",
+                "# The run starts the enabled nginx once it installed a certificate. Until then it runs again every",
+                f"# {FIRST_SYNC_RETRY_SECONDS} s (exit {exit_no_certificate}, Restart=on-failure); --no-block: this",
+                "# script need not wait for it.",
                 "systemctl enable nginx.service",
-                f"systemctl start --no-block {SYNC_UNIT}.service",
-                f'echo "pca-backend payload done; the first TLS sync is running (journalctl -u {SYNC_UNIT})"',
+                f"systemctl start --no-block {unit}.service",
+                f'echo "pca-backend payload done; {what} is running (journalctl -u {unit})"',
             ]
         ),
     )
-    return HostPayload(files=files, commands=commands)
 
 
 def render_install_script(payload: HostPayload) -> str:

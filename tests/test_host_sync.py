@@ -46,7 +46,7 @@ from components.host_bootstrap import (
     render_pins,
     render_shared_payload,
 )
-from components.local.nginx import write_standalone_conf
+from components.local.nginx import systemctl_shim, write_standalone_conf
 from components.local.process import free_port, require_binary
 from components.nginx_config import render_server_block
 from tests.gate_material import HOST_NAME, REFUSALS, LeafOptions, Material, Pki, wrong_set
@@ -192,16 +192,7 @@ class Host:
         shims = {
             "aws": AWS_SHIM.format(python=sys.executable),
             "nginx": f'#!/bin/bash\nexec {nginx} {conf} "$@"\n',
-            "systemctl": f"""#!/bin/bash
-echo "systemctl $*" >>"$FAKE/calls"
-running() {{ [ -s "{self.nginx_dir}/nginx.pid" ] && kill -0 "$(cat "{self.nginx_dir}/nginx.pid")" 2>/dev/null; }}
-case "$1" in
-    is-active) running ;;
-    is-enabled) true ;;
-    start) {nginx} {conf} ;;
-    reload) {nginx} {conf} -s reload ;;
-esac
-""",
+            "systemctl": systemctl_shim(nginx, conf, self.nginx_dir / "nginx.pid"),
             "python3": f'#!/bin/bash\nexec {self.python} "$@"\n',
             "trust-ca": f'#!/bin/bash\nexec {self.python} {TRUST_CA} --root {self.trust_root} --no-update "$@"\n',
             "pca-backend-tls-gate": f'#!/bin/bash\nexec {self.python} {GATE} "$@"\n',

@@ -44,7 +44,7 @@ from components.host_agent import render_agent_config
 from components.host_bootstrap import render_pins
 from components.issuer.handler import Issuer
 from components.local.issuer import ACCOUNT, LambdaContext, function_url_event, instance_session_arn
-from components.local.nginx import write_standalone_conf
+from components.local.nginx import systemctl_shim, write_standalone_conf
 from components.local.process import require_binary
 from components.local.tls import Pki
 from components.nginx_config import render_server_block
@@ -477,16 +477,7 @@ class AgentHost:
         shims = {
             "aws": _AWS_SHIM.format(python=python),
             "nginx": f'#!/bin/bash\nexec {nginx} {nginx_args} "$@"\n',
-            "systemctl": f"""#!/bin/bash
-echo "systemctl $*" >>"$FAKE/calls"
-running() {{ [ -s "{self.nginx_dir}/nginx.pid" ] && kill -0 "$(cat "{self.nginx_dir}/nginx.pid")" 2>/dev/null; }}
-case "$1" in
-    is-active) running ;;
-    is-enabled) true ;;
-    start) {nginx} {nginx_args} ;;
-    reload) {nginx} {nginx_args} -s reload ;;
-esac
-""",
+            "systemctl": systemctl_shim(nginx, nginx_args, self.nginx_dir / "nginx.pid"),
             "dnf": '#!/bin/bash\necho "dnf $*" >>"$FAKE/calls"\nexit 1\n',
             "trust-ca": f'#!/bin/bash\nexec {python} {TRUST_CA_SCRIPT} --root {self.trust_root} --no-update "$@"\n',
             "pca-backend-tls-gate": f'#!/bin/bash\nexec {python} {GATE_SCRIPT} "$@"\n',

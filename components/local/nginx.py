@@ -21,6 +21,7 @@ __all__ = [
     "nginx_test_config",
     "plain_http_server_block",
     "running_nginx",
+    "systemctl_shim",
     "tls_server_block",
     "worker_cpu_seconds",
     "worker_pids",
@@ -34,6 +35,22 @@ def write_standalone_conf(workdir: Path, server_blocks: str) -> Path:
     conf = workdir / "nginx.conf"
     conf.write_text(render_standalone_conf(server_block=server_blocks, workdir=str(workdir)))
     return conf
+
+
+def systemctl_shim(nginx: str, nginx_args: str, pid_file: Path) -> str:
+    """A stand-in `systemctl` for host scripts run on this machine: it logs each call to `$FAKE/calls` and drives
+    the real `nginx` (started with `nginx_args`, which name its prefix and configuration) as systemd would:
+    `is-active` while `pid_file` names a live process, `start`, `reload`; `is-enabled` always answers yes."""
+    return f"""#!/bin/bash
+echo "systemctl $*" >>"$FAKE/calls"
+running() {{ [ -s "{pid_file}" ] && kill -0 "$(cat "{pid_file}")" 2>/dev/null; }}
+case "$1" in
+    is-active) running ;;
+    is-enabled) true ;;
+    start) {nginx} {nginx_args} ;;
+    reload) {nginx} {nginx_args} -s reload ;;
+esac
+"""
 
 
 def tls_server_block(pki: Pki, port: int, listen_address: str = "127.0.0.1", **options: object) -> str:

@@ -58,6 +58,7 @@ from components.host_bootstrap import (
 from components.key_delivery import FleetIdentity, HostContext, HostSupply, KeyDelivery
 from components.load_balancer import BackendArgs, shared_defaults
 from components.nginx_config import render_server_block
+from components.private_bucket import private_bucket_guards
 from components.rules import aws as aws_rules
 
 __all__ = [
@@ -547,23 +548,8 @@ class HostFleet(pulumi.ComponentResource):
             tags=self._tags(name),
             opts=self._child(),
         )
-        under_bucket = pulumi.ResourceOptions(parent=bucket)
-        public_access_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access-block",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=under_bucket,
-        )
-        # ACLs disabled: the bucket owner owns every object, access is IAM and the bucket policy only
-        # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/about-object-ownership.html).
-        ownership = aws.s3.BucketOwnershipControls(
-            f"{name}-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=under_bucket,
+        guards = private_bucket_guards(
+            name, bucket, bucket.arn.apply(lambda arn: json.dumps(payload_bucket_policy(arn)))
         )
         # SSE-S3, set explicitly: the hosts need no KMS permission to read the payloads
         # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/default-bucket-encryption.html).
@@ -577,15 +563,9 @@ class HostFleet(pulumi.ComponentResource):
                     )
                 )
             ],
-            opts=under_bucket,
+            opts=pulumi.ResourceOptions(parent=bucket),
         )
-        policy = aws.s3.BucketPolicy(
-            f"{name}-policy",
-            bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(payload_bucket_policy(arn))),
-            opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_access_block]),
-        )
-        return bucket, [public_access_block, ownership, encryption, policy]
+        return bucket, [*guards, encryption]
 
     def _payload_object(
         self, bucket: aws.s3.Bucket, guards: Sequence[pulumi.Resource], packed: pulumi.Output[PackedPayload]

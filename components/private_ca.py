@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import x509
+from components.private_bucket import private_bucket_guards
 from components.rules.aws import (
     CRL_EXPIRATION_DAYS_RANGE,
     KEY_STORAGE_STANDARDS,
@@ -258,30 +259,10 @@ class PrivateCa(pulumi.ComponentResource):
             tags={**tags, "Name": f"{tags['Name']} CRL"},
             opts=pulumi.ResourceOptions(parent=self),
         )
-        public_access_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-crl-public-access-block",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=pulumi.ResourceOptions(parent=bucket),
+        policy = pulumi.Output.all(bucket.arn, partition, account_id, region).apply(
+            lambda values: json.dumps(crl_bucket_policy(*values))
         )
-        ownership = aws.s3.BucketOwnershipControls(
-            f"{name}-crl-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=pulumi.ResourceOptions(parent=bucket),
-        )
-        policy = aws.s3.BucketPolicy(
-            f"{name}-crl-policy",
-            bucket=bucket.id,
-            policy=pulumi.Output.all(bucket.arn, partition, account_id, region).apply(
-                lambda values: json.dumps(crl_bucket_policy(*values))
-            ),
-            opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_access_block]),
-        )
-        return bucket, [public_access_block, ownership, policy]
+        return bucket, private_bucket_guards(f"{name}-crl", bucket, policy)
 
 
 def crl_bucket_policy(bucket_arn: str, partition: str, account_id: str, region: str) -> dict[str, object]:

@@ -42,18 +42,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from components.issuer.contract import (
-    ENV_AUTO_SCALING_GROUP,
-    ENV_CA_ARN,
-    ENV_HOST_ROLE_ARN,
-    ENV_SERVICE_NAMES,
-    ENV_TEMPLATE_ARN,
-    ENV_VALIDITY_DAYS,
-)
 from components.issuer.handler import Issuer, IssuerConfig
 from components.local.agent import AgentHost, FunctionUrlStandIn, ImdsStandIn, Instance
 from components.local.emulator import FAKE_AWS_ENVIRONMENT, REAL_AWS_VARIABLES, create_active_ca, moto_server
-from components.local.issuer import ACCOUNT, LambdaContext, create_fleet, csr_body, function_url_event
+from components.local.issuer import (
+    ACCOUNT,
+    LambdaContext,
+    create_fleet,
+    csr_body,
+    function_url_event,
+    issuer_environment,
+)
 from components.local.issuer import instance_session_arn as session_arn
 from components.local.process import free_port
 from components.local.tls import make_pki
@@ -95,14 +94,12 @@ class Bench:
         self.dns_name = f"ip-{self.instance.ipv4.replace('.', '-')}.ec2.internal"
         self.issuer = Issuer(
             IssuerConfig.from_environment(
-                {
-                    ENV_CA_ARN: self.ca_arn,
-                    ENV_TEMPLATE_ARN: "arn:aws:acm-pca:::template/EndEntityServerAuthCertificate/V1",
-                    ENV_VALIDITY_DAYS: "7",
-                    ENV_HOST_ROLE_ARN: f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}",
-                    ENV_AUTO_SCALING_GROUP: fleet.group,
-                    ENV_SERVICE_NAMES: json.dumps([SERVICE_NAME]),
-                }
+                issuer_environment(
+                    ca_arn=self.ca_arn,
+                    fleet=fleet,
+                    host_role_arn=f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}",
+                    service_names=[SERVICE_NAME],
+                )
             )
         )
         self.tls = make_pki(workdir / "function-url-tls", dns_names=("lambda-url.bench",), ip_addresses=["127.0.0.1"])

@@ -44,14 +44,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from components.issuer import csr
-from components.issuer.contract import (
-    ENV_AUTO_SCALING_GROUP,
-    ENV_CA_ARN,
-    ENV_HOST_ROLE_ARN,
-    ENV_SERVICE_NAMES,
-    ENV_TEMPLATE_ARN,
-    ENV_VALIDITY_DAYS,
-)
 from components.issuer.handler import Issuer, IssuerConfig
 from components.local.emulator import (
     FAKE_AWS_ENVIRONMENT,
@@ -62,16 +54,17 @@ from components.local.emulator import (
 )
 from components.local.issuer import (
     ACCOUNT,
+    TEMPLATE_ARN,
     CountingSession,
     LambdaContext,
     create_fleet,
     csr_body,
     function_url_event,
     instance_session_arn,
+    issuer_environment,
 )
 
 ROLE = "bench-host-role"
-TEMPLATE_ARN = "arn:aws:acm-pca:::template/EndEntityServerAuthCertificate/V1"
 KINDS = ("ec-p256", "ec-p384", "rsa-2048", "rsa-4096")
 FLOOR_CALLS = {"IssueCertificate": 1, "GetCertificate": 1}
 WARM_CALLS = {"DescribeInstances": 1, "IssueCertificate": 1, "GetCertificate": 1}
@@ -125,14 +118,9 @@ class Bench:
         self.floor_session = CountingSession()
         self.floor_client: Any = self.floor_session.client("acm-pca", region_name="us-east-1")
         self.config = IssuerConfig.from_environment(
-            {
-                ENV_CA_ARN: self.ca_arn,
-                ENV_TEMPLATE_ARN: TEMPLATE_ARN,
-                ENV_VALIDITY_DAYS: "7",
-                ENV_HOST_ROLE_ARN: f"arn:aws:iam::{ACCOUNT}:role/{ROLE}",
-                ENV_AUTO_SCALING_GROUP: self.fleet.group,
-                ENV_SERVICE_NAMES: "[]",
-            }
+            issuer_environment(
+                ca_arn=self.ca_arn, fleet=self.fleet, host_role_arn=f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"
+            )
         )
 
     # -- the two sides ----------------------------------------------------------------------------------------

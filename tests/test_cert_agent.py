@@ -30,18 +30,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from components.host_agent import AGENT_EXIT_NO_CERTIFICATE, AGENT_EXIT_SERVING_PREVIOUS
-from components.issuer.contract import (
-    ENV_AUTO_SCALING_GROUP,
-    ENV_CA_ARN,
-    ENV_HOST_ROLE_ARN,
-    ENV_SERVICE_NAMES,
-    ENV_TEMPLATE_ARN,
-    ENV_VALIDITY_DAYS,
-)
 from components.issuer.handler import Issuer, IssuerConfig
 from components.local.agent import AgentHost, FunctionUrlStandIn, ImdsStandIn, Instance
 from components.local.emulator import create_active_ca
-from components.local.issuer import ACCOUNT, Fleet, create_fleet, instance_session_arn
+from components.local.issuer import ACCOUNT, Fleet, create_fleet, instance_session_arn, issuer_environment
 from components.local.tls import Pki, make_pki
 from tests.gate_material import LeafOptions, Material, fingerprint
 from tests.gate_material import Pki as DatedCa
@@ -82,14 +74,12 @@ def ca(aws_endpoint: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def issuer(aws_endpoint: str, fleet: Fleet, ca: tuple[str, str]) -> Issuer:
-    environment = {
-        ENV_CA_ARN: ca[0],
-        ENV_TEMPLATE_ARN: "arn:aws:acm-pca:::template/EndEntityServerAuthCertificate/V1",
-        ENV_VALIDITY_DAYS: "7",
-        ENV_HOST_ROLE_ARN: f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}",
-        ENV_AUTO_SCALING_GROUP: fleet.group,
-        ENV_SERVICE_NAMES: f'["{SERVICE_NAME}"]',
-    }
+    environment = issuer_environment(
+        ca_arn=ca[0],
+        fleet=fleet,
+        host_role_arn=f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}",
+        service_names=[SERVICE_NAME],
+    )
     return Issuer(IssuerConfig.from_environment(environment))
 
 

@@ -25,7 +25,6 @@ from components.issuer.contract import (
     ENV_HOST_ROLE_ARN,
     ENV_SERVICE_NAMES,
     ENV_SIGNING_ALGORITHM,
-    ENV_TEMPLATE_ARN,
     ENV_VALIDITY_DAYS,
     MAX_BODY_BYTES,
 )
@@ -33,6 +32,7 @@ from components.issuer.handler import Issuer, IssuerConfig
 from components.local.emulator import RecordingProxy, create_active_ca
 from components.local.issuer import (
     ACCOUNT,
+    TEMPLATE_ARN,
     CountingSession,
     Fleet,
     LambdaContext,
@@ -40,13 +40,13 @@ from components.local.issuer import (
     csr_body,
     function_url_event,
     instance_session_arn,
+    issuer_environment,
 )
 from components.local.process import free_port
 from tests.issuer_fixtures import build_csr, csr_der, key, pem
 
 ROLE_NAME = "fleet-host-role"
 HOST_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/pca-backend/{ROLE_NAME}"
-TEMPLATE_ARN = "arn:aws:acm-pca:::template/EndEntityServerAuthCertificate/V1"
 SERVICE_NAME = "api.internal.example"
 DHCP_DOMAIN = "corp.example.com"
 ISSUE = "ACMPrivateCA.IssueCertificate"
@@ -94,15 +94,9 @@ def general_purpose_ca(pca_proxy_session: RecordingProxy) -> str:
 
 
 def _environment(fleet: Fleet, ca_arn: str, **overrides: str) -> dict[str, str]:
-    return {
-        ENV_CA_ARN: ca_arn,
-        ENV_TEMPLATE_ARN: TEMPLATE_ARN,
-        ENV_VALIDITY_DAYS: "7",
-        ENV_HOST_ROLE_ARN: HOST_ROLE_ARN,
-        ENV_AUTO_SCALING_GROUP: fleet.group,
-        ENV_SERVICE_NAMES: json.dumps([SERVICE_NAME]),
-        **overrides,
-    }
+    return issuer_environment(
+        ca_arn=ca_arn, fleet=fleet, host_role_arn=HOST_ROLE_ARN, service_names=[SERVICE_NAME], **overrides
+    )
 
 
 @pytest.fixture

@@ -9,15 +9,27 @@ import base64
 import json
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 
+from components.issuer.contract import (
+    ENV_AUTO_SCALING_GROUP,
+    ENV_CA_ARN,
+    ENV_HOST_ROLE_ARN,
+    ENV_SERVICE_NAMES,
+    ENV_TEMPLATE_ARN,
+    ENV_VALIDITY_DAYS,
+)
+
 #: moto's account.
 ACCOUNT = "123456789012"
 #: An AMI id moto knows.
 MOTO_AMI = "ami-12c6146b"
+#: The template the issuer signs with in tests and benches (the program's default).
+TEMPLATE_ARN = "arn:aws:acm-pca:::template/EndEntityServerAuthCertificate/V1"
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,22 @@ def create_fleet(
     )
     described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
     return Fleet(group, vpc_id, subnet_id, tuple(instance["InstanceId"] for instance in described["Instances"]))
+
+
+def issuer_environment(
+    *, ca_arn: str, fleet: Fleet, host_role_arn: str, service_names: Sequence[str] = (), **overrides: str
+) -> dict[str, str]:
+    """The issuer function's environment as `PerHostIssuer` sets it, for `fleet` and 7-day certificates from
+    `ca_arn`; `overrides` replace entries by their variable name."""
+    return {
+        ENV_CA_ARN: ca_arn,
+        ENV_TEMPLATE_ARN: TEMPLATE_ARN,
+        ENV_VALIDITY_DAYS: "7",
+        ENV_HOST_ROLE_ARN: host_role_arn,
+        ENV_AUTO_SCALING_GROUP: fleet.group,
+        ENV_SERVICE_NAMES: json.dumps(list(service_names)),
+        **overrides,
+    }
 
 
 def instance_session_arn(role_name: str, instance_id: str, account: str = ACCOUNT) -> str:

@@ -55,9 +55,9 @@ from components.local.issuer import (
 )
 from components.local.issuer import instance_session_arn as session_arn
 from components.local.process import free_port
+from components.local.python import find_python
 from components.local.tls import make_pki
 from components.x509 import sha256_fingerprints
-from tests.host_python import find_host_python
 
 REGION = "us-east-1"
 ROLE_NAME = "pca-backend-bench-hosts"
@@ -221,7 +221,7 @@ def main() -> None:
     for name in REAL_AWS_VARIABLES:
         os.environ.pop(name, None)
     os.environ.update(FAKE_AWS_ENVIRONMENT)  # never a real account: moto only
-    python = find_host_python() or sys.executable
+    python = find_python(3, 9, override="HOST_PYTHON") or sys.executable  # Amazon Linux 2023's python3
     with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="agent-bench-") as scratch:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         bench = Bench(endpoint, Path(scratch), python)

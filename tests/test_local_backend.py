@@ -7,9 +7,6 @@ end in tests/test_end_to_end.py.
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -20,18 +17,12 @@ from cryptography.hazmat.primitives import serialization
 from components.local.nginx import running_nginx, tls_server_block, write_standalone_conf
 from components.local.process import free_port, require_binary, stop_process
 from components.local.tls import make_pki
-from tests.tls_fixtures import REPO
+from tests.project_tools import load_script
 
 
 @pytest.fixture(scope="module")
 def local_backend() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("local_backend_script", str(REPO / "scripts" / "local-backend"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # its dataclasses look their module up there
-    loader.exec_module(module)
-    return module
+    return load_script("local-backend")
 
 
 def leaf_der(certificate: Path) -> bytes:

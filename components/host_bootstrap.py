@@ -130,8 +130,9 @@ PAYLOAD_DIR = "/var/lib/pca-backend"
 TIMER_MINUTES_MAX = 24 * 60
 # A SHA-256 digest as the hosts write it (sha256sum, x509.sha256_fingerprints): 64 lowercase hex digits.
 _SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
-# Boot-time package install attempts (back-off capped at 60 s: about an hour).
-_PACKAGE_ATTEMPTS = 60
+#: Attempts of a boot step that waits for the network (the payload's download, the package install): with a
+#: back-off capped at a minute, about an hour.
+RETRY_ATTEMPTS = 60
 
 
 @dataclass(frozen=True)
@@ -555,6 +556,24 @@ WantedBy=timers.target
     return service, timer
 
 
+def _retried_for_an_hour(command: str, *, retrying: str, giving_up: Sequence[str]) -> list[str]:
+    """Bash lines running `command` until it succeeds, with a back-off capped at a minute, RETRY_ATTEMPTS times
+    (about an hour); `retrying` is echoed after each failure (`$attempt` is the attempt's number), `giving_up` runs
+    before the script exits 1 when the last attempt fails."""
+    return [
+        "attempt=1",
+        f"until {command}; do",
+        f'    if [ "$attempt" -ge {RETRY_ATTEMPTS} ]; then',
+        *(f"        {line}" for line in giving_up),
+        "        exit 1",
+        "    fi",
+        f'    echo "{retrying}"',
+        "    sleep $((attempt < 6 ? attempt * 10 : 60))",
+        "    attempt=$((attempt + 1))",
+        "done",
+    ]
+
+
 def package_install_command(timer_unit: str) -> str:
     """A boot command: `dnf install -y nginx openssl` retried with a back-off capped at a minute, for about an hour;
     when it still fails the boot stops and `timer_unit` (whose runs install missing packages too) goes on."""
@@ -562,16 +581,11 @@ def package_install_command(timer_unit: str) -> str:
         [
             "# No route to the package repositories yet (NAT gateway or VPC endpoints still coming up) must not",
             "# end the boot: retry with a back-off capped at a minute, for about an hour; the timer goes on after.",
-            "attempt=1",
-            "until dnf install -y nginx openssl; do",
-            f'    if [ "$attempt" -ge {_PACKAGE_ATTEMPTS} ]; then',
-            f'        echo "dnf install failed {_PACKAGE_ATTEMPTS} times; {timer_unit} keeps retrying"',
-            "        exit 1",
-            "    fi",
-            f'    echo "dnf install nginx openssl failed (attempt $attempt of {_PACKAGE_ATTEMPTS}); retrying"',
-            "    sleep $((attempt < 6 ? attempt * 10 : 60))",
-            "    attempt=$((attempt + 1))",
-            "done",
+            *_retried_for_an_hour(
+                "dnf install -y nginx openssl",
+                retrying=f"dnf install nginx openssl failed (attempt $attempt of {RETRY_ATTEMPTS}); retrying",
+                giving_up=[f'echo "dnf install failed {RETRY_ATTEMPTS} times; {timer_unit} keeps retrying"'],
+            ),
         ]
     )
 
@@ -695,8 +709,6 @@ def render_install_script(payload: HostPayload) -> str:
 # S3 general purpose bucket names: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end
 # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-# Download attempts at boot (back-off capped at 60 s: about an hour, as the package install).
-_DOWNLOAD_ATTEMPTS = 60
 
 
 @dataclass(frozen=True)
@@ -747,7 +759,6 @@ def render_bootstrap(*, region: str, bucket: str, key: str, sha256: str, ca_fing
         raise ValueError(f"key must be the payload's content address {PAYLOAD_KEY_PREFIX}<sha256>.sh, got {key!r}")
     pins = render_pins(ca_fingerprints)
     q = shlex.quote
-    attempts = _DOWNLOAD_ATTEMPTS
     source = "s3://$PAYLOAD_BUCKET/$PAYLOAD_KEY"
     lines = [
         "#!/bin/bash",
@@ -773,19 +784,16 @@ def render_bootstrap(*, region: str, bucket: str, key: str, sha256: str, ca_fing
         f'download=$(mktemp "{PAYLOAD_DIR}/.payload.XXXXXX")',
         "# The instance profile's credentials, the role's policy and the route to S3 (NAT gateway or S3 gateway",
         "# endpoint) can lag the first boot: retry with a back-off capped at a minute, for about an hour.",
-        "attempt=1",
-        f'until aws s3api get-object --region "$REGION" --cli-connect-timeout {AWS_CLI_CONNECT_TIMEOUT} \\',
-        f'    --cli-read-timeout {AWS_CLI_READ_TIMEOUT} --bucket "$PAYLOAD_BUCKET" --key "$PAYLOAD_KEY" "$download" \\',
-        "    >/dev/null; do",
-        f'    if [ "$attempt" -ge {attempts} ]; then',
-        f'        echo "could not download the host payload {source} in {attempts} attempts: nothing installed"',
-        '        rm -f -- "$download"',
-        "        exit 1",
-        "    fi",
-        f'    echo "could not download the host payload {source} (attempt $attempt of {attempts}); retrying"',
-        "    sleep $((attempt < 6 ? attempt * 10 : 60))",
-        "    attempt=$((attempt + 1))",
-        "done",
+        *_retried_for_an_hour(
+            f'aws s3api get-object --region "$REGION" --cli-connect-timeout {AWS_CLI_CONNECT_TIMEOUT} \\\n'
+            f'    --cli-read-timeout {AWS_CLI_READ_TIMEOUT} --bucket "$PAYLOAD_BUCKET" --key "$PAYLOAD_KEY" \\\n'
+            '    "$download" >/dev/null',
+            retrying=f"could not download the host payload {source} (attempt $attempt of {RETRY_ATTEMPTS}); retrying",
+            giving_up=[
+                f'echo "could not download the host payload {source} in {RETRY_ATTEMPTS} attempts: nothing installed"',
+                'rm -f -- "$download"',
+            ],
+        ),
         'actual=$(sha256sum "$download" | cut -d " " -f 1)',
         'if [ "$actual" != "$PAYLOAD_SHA256" ]; then',
         (

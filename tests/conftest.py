@@ -1,4 +1,5 @@
-"""Shared pytest fixtures. Sections: AWS emulator (moto server, recording proxy). Add new sections below."""
+"""Shared pytest fixtures. Sections: AWS emulator (moto server, recording proxy); the provider host. Add new
+sections below."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from botocore.retries.standard import ExponentialBackoff
 
 from components.local.emulator import FAKE_AWS_ENVIRONMENT, REAL_AWS_VARIABLES, RecordingProxy, moto_server
+from tests.provider_host import Engine, ProviderHost
 
 # --------------------------------------------------------------------------------------------------------
 # AWS emulator: moto's server in a subprocess (one per session) and a recording/fault-injecting proxy
@@ -59,3 +61,21 @@ def pca_proxy(pca_proxy_session: RecordingProxy) -> Iterator[RecordingProxy]:
 def fast_aws_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """botocore's retry back-off (up to 20 s a try for throttling) shrunk to 1 ms; attempts are unchanged."""
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda _self, _context: 0.001)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The certificate provider as the engine runs it: the SDK's provider host, spoken to over gRPC
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def provider_host(fake_aws_credentials: None) -> Iterator[ProviderHost]:
+    """`python -m pulumi.dynamic` started for the module (one process, as the engine keeps one per deployment)."""
+    with ProviderHost() as started:
+        yield started
+
+
+@pytest.fixture
+def engine(provider_host: ProviderHost) -> Engine:
+    """The engine's side of the door: Check, Diff, Create, Read, Update and Delete in the engine's order."""
+    return Engine(provider_host)

@@ -48,12 +48,6 @@ STACK_REFERENCE = "pulumi:pulumi:StackReference"
 
 
 @pytest.fixture(scope="module")
-def provider_host(fake_aws_credentials: None) -> Iterator[ProviderHost]:
-    with ProviderHost() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
 def ca_arn(pca_proxy_session: RecordingProxy) -> str:
     return create_active_ca(pca_proxy_session.endpoint_url, common_name="Policy Door CA")[0]
 

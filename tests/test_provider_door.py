@@ -9,7 +9,6 @@ delete is quiet, and state written by an earlier version diffs as unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,17 +39,6 @@ ISSUE = "ACMPrivateCA.IssueCertificate"
 GET = "ACMPrivateCA.GetCertificate"
 REVOKE = "ACMPrivateCA.RevokeCertificate"
 DESCRIBE = "ACMPrivateCA.DescribeCertificateAuthority"
-
-
-@pytest.fixture(scope="module")
-def host(fake_aws_credentials: None) -> Iterator[ProviderHost]:
-    with ProviderHost() as started:
-        yield started
-
-
-@pytest.fixture
-def engine(host: ProviderHost) -> Engine:
-    return Engine(host)
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +85,13 @@ def deployed(engine: Engine, ca_arn: str, pca_proxy: RecordingProxy) -> Stored:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_the_engine_sees_floats_a_secret_provider_and_no_nulls(host: ProviderHost, ca_arn: str) -> None:
+def test_the_engine_sees_floats_a_secret_provider_and_no_nulls(provider_host: ProviderHost, ca_arn: str) -> None:
     registration = registered({"ca_arn": ca_arn, "common_name": "app.internal.example.com", "validity_days": 30})
     sent = to_dict(registration.properties)
     assert sent["validity_days"] == 30.0
     assert isinstance(sent["validity_days"], float)
     assert sent[PROVIDER_KEY][SIG_KEY] == SECRET_SIG  # the serialized provider is a secret...
-    assert host.accepts_secrets is False  # ...which the host does not take: the engine strips it
+    assert provider_host.accepts_secrets is False  # ...which the host does not take: the engine strips it
     assert "csr_pem" not in sent  # None-valued inputs never travel
     assert "private_key_pem" not in sent
     assert "private_key_pem" in registration.additional_secret_outputs

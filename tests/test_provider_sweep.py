@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,17 +45,6 @@ REVOKE = "ACMPrivateCA.RevokeCertificate"
 ROLE = "arn:aws:iam::123456789012:role/certificate-issuer"
 #: Exceptions that mean the provider did not see a case coming.
 RAW = ("KeyError", "TypeError", "AttributeError", "IndexError", "ValueError", "ParamValidationError", "UnboundLocal")
-
-
-@pytest.fixture(scope="module")
-def host(fake_aws_credentials: None) -> Iterator[ProviderHost]:
-    with ProviderHost() as started:
-        yield started
-
-
-@pytest.fixture
-def engine(host: ProviderHost) -> Engine:
-    return Engine(host)
 
 
 @pytest.fixture(scope="module")
@@ -327,9 +315,11 @@ def test_the_sweep_is_large_and_covers_every_input() -> None:
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=lambda case: case.id)
-def test_a_bad_input_is_refused_by_name(host: ProviderHost, ca_arn: str, pca_proxy: RecordingProxy, case: Bad) -> None:
+def test_a_bad_input_is_refused_by_name(
+    provider_host: ProviderHost, ca_arn: str, pca_proxy: RecordingProxy, case: Bad
+) -> None:
     props = {**good(ca_arn, pca_proxy), **dict(case.extra), case.key: case.value}
-    answer = host.check(URN, to_struct({}), registered(props).properties)  # a DoorError here fails the test
+    answer = provider_host.check(URN, to_struct({}), registered(props).properties)  # a DoorError here fails the test
     blamed = case.blamed or case.key
     assert [prop for prop, _ in answer.failures] == [blamed], answer.failures
     [(_, reason)] = answer.failures
@@ -345,10 +335,10 @@ def test_an_output_passed_as_an_input_is_refused(pca_proxy: RecordingProxy, ca_a
     assert failure.reason.startswith("private_key_pem is an output of the certificate, set by the provider")
 
 
-def test_empty_strings_mean_the_default(host: ProviderHost, ca_arn: str, pca_proxy: RecordingProxy) -> None:
+def test_empty_strings_mean_the_default(provider_host: ProviderHost, ca_arn: str, pca_proxy: RecordingProxy) -> None:
     """Not a silent acceptance: an empty string is how a program leaves a string input unset."""
     props = {**good(ca_arn, pca_proxy), "key_algorithm": "", "template_arn": "", "profile": "", "region": ""}
-    answer = host.check(URN, to_struct({}), registered(props).properties)
+    answer = provider_host.check(URN, to_struct({}), registered(props).properties)
     assert answer.failures == []
     checked = to_dict(answer.inputs)
     assert checked["key_algorithm"] == "EC_prime256v1"
@@ -518,12 +508,12 @@ def test_delete_of_an_id_that_is_not_a_certificate_arn_says_so(engine: Engine, d
         ("validity_days", 30),
     ],
 )
-def test_update_refuses_what_diff_replaces(host: ProviderHost, deployed: Stored, key: str, value: Any) -> None:
+def test_update_refuses_what_diff_replaces(provider_host: ProviderHost, deployed: Stored, key: str, value: Any) -> None:
     """The engine only updates what diff updates in place; a direct Update must not rewrite the certificate's
     identity (a CA that did not issue it, names it does not carry) into the state."""
     news = replaced(deployed.inputs, **{key: value})
     with pytest.raises(DoorError) as failed:
-        host.update(URN, deployed.id, deployed.outputs, news, deployed.inputs)
+        provider_host.update(URN, deployed.id, deployed.outputs, news, deployed.inputs)
     assert_explained(failed.value, f"cannot change {key}", "replacement", "Nothing was changed")
 
 
@@ -531,8 +521,10 @@ def test_update_refuses_what_diff_replaces(host: ProviderHost, deployed: Stored,
     ("key", "value"),
     [("throttle_retry_minutes", 0), ("endpoint_url", "ftp://x"), ("assume_role_arn", "arn:aws:iam::1:role/x")],
 )
-def test_update_checks_the_settings_it_takes(host: ProviderHost, deployed: Stored, key: str, value: Any) -> None:
+def test_update_checks_the_settings_it_takes(
+    provider_host: ProviderHost, deployed: Stored, key: str, value: Any
+) -> None:
     news = replaced(deployed.inputs, **{key: value})
     with pytest.raises(DoorError) as failed:
-        host.update(URN, deployed.id, deployed.outputs, news, deployed.inputs)
+        provider_host.update(URN, deployed.id, deployed.outputs, news, deployed.inputs)
     assert_explained(failed.value, "update refused its inputs", key)

@@ -29,14 +29,15 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components.local.tls import self_signed_ca_pem
+from components.x509 import generate_private_key, private_key_pem
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 STACKS = sorted(path.name[len("Pulumi.") : -len(".yaml")] for path in (ROOT / "stacks").glob("Pulumi.*.yaml"))
 ACCOUNT = "123456789012"
 MOCK_AMI = "ami-0123456789abcdef0"
-#: What the mocked dynamic certificate returns as its key: tests look for it where it must never be.
-FAKE_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMOCKED-PRIVATE-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"
+#: What the mocked dynamic certificate returns as its key (made per run): tests look for it where it must never be.
+MOCK_PRIVATE_KEY = private_key_pem(generate_private_key("EC_prime256v1"))
 CERTIFICATE_TYPE = "pulumi-python:dynamic/pki:Certificate"
 MOCK_CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMOCK\n-----END CERTIFICATE REQUEST-----\n"
 
@@ -213,7 +214,7 @@ class _Mocks(RecordingMocks):
                 certificate_pem="-----BEGIN CERTIFICATE-----\nMOCK-LEAF\n-----END CERTIFICATE-----\n",
                 certificate_chain_pem=PKI_ROOT_PEM,
                 full_chain_pem="-----BEGIN CERTIFICATE-----\nMOCK-LEAF\n-----END CERTIFICATE-----\n" + PKI_ROOT_PEM,
-                private_key_pem=FAKE_PRIVATE_KEY,
+                private_key_pem=MOCK_PRIVATE_KEY,
                 serial="0A:0B",
                 not_after="2030-01-01T00:00:00Z",
             )

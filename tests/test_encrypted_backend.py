@@ -54,7 +54,7 @@ from components.ssm_key_delivery import (
     SsmKeyDeliveryArgs,
     SsmKeyParameters,
 )
-from components.x509 import sha256_fingerprints
+from components.x509 import generate_private_key, private_key_pem, sha256_fingerprints
 from tests.stack_harness import PKI_ROOT_PEM
 
 ACCOUNT = "123456789012"
@@ -65,9 +65,9 @@ DEPLOYER_SESSION_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy/gha-run-1234
 DEPLOYER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ci/deploy"
 LISTENER_CERT_ARN = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
-# Fake PEMs with recognisable bodies: a body found anywhere it should not be is a leak.
-KEY_BODY = "RkFLRS1TRUNSRVQtS0VZLURPLU5PVC1MRUFLLTAxMjM0NTY3ODk="
-FAKE_KEY_PEM = f"-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----\n"
+# PEMs with recognisable bodies: a body found anywhere it should not be is a leak. The key is made per run.
+KEY_PEM = private_key_pem(generate_private_key("EC_prime256v1"))
+KEY_BODY = KEY_PEM.splitlines()[1]
 FAKE_CHAIN_PEM = "-----BEGIN CERTIFICATE-----\nRkFLRS1MRUFG\n-----END CERTIFICATE-----\n"
 # A real certificate: the hosts pin the SHA-256 fingerprint of each certificate in the bundle.
 FAKE_BUNDLE_PEM = PKI_ROOT_PEM
@@ -207,7 +207,7 @@ def _args(**overrides: Any) -> EncryptedBackendArgs:
     """The backend's arguments with `overrides` (its own, or its `SsmKeyDelivery`'s); None removes an argument."""
     delivery: dict[str, Any] = {
         "full_chain_pem": FAKE_CHAIN_PEM,
-        "private_key_pem": FAKE_KEY_PEM,
+        "private_key_pem": KEY_PEM,
         "ca_bundle_pem": FAKE_BUNDLE_PEM,
         "parameter_prefix": "/pca-backend/test",
         "parameter_writer_arns": [DEPLOYER_ROLE_ARN],
@@ -641,7 +641,7 @@ def test_key_material_only_in_the_private_key_parameter(mocks: RecordingMocks) -
 
     holders = [r for r in mocks.resources if KEY_BODY in _dump(r.inputs)]
     assert [(r.typ, r.name) for r in holders] == [("aws:ssm/parameter:Parameter", "leak-private-key")], urn
-    assert _secret_value(holders[0].inputs["value"]) == FAKE_KEY_PEM, urn
+    assert _secret_value(holders[0].inputs["value"]) == KEY_PEM, urn
     # Nor any certificate content outside the parameters.
     for resource in mocks.resources:
         if resource.typ != "aws:ssm/parameter:Parameter":
@@ -664,7 +664,7 @@ def test_parameters_are_secure_strings(mocks: RecordingMocks) -> None:
     assert params["secret-full-chain"]["name"] == "/pca-backend/test/full-chain", urn
     assert params["secret-private-key"]["name"] == "/pca-backend/test/private-key", urn
     assert params["secret-ca-bundle"]["name"] == "/pca-backend/test/ca-bundle", urn
-    assert _secret_value(params["secret-private-key"]["value"]) == FAKE_KEY_PEM, urn
+    assert _secret_value(params["secret-private-key"]["value"]) == KEY_PEM, urn
     assert _secret_value(params["secret-full-chain"]["value"]) == FAKE_CHAIN_PEM, urn
     assert _secret_value(params["secret-ca-bundle"]["value"]) == FAKE_BUNDLE_PEM, urn
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.project_tools import uv_binary
-from tests.stack_harness import CERTIFICATE_TYPE, FAKE_PRIVATE_KEY, PKI_CA_ARN, PKI_ROOT_PEM, StackRun, run_program
+from tests.stack_harness import CERTIFICATE_TYPE, MOCK_PRIVATE_KEY, PKI_CA_ARN, PKI_ROOT_PEM, StackRun, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "consumer"
@@ -81,11 +81,11 @@ def test_consumer_keeps_the_key_secret_and_out_of_outputs() -> None:
     run = _run()
     assert run.outputs["caTrustBundlePem"] == PKI_ROOT_PEM
     for name, value in run.outputs.items():
-        assert FAKE_PRIVATE_KEY not in str(value), f"output {name} leaks the key"
+        assert MOCK_PRIVATE_KEY not in str(value), f"output {name} leaks the key"
     version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
     secret_string = version.inputs["secretString"]
     assert "4dabf18193072939515e22adb298388d" in secret_string, f"{version.urn}: the key must stay a secret"
-    assert secret_string["value"] == FAKE_PRIVATE_KEY, version.urn
+    assert secret_string["value"] == MOCK_PRIVATE_KEY, version.urn
 
 
 def test_consumer_has_a_readme_that_says_how_to_use_it() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -42,6 +43,7 @@ from components.host_bootstrap import (
 from components.host_payload import HostFile, HostPayload
 from components.nginx_config import render_server_block
 from components.settings import ec2_private_dns_wildcard
+from components.x509 import generate_private_key, private_key_pem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRUST_CA = REPO_ROOT / "scripts" / "trust-ca"
@@ -59,6 +61,8 @@ TIMER_PATH = "/etc/systemd/system/pca-backend-tls-sync.timer"
 #: SHA-256 fingerprints as x509.sha256_fingerprints gives them (two CAs: a subordinate and its root).
 FINGERPRINTS = [hashlib.sha256(b"subordinate").hexdigest(), hashlib.sha256(b"root").hexdigest()]
 BUCKET = "backend-host-payloads-0a1b2c3"
+#: Key material, made per run: a text that holds it is refused.
+KEY_PEM = private_key_pem(generate_private_key("EC_prime256v1"))
 
 
 def _server_block(names: list[str] | None = None) -> str:
@@ -205,7 +209,7 @@ def test_metric_backend_defaults_to_the_parameter_path() -> None:
         ({"parameters": HostParameters("/a", "/a", "/c")}, "different"),
         ({"parameters": HostParameters("/a", "/b", "/c'$(id)'")}, "parameters.ca_bundle"),
         ({"server_block": ""}, "server_block"),
-        ({"server_block": "-----BEGIN PRIVATE KEY-----\nabc\n"}, "server_block"),
+        ({"server_block": KEY_PEM}, "server_block"),
         ({"trust_ca_script": "print('no shebang')\n"}, "trust_ca_script"),
         ({"trust_ca_script": 42}, "trust_ca_script"),
         ({"tls_gate_script": "print('no shebang')\n"}, "tls_gate_script"),
@@ -322,7 +326,7 @@ def test_a_changed_payload_is_a_new_content_address() -> None:
             "/etc/tool",
         ),
         (HostPayload(files=(HostFile("/etc/nul", "0644", "a\0b"),), commands=()), "/etc/nul"),
-        (HostPayload(files=(), commands=("echo '-----BEGIN PRIVATE KEY-----'",)), "command 1"),
+        (HostPayload(files=(), commands=(f"printf %s {shlex.quote(KEY_PEM)}",)), "command 1"),
         (HostPayload(files=(), commands=("true", "printf 'a\0b'")), "command 2"),
     ],
 )

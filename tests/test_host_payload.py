@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.host_payload import HostFile, HostPayload
+from components.x509 import generate_private_key, private_key_pem
 
 
 def test_a_payload_holds_files_then_commands() -> None:
@@ -29,7 +30,7 @@ def test_modes_are_four_octal_digits(mode: str) -> None:
 
 def test_key_material_is_never_a_payload_file() -> None:
     with pytest.raises(ValueError, match="key material"):
-        HostFile("/etc/key.pem", "0600", "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n")
+        HostFile("/etc/key.pem", "0600", private_key_pem(generate_private_key("EC_prime256v1")))
 
 
 def test_a_path_is_installed_once() -> None:

@@ -24,7 +24,7 @@ from components.host_agent import AGENT_CONFIG_PATH, AGENT_PATH
 from components.issuer import contract
 from tests.stack_harness import (
     CERTIFICATE_TYPE,
-    FAKE_PRIVATE_KEY,
+    MOCK_PRIVATE_KEY,
     PKI_CA_ARN,
     PKI_ROOT_PEM,
     PROJECT,
@@ -127,7 +127,7 @@ def test_the_hosts_read_no_parameter_and_no_key(run: StackRun) -> None:
     assert not run.of_type("aws:kms/key:Key"), "no KMS key"
     assert not run.of_type(CERTIFICATE_TYPE), "no Certificate resource: each host asks the issuer"
     everything = json.dumps([resource.inputs for resource in run.resources], default=str)
-    assert FAKE_PRIVATE_KEY not in everything
+    assert MOCK_PRIVATE_KEY not in everything
     assert "PRIVATE KEY-----" not in everything, "no key material in any input"
     assert not {"certificateArn", "certificatePem", "parameterNames"} & set(run.outputs)
 

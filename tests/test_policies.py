@@ -18,6 +18,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE
 
+from components.x509 import generate_private_key, private_key_pem
 from policy import guardrails
 from tests.policy_harness import RecordedResource, check_resources, resource_args, stack_args
 
@@ -600,7 +601,7 @@ def test_certificate_private_key_not_secret_fails():
 
 
 def test_certificate_private_key_as_input_fails():
-    props = {"common_name": "b", "private_key_pem": "-----BEGIN PRIVATE KEY-----\n..."}
+    props = {"common_name": "b", "private_key_pem": private_key_pem(generate_private_key("EC_prime256v1"))}
     messages = run(guardrails.certificate_private_key_secret, CERT, props, ["private_key_pem"])
     assert_one(messages, "input")
 

@@ -24,8 +24,8 @@ from tests import stack_harness
 from tests.policy_harness import RecordedResource, check_resources
 from tests.stack_harness import (
     CERTIFICATE_TYPE,
-    FAKE_PRIVATE_KEY,
     MOCK_AMI,
+    MOCK_PRIVATE_KEY,
     PKI_CA_ARN,
     STACKS,
     Registration,
@@ -139,7 +139,7 @@ SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
 
 
 def test_key_reaches_only_the_private_key_parameter_as_a_secret(run: StackRun) -> None:
-    holders = [r.urn for r in run.resources if any(FAKE_PRIVATE_KEY in text for text in _strings(r.inputs))]
+    holders = [r.urn for r in run.resources if any(MOCK_PRIVATE_KEY in text for text in _strings(r.inputs))]
     key_parameters = [r for r in run.of_type("aws:ssm/parameter:Parameter") if r.name.endswith("private-key")]
     assert holders == [r.urn for r in key_parameters], f"{run.stack}: key material in {holders}"
     for parameter in key_parameters:

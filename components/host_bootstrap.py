@@ -44,7 +44,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.host_payload import HostFile, HostPayload
+from components.host_payload import HostFile, HostPayload, holds_key_material
 from components.rules.aws import is_parameter_path, is_region, is_reserved_parameter_path
 from components.settings import ec2_private_dns_wildcard
 
@@ -225,7 +225,7 @@ def _check_text(argument: str, value: str, *, script: str | None = None) -> str:
         raise ValueError(f"{argument} must not contain NUL or carriage-return characters")
     if script is not None and not value.startswith("#!"):
         raise ValueError(f"{argument} must be a script starting with '#!' (the content of {script})")
-    if "PRIVATE KEY-----" in value:
+    if holds_key_material(value):
         raise ValueError(f"{argument} must not contain key material")
     return value
 
@@ -684,7 +684,7 @@ def render_install_script(payload: HostPayload) -> str:
     for index, command in enumerate(payload.commands, 1):
         if not isinstance(command, str) or "\0" in command:
             raise ValueError(f"payload command {index} must be shell text without NUL characters")
-        if "PRIVATE KEY-----" in command:
+        if holds_key_material(command):
             raise ValueError(f"payload command {index} must not hold key material: payloads are not secret")
     directories = sorted({posixpath.dirname(file.path) for file in payload.files} - {"/"})
     lines = [

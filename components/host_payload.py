@@ -13,9 +13,15 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-__all__ = ["HostFile", "HostPayload"]
+__all__ = ["HostFile", "HostPayload", "holds_key_material"]
 
 _MODE = re.compile(r"0[0-7]{3}")
+
+
+def holds_key_material(text: str) -> bool:
+    """Whether `text` holds a PEM private key of any kind (PKCS#8, encrypted, EC, RSA): what a host's software,
+    its payload and its launch template must never carry."""
+    return "PRIVATE KEY-----" in text
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class HostFile:
             raise ValueError(f"HostFile path must be absolute and normalised, got {self.path!r}")
         if not _MODE.fullmatch(self.mode):
             raise ValueError(f"HostFile mode must be four octal digits such as '0755', got {self.mode!r}")
-        if "PRIVATE KEY-----" in self.content:
+        if holds_key_material(self.content):
             raise ValueError(f"HostFile {self.path} must not hold key material: payloads are not secret")
 
 

@@ -51,6 +51,7 @@ from components import certificate, pca_client, x509
 from components.certificate import CertificateProvider
 from components.local.emulator import (
     FAKE_AWS_ENVIRONMENT,
+    ISSUE,
     REAL_AWS_VARIABLES,
     RecordingProxy,
     create_active_ca,
@@ -60,7 +61,6 @@ from components.local.emulator import (
     pca_client as emulator_client,
 )
 
-ISSUE = "ACMPrivateCA.IssueCertificate"
 COMMON_NAME = "bench.internal.example.com"
 NAMES = ["api.bench.internal.example.com", "10.0.0.10"]
 

@@ -27,13 +27,8 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from components import certificate, pca_client
 from components import x509 as pki
 from components.certificate import UNKNOWN, CertificateError, CertificateProvider
-from components.local.emulator import RecordingProxy, create_active_ca, free_port
+from components.local.emulator import DESCRIBE, GET, ISSUE, REVOKE, RecordingProxy, create_active_ca, free_port
 from components.local.emulator import pca_client as emulator_client
-
-ISSUE = "ACMPrivateCA.IssueCertificate"
-GET = "ACMPrivateCA.GetCertificate"
-REVOKE = "ACMPrivateCA.RevokeCertificate"
-DESCRIBE = "ACMPrivateCA.DescribeCertificateAuthority"
 
 provider = CertificateProvider()
 
@@ -953,7 +948,7 @@ def test_check_tolerates_unknown_values_during_preview(
     assert result.inputs is not None
     assert result.inputs[key] == value
     assert bool(pca_proxy.requests) is calls_aws
-    assert all(call.target == "ACMPrivateCA.DescribeCertificateAuthority" for call in pca_proxy.requests)
+    assert all(call.target == DESCRIBE for call in pca_proxy.requests)
 
 
 def test_check_ignores_the_provider_marker(pca_proxy: RecordingProxy, rsa_ca: tuple[str, str]) -> None:

@@ -28,12 +28,9 @@ from botocore.config import Config as BotoConfig
 
 from components import certificate, pca_client
 from components.certificate import CertificateError, CertificateProvider
-from components.local.emulator import RecordingProxy, create_active_ca
+from components.local.emulator import GET, ISSUE, REVOKE, RecordingProxy, create_active_ca
 from components.local.emulator import pca_client as emulator_client
 
-ISSUE = "ACMPrivateCA.IssueCertificate"
-GET = "ACMPrivateCA.GetCertificate"
-REVOKE = "ACMPrivateCA.RevokeCertificate"
 WINDOW = 1.5
 REUSE = 1.0
 READ_TIMEOUT = 0.4

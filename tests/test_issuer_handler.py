@@ -29,7 +29,7 @@ from components.issuer.contract import (
     MAX_BODY_BYTES,
 )
 from components.issuer.handler import Issuer, IssuerConfig
-from components.local.emulator import RecordingProxy, create_active_ca
+from components.local.emulator import GET, ISSUE, RecordingProxy, create_active_ca
 from components.local.issuer import (
     ACCOUNT,
     TEMPLATE_ARN,
@@ -49,8 +49,6 @@ ROLE_NAME = "fleet-host-role"
 HOST_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/pca-backend/{ROLE_NAME}"
 SERVICE_NAME = "api.internal.example"
 DHCP_DOMAIN = "corp.example.com"
-ISSUE = "ACMPrivateCA.IssueCertificate"
-GET = "ACMPrivateCA.GetCertificate"
 
 
 # --- the fleet, the CA and the issuer ---------------------------------------------------------------------------

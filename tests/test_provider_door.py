@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 
 from components import x509 as pki
 from components.certificate import IDENTITY_INPUTS, INPUTS
-from components.local.emulator import RecordingProxy, create_active_ca
+from components.local.emulator import DESCRIBE, GET, ISSUE, REVOKE, RecordingProxy, create_active_ca
 from tests.provider_host import (
     PROVIDER_KEY,
     SECRET_SIG,
@@ -34,11 +34,6 @@ from tests.provider_host import (
     to_struct,
     unknown_output,
 )
-
-ISSUE = "ACMPrivateCA.IssueCertificate"
-GET = "ACMPrivateCA.GetCertificate"
-REVOKE = "ACMPrivateCA.RevokeCertificate"
-DESCRIBE = "ACMPrivateCA.DescribeCertificateAuthority"
 
 
 @pytest.fixture(scope="module")

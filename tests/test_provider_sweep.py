@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from components import certificate
 from components.certificate import CertificateProvider
-from components.local.emulator import RecordingProxy, create_active_ca, free_port
+from components.local.emulator import GET, REVOKE, RecordingProxy, create_active_ca, free_port
 from tests.provider_host import (
     URN,
     DoorError,
@@ -39,9 +39,6 @@ from tests.provider_host import (
     without,
 )
 
-ISSUE = "ACMPrivateCA.IssueCertificate"
-GET = "ACMPrivateCA.GetCertificate"
-REVOKE = "ACMPrivateCA.RevokeCertificate"
 ROLE = "arn:aws:iam::123456789012:role/certificate-issuer"
 #: Exceptions that mean the provider did not see a case coming.
 RAW = ("KeyError", "TypeError", "AttributeError", "IndexError", "ValueError", "ParamValidationError", "UnboundLocal")

@@ -183,7 +183,11 @@ class _TokenUse:
 
 
 _THROTTLED = _Fault("", 400, json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode(), None)
-_ISSUE = "ACMPrivateCA.IssueCertificate"
+#: The X-Amz-Target of the ACM PCA operations that tests, benches and the proxy's faults single out.
+ISSUE = "ACMPrivateCA.IssueCertificate"
+GET = "ACMPrivateCA.GetCertificate"
+REVOKE = "ACMPrivateCA.RevokeCertificate"
+DESCRIBE = "ACMPrivateCA.DescribeCertificateAuthority"
 
 
 def _short(target: str) -> str:
@@ -300,7 +304,7 @@ class RecordingProxy:
     def in_progress(self, times: int | None = 1) -> None:
         """GetCertificate answers RequestInProgressException, as AWS does while it is still issuing."""
         self.inject(
-            "ACMPrivateCA.GetCertificate",
+            GET,
             error_type="RequestInProgressException",
             message="The request to issue the certificate is still in progress",
             times=times,
@@ -403,7 +407,7 @@ class RecordingProxy:
 
     def _token_key(self, target: str, body: dict[str, Any]) -> tuple[str, str] | None:
         token = body.get("IdempotencyToken")
-        if not self.honour_idempotency or target != _ISSUE or not isinstance(token, str) or not token:
+        if not self.honour_idempotency or target != ISSUE or not isinstance(token, str) or not token:
             return None
         return (str(body.get("CertificateAuthorityArn", "")), token)
 

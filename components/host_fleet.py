@@ -58,7 +58,7 @@ from components.host_bootstrap import (
 from components.key_delivery import FleetIdentity, HostContext, HostSupply, KeyDelivery
 from components.load_balancer import BackendArgs, shared_defaults
 from components.nginx_config import render_server_block
-from components.private_bucket import private_bucket_guards
+from components.private_bucket import deny_insecure_transport, private_bucket_guards
 from components.rules import aws as aws_rules
 
 __all__ = [
@@ -752,21 +752,8 @@ def _user_data(
 
 def payload_bucket_policy(bucket_arn: str) -> dict[str, Any]:
     """Refuse every request to the bucket that does not come over TLS. The hosts' role reads the payloads through its
-    own policy; nothing here grants access. `aws:SecureTransport` is false for a plain-HTTP request:
-    https://repost.aws/knowledge-center/s3-bucket-policy-for-config-rule"""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
+    own policy; nothing here grants access."""
+    return {"Version": "2012-10-17", "Statement": [deny_insecure_transport(bucket_arn)]}
 
 
 def _fleet_statements(*, payloads_bucket_arn: str) -> list[dict[str, Any]]:

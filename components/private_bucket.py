@@ -6,10 +6,26 @@ are both private; the policy pack holds every bucket of a stack to the same guar
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 
-__all__ = ["private_bucket_guards"]
+__all__ = ["deny_insecure_transport", "private_bucket_guards"]
+
+
+def deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
+    """The bucket policy statement that refuses every request to the bucket and its objects not made over TLS
+    (`aws:SecureTransport` is false for a plain-HTTP request):
+    https://repost.aws/knowledge-center/s3-bucket-policy-for-config-rule"""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
 
 
 def private_bucket_guards(prefix: str, bucket: aws.s3.Bucket, policy: pulumi.Input[str]) -> list[pulumi.Resource]:

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import x509
-from components.private_bucket import private_bucket_guards
+from components.private_bucket import deny_insecure_transport, private_bucket_guards
 from components.rules.aws import (
     CRL_EXPIRATION_DAYS_RANGE,
     KEY_STORAGE_STANDARDS,
@@ -286,14 +286,7 @@ def crl_bucket_policy(bucket_arn: str, partition: str, account_id: str, region: 
                     },
                 },
             },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
+            deny_insecure_transport(bucket_arn),
         ],
     }
 
